@@ -1,0 +1,302 @@
+"""A real Apache Kafka broker (KRaft, broker and controller in one JVM) run from Maven jars.
+
+Layout under the state folder:
+    kafka/state.json         version, cluster id, ports chosen on first start
+    kafka/server.properties  written at each start from the settings
+    kafka/data/              the log dirs (formatted once with the cluster id)
+    kafka/logs/              server.log (rolled) and the JVM's stdout
+    kafka/kafka.pid
+and the jars under the cache folder (kept across `infra reset`).
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from soundscape.errors import ServiceError
+from soundscape.infra import process
+from soundscape.infra.kafka.jars import KafkaJars
+from soundscape.kafka_clients import ENVELOPE_OVERHEAD_BYTES
+from soundscape.logs import get_logger
+from soundscape.settings import Settings
+
+log = get_logger(__name__)
+
+_TEMPLATE_DIR = Path(__file__).parent
+_MAIN_CLASS = "kafka.Kafka"
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    bootstrap: str | None
+    version: str
+    log_file: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "running": self.running,
+            "pid": self.pid,
+            "bootstrap_servers": self.bootstrap,
+            "version": self.version,
+            "log": self.log_file,
+        }
+
+
+class KafkaBroker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.state_dir / "kafka"
+        self.data_dir = self.home / "data"
+        self.log_dir = self.home / "logs"
+        self.state_file = self.home / "state.json"
+        self.pid_file = self.home / "kafka.pid"
+        self.config_file = self.home / "server.properties"
+        self.log4j_file = self.home / "log4j2.properties"
+        self.jars = KafkaJars(settings.cache_dir, settings.kafka.version)
+
+    # ---- state -------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return process.read_json(self.state_file) or {}
+
+    def bootstrap_address(self) -> str | None:
+        port = self._state().get("port")
+        return f"{self.settings.kafka.host}:{port}" if port else None
+
+    def pid(self) -> int | None:
+        """The broker's pid if it runs (checked against its command line, not just the number)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if process.pid_alive(pid) and str(self.config_file) in process.process_cmdline(pid):
+            return pid
+        return None
+
+    def status(self) -> BrokerStatus:
+        pid = self.pid()
+        return BrokerStatus(
+            running=pid is not None,
+            pid=pid,
+            bootstrap=self.bootstrap_address(),
+            version=self._state().get("version", self.settings.kafka.version),
+            log_file=str(self.log_dir / "server.log"),
+        )
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self) -> BrokerStatus:
+        """Start the broker if it is not running; idempotent."""
+        if self.pid() is not None:
+            return self.status()
+        java = process.require_tool(
+            "java", "install a Java 17+ runtime: `bash infra/setup.sh` (openjdk-17-jre-headless)"
+        )
+        classpath = self.jars.ensure()
+        state = self._prepare_state()
+        self._write_config(state)
+        self._format_if_needed(java, classpath, state)
+
+        stdout_path = self.log_dir / "stdout.log"
+        heap = self.settings.kafka.heap
+        command = [
+            java,
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            f"-Dkafka.logs.dir={self.log_dir}",
+            "-cp",
+            classpath,
+            _MAIN_CLASS,
+            str(self.config_file),
+        ]
+        with open(stdout_path, "ab") as stdout:
+            proc = subprocess.Popen(
+                command,
+                stdout=stdout,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.home,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        address = f"{self.settings.kafka.host}:{state['port']}"
+        if not self._wait_ready(proc, address):
+            process.terminate(proc.pid, timeout_s=10)
+            self.pid_file.unlink(missing_ok=True)
+            raise ServiceError(
+                f"Kafka did not become ready on {address} within "
+                f"{self.settings.kafka.start_timeout_s:.0f} s; last log lines:\n"
+                + process.tail(self.log_dir / "server.log")
+                + "\n"
+                + process.tail(stdout_path, 5),
+                hint=f"see {self.log_dir}; `soundscape infra reset` clears a broken state folder",
+            )
+        return self.status()
+
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        """Stop the broker; True if one was running. Leaves no process and no lock behind."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        if not process.terminate(pid, timeout_s=timeout_s):
+            raise ServiceError(f"Kafka (pid {pid}) did not stop", hint=f"kill -9 {pid}")
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    # ---- internals ---------------------------------------------------------------------
+    def _prepare_state(self) -> dict[str, Any]:
+        kafka = self.settings.kafka
+        state = self._state()
+        if state and state.get("version") not in (None, kafka.version):
+            raise ServiceError(
+                f"the Kafka state in {self.home} was made by Kafka {state['version']}, "
+                f"settings ask for {kafka.version}",
+                hint="set SOUNDSCAPE_KAFKA__VERSION back, or `soundscape infra reset --kafka`",
+            )
+        port = process.choose_port(kafka.port, state.get("port"), kafka.host, "Kafka")
+        cport = process.choose_port(
+            kafka.controller_port, state.get("controller_port"), kafka.host, "Kafka controller"
+        )
+        if cport == port:
+            cport = process.free_port(kafka.host)
+        state |= {
+            "version": kafka.version,
+            "cluster_id": state.get("cluster_id") or _new_cluster_id(),
+            "port": port,
+            "controller_port": cport,
+        }
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        process.write_json(self.state_file, state)
+        return state
+
+    def _write_config(self, state: dict[str, Any]) -> None:
+        kafka, topics = self.settings.kafka, self.settings.topics
+        host, port, cport = kafka.host, state["port"], state["controller_port"]
+        message_max = kafka.max_message_bytes + ENVELOPE_OVERHEAD_BYTES
+        lines = {
+            "process.roles": "broker,controller",
+            "node.id": 1,
+            "controller.quorum.voters": f"1@{host}:{cport}",
+            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
+            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": self.data_dir,
+            "num.partitions": topics.partitions,
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": 1,
+            "transaction.state.log.replication.factor": 1,
+            "transaction.state.log.min.isr": 1,
+            "share.coordinator.state.topic.replication.factor": 1,
+            "share.coordinator.state.topic.min.isr": 1,
+            "group.initial.rebalance.delay.ms": 0,
+            "message.max.bytes": message_max,
+            "replica.fetch.max.bytes": message_max,
+            "log.retention.hours": topics.retention_hours,
+            "log.segment.bytes": 256 * 1024 * 1024,
+            "num.recovery.threads.per.data.dir": 2,
+        }
+        text = "# Written by `soundscape infra up` from the settings; edits are overwritten.\n"
+        text += "".join(f"{key}={value}\n" for key, value in lines.items())
+        self.config_file.write_text(text)
+        template = (_TEMPLATE_DIR / "log4j2.properties").read_text()
+        self.log4j_file.write_text(template.replace("@LOG_DIR@", str(self.log_dir)))
+
+    def _format_if_needed(self, java: str, classpath: str, state: dict[str, Any]) -> None:
+        meta = self.data_dir / "meta.properties"
+        if meta.exists():
+            found = _read_properties(meta).get("cluster.id")
+            if found != state["cluster_id"]:
+                raise ServiceError(
+                    f"Kafka data in {self.data_dir} belongs to cluster {found!r}, "
+                    f"state.json says {state['cluster_id']!r}: the state folder is inconsistent",
+                    hint="`soundscape infra reset --kafka` wipes the broker's data and starts anew",
+                )
+            return
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            raise ServiceError(
+                f"{self.data_dir} holds files but no meta.properties: the state folder is corrupt",
+                hint="`soundscape infra reset --kafka` wipes the broker's data and starts anew",
+            )
+        started = time.monotonic()
+        result = subprocess.run(
+            [
+                java,
+                f"-Dlog4j2.configurationFile={self.log4j_file}",
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                state["cluster_id"],
+                "-c",
+                str(self.config_file),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise ServiceError(
+                "formatting Kafka's storage failed:\n" + (result.stderr or result.stdout)[-2000:],
+                hint="`soundscape infra reset --kafka` and try again",
+            )
+        log.info("kafka storage formatted", seconds=round(time.monotonic() - started, 2))
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], address: str) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        host, port = address.rsplit(":", 1)
+        deadline = time.monotonic() + self.settings.kafka.start_timeout_s
+
+        def listening() -> bool:
+            return proc.poll() is not None or process.port_in_use(int(port), host)
+
+        if not process.wait_for(listening, self.settings.kafka.start_timeout_s, 0.2):
+            return False
+        if proc.poll() is not None:
+            return False
+        admin = AdminClient({"bootstrap.servers": address, "logger": _quiet_logger()})
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                metadata = admin.list_topics(timeout=2)
+                if metadata.brokers:
+                    return True
+            except Exception:  # noqa: BLE001 - broker still starting; retried until deadline
+                pass
+            time.sleep(0.2)
+        return False
+
+
+def _new_cluster_id() -> str:
+    """Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _quiet_logger() -> Any:
+    import logging
+
+    logger = logging.getLogger("soundscape.kafka.admin")
+    logger.setLevel(logging.CRITICAL)
+    return logger

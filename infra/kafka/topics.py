@@ -1,0 +1,142 @@
+"""Create the topics of the design with deliberate partitions, retention and size limits.
+
+Works against any cluster (the local broker or an external one): creates what is missing,
+raises partition counts that are below the setting, and sets size and retention configs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from soundscape.errors import ServiceError
+from soundscape.kafka_clients import ENVELOPE_OVERHEAD_BYTES, admin_config
+from soundscape.settings import Settings, TopicSettings
+
+_HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int
+    max_message_bytes: int
+
+    def configs(self) -> dict[str, str]:
+        return {
+            "retention.ms": str(self.retention_ms),
+            "max.message.bytes": str(self.max_message_bytes),
+            "cleanup.policy": "delete",
+            "message.timestamp.type": "CreateTime",
+        }
+
+
+def topic_specs(settings: Settings, topics: TopicSettings | None = None) -> list[TopicSpec]:
+    t = topics or settings.topics
+    limit = settings.kafka.max_message_bytes + ENVELOPE_OVERHEAD_BYTES
+    audio_ms = t.retention_hours * _HOUR_MS
+    results_ms = t.results_retention_hours * _HOUR_MS
+    return [
+        TopicSpec(t.audio, t.partitions, audio_ms, limit),
+        TopicSpec(t.audio_dlq, t.partitions, audio_ms, limit),
+        TopicSpec(t.detections, t.partitions, results_ms, limit),
+        TopicSpec(t.heartbeats, t.partitions, results_ms, limit),
+        TopicSpec(t.drift, t.partitions, results_ms, limit),
+    ]
+
+
+def ensure_topics(
+    settings: Settings, topics: TopicSettings | None = None, timeout_s: float = 30.0
+) -> dict[str, str]:
+    """Returns what happened to each topic: created, grew to N partitions, or ok."""
+    admin = AdminClient(admin_config(settings))
+    specs = topic_specs(settings, topics)
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise ServiceError(
+            f"cannot reach Kafka at {admin_config(settings)['bootstrap.servers']}: {exc}",
+            hint="is it running? `soundscape infra status`",
+        ) from None
+    replication = min(3, max(1, len(metadata.brokers)))
+    outcome: dict[str, str] = {}
+
+    missing = [s for s in specs if s.name not in metadata.topics]
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(s.name, s.partitions, replication, config=s.configs()) for s in missing],
+            operation_timeout=timeout_s,
+        )
+        for name, future in futures.items():
+            _result(future, f"creating topic {name}", allow=KafkaError.TOPIC_ALREADY_EXISTS)
+            outcome[name] = "created"
+
+    if missing:
+        _wait_for_leaders(admin, [s.name for s in missing], timeout_s)
+
+    existing = [s for s in specs if s.name in metadata.topics]
+    grow = [s for s in existing if len(metadata.topics[s.name].partitions) < s.partitions]
+    if grow:
+        futures = admin.create_partitions([NewPartitions(s.name, s.partitions) for s in grow])
+        for name, future in futures.items():
+            _result(future, f"adding partitions to {name}")
+            outcome[name] = "partitions raised"
+    if existing:
+        resources = [
+            ConfigResource(
+                ConfigResource.Type.TOPIC,
+                s.name,
+                incremental_configs=[
+                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                    for k, v in s.configs().items()
+                ],
+            )
+            for s in existing
+        ]
+        for resource, future in admin.incremental_alter_configs(resources).items():
+            _result(future, f"configuring topic {resource.name}")
+            outcome.setdefault(resource.name, "ok")
+    return outcome
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """A created topic is usable once every partition has a leader in the metadata."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(
+            name in topics
+            and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+            for name in names
+        ):
+            return
+        time.sleep(0.1)
+    raise ServiceError(f"topics {', '.join(names)} have no leaders after {timeout_s:.0f} s")
+
+
+def delete_topics(settings: Settings, names: list[str], timeout_s: float = 30.0) -> None:
+    admin = AdminClient(admin_config(settings))
+    for name, future in admin.delete_topics(names, operation_timeout=timeout_s).items():
+        _result(future, f"deleting topic {name}", allow=KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def _result(future, what: str, allow: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    try:
+        future.result()
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if allow is not None and isinstance(error, KafkaError) and error.code() == allow:
+            return
+        raise ServiceError(f"{what} failed: {exc}") from None

@@ -1,0 +1,309 @@
+"""A private PostgreSQL cluster made with Debian's server binaries under the state folder.
+
+    postgres/data/              the cluster (initdb), owned by the user that runs it
+    postgres/run/               its Unix socket
+    postgres/logs/postgres.log
+    postgres/state.json         port chosen on first start
+    postgres/credentials.json   generated role passwords (mode 0600)
+
+PostgreSQL refuses to run as root; when Soundscape runs as root the server runs as the
+`postgres` system user (settings.postgres.os_user), which the Debian package creates.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from soundscape.errors import ServiceError
+from soundscape.infra import process
+from soundscape.logs import get_logger
+from soundscape.settings import Settings
+
+log = get_logger(__name__)
+
+_INSTALL_HINT = "install the server: `bash infra/setup.sh` (Debian package postgresql-15)"
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    running: bool
+    pid: int | None
+    port: int | None
+    data_dir: str
+    log_file: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "running": self.running,
+            "pid": self.pid,
+            "port": self.port,
+            "data_dir": self.data_dir,
+            "log": self.log_file,
+        }
+
+
+class PostgresCluster:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.state_dir / "postgres"
+        self.data_dir = self.home / "data"
+        self.run_dir = self.home / "run"
+        self.log_file = self.home / "logs" / "postgres.log"
+        self.state_file = self.home / "state.json"
+        self.credentials_file = self.home / "credentials.json"
+
+    # ---- facts -------------------------------------------------------------------------
+    def port(self) -> int | None:
+        state = process.read_json(self.state_file) or {}
+        return state.get("port")
+
+    def bin_dir(self) -> Path:
+        configured = self.settings.postgres.bin_dir
+        if configured:
+            if not (configured / "initdb").exists():
+                raise ServiceError(f"no initdb in {configured}", hint=_INSTALL_HINT)
+            return configured
+        found = sorted(
+            glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+            key=lambda p: int(Path(p).parent.parent.name),
+        )
+        if found:
+            return Path(found[-1]).parent
+        on_path = shutil.which("initdb")
+        if on_path:
+            return Path(on_path).parent
+        raise ServiceError("PostgreSQL server binaries (initdb, pg_ctl) not found", _INSTALL_HINT)
+
+    def _run_as(self) -> list[str]:
+        """Command prefix that drops root to the server's OS user; empty if not root."""
+        if os.geteuid() != 0:
+            return []
+        user = self.settings.postgres.os_user
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise ServiceError(
+                f"running as root, but there is no `{user}` user to run PostgreSQL as",
+                hint=_INSTALL_HINT + ", or set SOUNDSCAPE_POSTGRES__OS_USER",
+            ) from None
+        return [process.require_tool("runuser", "install util-linux"), "-u", user, "--"]
+
+    def _pg(self, tool: str, *args: str, check: bool = True, timeout: float = 120):  # type: ignore[no-untyped-def]
+        command = [*self._run_as(), str(self.bin_dir() / tool), *args]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise ServiceError(
+                f"`{tool} {' '.join(args[:3])} ...` failed:\n{(result.stderr or result.stdout)[-2000:]}",
+                hint=f"see {self.log_file}; `soundscape infra reset --postgres` starts anew",
+            )
+        return result
+
+    def pid(self) -> int | None:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        return pid if process.pid_alive(pid) else None
+
+    def status(self) -> ClusterStatus:
+        pid = self.pid()
+        return ClusterStatus(pid is not None, pid, self.port(), str(self.data_dir), str(self.log_file))
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self) -> ClusterStatus:
+        if self.pid() is not None:
+            self.bootstrap()
+            return self.status()
+        self._prepare_dirs()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        state = process.read_json(self.state_file) or {}
+        pg = self.settings.postgres
+        port = process.choose_port(pg.port, state.get("port"), pg.host, "PostgreSQL")
+        process.write_json(self.state_file, state | {"port": port})
+        self._write_conf(port)
+        result = self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-w",
+            "-t",
+            str(int(pg.start_timeout_s)),
+            "start",
+            check=False,
+            timeout=pg.start_timeout_s + 30,
+        )
+        if result.returncode != 0:
+            raise ServiceError(
+                f"PostgreSQL did not start on port {port}; last log lines:\n"
+                + process.tail(self.log_file),
+                hint="`soundscape infra reset --postgres` clears a broken cluster",
+            )
+        self.bootstrap()
+        return self.status()
+
+    def stop(self) -> bool:
+        if self.pid() is None:
+            return False
+        self._pg("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60", "stop")
+        return True
+
+    def _prepare_dirs(self) -> None:
+        for path in (self.home, self.data_dir, self.run_dir, self.log_file.parent):
+            path.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        prefix = self._run_as()
+        if prefix:
+            user = pwd.getpwnam(self.settings.postgres.os_user)
+            for path in (self.data_dir, self.run_dir, self.log_file.parent):
+                os.chown(path, user.pw_uid, user.pw_gid)
+            probe = subprocess.run([*prefix, "test", "-w", str(self.data_dir)], check=False)
+            if probe.returncode != 0:
+                raise ServiceError(
+                    f"PostgreSQL runs as `{user.pw_name}` (it refuses root), and that user "
+                    f"cannot reach {self.data_dir}",
+                    hint="use a state folder every user can traverse (the default for root is "
+                    "/var/lib/soundscape; set SOUNDSCAPE_STATE_DIR), or `chmod o+x` its parents",
+                )
+
+    def _initdb(self) -> None:
+        if any(self.data_dir.iterdir()):
+            raise ServiceError(
+                f"{self.data_dir} holds files but no PG_VERSION: the state folder is corrupt",
+                hint="`soundscape infra reset --postgres` wipes the cluster and starts anew",
+            )
+        started = time.monotonic()
+        self._pg(
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        )
+        with open(self.data_dir / "postgresql.conf", "a") as conf:
+            conf.write("\ninclude_if_exists = 'soundscape.conf'\n")
+        log.info("postgres cluster created", seconds=round(time.monotonic() - started, 2))
+
+    def _write_conf(self, port: int) -> None:
+        pg = self.settings.postgres
+        lines = [
+            "# Written by `soundscape infra up` from the settings; edits are overwritten.",
+            f"listen_addresses = '{pg.host}'",
+            f"port = {port}",
+            f"unix_socket_directories = '{self.run_dir}'",
+            "password_encryption = 'scram-sha-256'",
+            "max_connections = 100",
+            "shared_buffers = '256MB'",
+            "log_timezone = 'UTC'",
+            "timezone = 'UTC'",
+            "log_min_duration_statement = 2000",
+        ]
+        conf = self.data_dir / "soundscape.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        if self._run_as():
+            user = pwd.getpwnam(self.settings.postgres.os_user)
+            os.chown(conf, user.pw_uid, user.pw_gid)
+
+    # ---- roles and database ------------------------------------------------------------
+    def credentials(self) -> dict[str, str]:
+        """Role passwords: from the settings if given, else generated once and kept (0600)."""
+        pg = self.settings.postgres
+        stored = process.read_json(self.credentials_file) or {}
+        creds = {
+            "writer_password": (
+                pg.writer_password.get_secret_value()
+                if pg.writer_password
+                else stored.get("writer_password") or secrets.token_urlsafe(24)
+            ),
+            "reader_password": (
+                pg.reader_password.get_secret_value()
+                if pg.reader_password
+                else stored.get("reader_password") or secrets.token_urlsafe(24)
+            ),
+        }
+        if creds != stored:
+            process.write_json(self.credentials_file, creds, mode=0o600)
+        return creds
+
+    def superuser_connect(self, dbname: str = "postgres"):  # type: ignore[no-untyped-def]
+        import psycopg
+
+        return psycopg.connect(
+            host=str(self.run_dir), port=self.port(), user="postgres", dbname=dbname,
+            autocommit=True, connect_timeout=10,
+        )
+
+    def bootstrap(self) -> None:
+        """Create or update the database and its two roles; safe to run at every start."""
+        from psycopg import sql
+
+        pg, creds = self.settings.postgres, self.credentials()
+        writer, reader = sql.Identifier(pg.writer_user), sql.Identifier(pg.reader_user)
+        with self.superuser_connect() as conn:
+            for role, password in ((pg.writer_user, creds["writer_password"]),
+                                   (pg.reader_user, creds["reader_password"])):
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+                verb = "ALTER" if exists else "CREATE"
+                conn.execute(
+                    sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                        sql.Identifier(role), sql.Literal(password)
+                    )
+                )
+            conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(reader))
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (pg.database,)).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(pg.database), writer)
+                )
+        self.grant_read_only(pg.database)
+
+    def grant_read_only(self, database: str) -> None:
+        """The reader may connect and select, now and for every table the writer creates."""
+        from psycopg import sql
+
+        pg = self.settings.postgres
+        writer, reader = sql.Identifier(pg.writer_user), sql.Identifier(pg.reader_user)
+        with self.superuser_connect(database) as conn:
+            for statement in (
+                "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                "GRANT USAGE, CREATE ON SCHEMA public TO {writer}",
+                "GRANT CONNECT ON DATABASE {db} TO {reader}",
+                "GRANT USAGE ON SCHEMA public TO {reader}",
+                "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}",
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {writer} IN SCHEMA public "
+                "GRANT SELECT ON TABLES TO {reader}",
+            ):
+                conn.execute(
+                    sql.SQL(statement).format(
+                        writer=writer, reader=reader, db=sql.Identifier(database)
+                    )
+                )
+
+    def url(self, role: str = "writer", database: str | None = None) -> str | None:
+        """libpq URL (psql accepts it; SQLAlchemy after `sqlalchemy_url`)."""
+        port = self.port()
+        if port is None:
+            return None
+        pg, creds = self.settings.postgres, self.credentials()
+        user = pg.writer_user if role == "writer" else pg.reader_user
+        password = creds[f"{role}_password"]
+        return (
+            f"postgresql://{quote(user)}:{quote(password, safe='')}@{pg.host}:{port}/"
+            f"{quote(database or pg.database)}"
+        )

@@ -1,0 +1,140 @@
+"""What the local services share: ports, pid files, tools on PATH, state files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from soundscape.errors import ServiceError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def port_bindable(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def require_tool(name: str, install_hint: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise ServiceError(f"`{name}` is not installed or not on PATH", hint=install_hint)
+    return path
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) is not alive for our purposes.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def process_cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def terminate(pid: int, timeout_s: float = 30.0) -> bool:
+    """SIGTERM, wait, then SIGKILL; True if the process is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    if wait_for(lambda: not pid_alive(pid), timeout_s, interval_s=0.2):
+        return True
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    return wait_for(lambda: not pid_alive(pid), 10.0, interval_s=0.1)
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, interval_s: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A state file, or None if absent; a corrupt one is a clear error, not a traceback."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ServiceError(
+            f"state file {path} is unreadable ({exc})",
+            hint="run `soundscape infra reset` to start the services from a clean state",
+        ) from None
+    if not isinstance(data, dict):
+        raise ServiceError(
+            f"state file {path} does not hold a JSON object",
+            hint="run `soundscape infra reset` to start the services from a clean state",
+        )
+    return data
+
+
+def write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def choose_port(configured: int, remembered: int | None, host: str, what: str) -> int:
+    """The configured port, else the one used last time if still free, else a free one."""
+    if configured:
+        if not port_bindable(configured, host):
+            raise ServiceError(
+                f"{what} port {configured} on {host} is already taken by another process",
+                hint=f"free it, or choose another port (0 picks a free one) for {what}",
+            )
+        return configured
+    if remembered and port_bindable(remembered, host):
+        return remembered
+    return free_port(host)

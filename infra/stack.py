@@ -1,0 +1,96 @@
+"""Both local services together: what `soundscape infra up | down | status | reset` do."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+from soundscape.infra.kafka.broker import KafkaBroker
+from soundscape.infra.kafka.topics import ensure_topics
+from soundscape.infra.postgres.cluster import PostgresCluster
+from soundscape.settings import Settings
+
+
+def up(settings: Settings, *, kafka: bool = True, postgres: bool = True) -> dict[str, Any]:
+    """Start what is not running; returns per-service seconds and what was done."""
+    report: dict[str, Any] = {}
+    if postgres and settings.postgres.url is None:
+        started = time.monotonic()
+        cluster = PostgresCluster(settings)
+        was_running = cluster.pid() is not None
+        cluster.start()
+        report["postgres"] = {
+            "seconds": round(time.monotonic() - started, 2),
+            "action": "already running" if was_running else "started",
+        }
+    if kafka and settings.kafka.bootstrap_servers is None:
+        started = time.monotonic()
+        broker = KafkaBroker(settings)
+        was_running = broker.pid() is not None
+        fetched = 0.0 if broker.jars.is_complete() else broker.jars.fetch()
+        broker.start()
+        report["kafka"] = {
+            "seconds": round(time.monotonic() - started, 2),
+            "jar_fetch_seconds": round(fetched, 2),
+            "action": "already running" if was_running else "started",
+        }
+    if kafka:
+        started = time.monotonic()
+        outcome = ensure_topics(settings)
+        report["topics"] = {"seconds": round(time.monotonic() - started, 2), "topics": outcome}
+    return report
+
+
+def down(settings: Settings) -> dict[str, bool]:
+    """Stop both; True for each service that was running."""
+    return {
+        "kafka": KafkaBroker(settings).stop(),
+        "postgres": PostgresCluster(settings).stop(),
+    }
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    from soundscape.database import database_url
+
+    broker, cluster = KafkaBroker(settings), PostgresCluster(settings)
+    kafka: dict[str, Any]
+    if settings.kafka.bootstrap_servers:
+        kafka = {"external": True, "bootstrap_servers": settings.kafka.bootstrap_servers}
+    else:
+        kafka = {"external": False, **broker.status().as_dict()}
+    postgres: dict[str, Any]
+    if settings.postgres.url is not None:
+        postgres = {"external": True}
+    else:
+        postgres = {"external": False, **cluster.status().as_dict()}
+    try:
+        url: str | None = database_url(settings)
+        reader: str | None = database_url(settings, "reader")
+    except Exception:  # noqa: BLE001 - not started yet: nothing to report
+        url = reader = None
+    return {
+        "state_dir": str(settings.state_dir),
+        "kafka": kafka,
+        "postgres": postgres,
+        "bootstrap_servers": kafka.get("bootstrap_servers"),
+        "database_url": url,
+        "database_url_readonly": reader,
+    }
+
+
+def reset(settings: Settings, *, kafka: bool = True, postgres: bool = True) -> list[str]:
+    """Stop and wipe the services' state (the jar cache stays). Returns what was wiped."""
+    wiped = []
+    if kafka:
+        broker = KafkaBroker(settings)
+        broker.stop()
+        shutil.rmtree(broker.home, ignore_errors=True)
+        wiped.append(str(broker.home))
+    if postgres:
+        cluster = PostgresCluster(settings)
+        if cluster.pid() is not None:
+            cluster.stop()
+        shutil.rmtree(cluster.home, ignore_errors=True)
+        wiped.append(str(cluster.home))
+    return wiped

@@ -1,0 +1,2 @@
+"""Soundscape core."""
+__version__ = "0.1.0"

@@ -1,0 +1,33 @@
+"""Where the database is: an external URL from the settings, or the local cluster's."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from soundscape.errors import ServiceError
+from soundscape.settings import Settings
+
+Role = Literal["writer", "reader"]
+
+
+def database_url(settings: Settings, role: Role = "writer") -> str:
+    """libpq URL for the role; the external URL (used for both roles) if one is configured."""
+    if settings.postgres.url is not None:
+        return settings.postgres.url.get_secret_value()
+    from soundscape.infra.postgres.cluster import PostgresCluster
+
+    url = PostgresCluster(settings).url(role)
+    if url is None:
+        raise ServiceError(
+            "no database configured and no local PostgreSQL started by Soundscape",
+            hint="run `soundscape infra up`, or set SOUNDSCAPE_POSTGRES__URL",
+        )
+    return url
+
+
+def sqlalchemy_url(url: str) -> str:
+    """SQLAlchemy spells the psycopg 3 driver out in the scheme."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

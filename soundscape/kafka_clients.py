@@ -1,0 +1,95 @@
+"""Kafka client configuration built from Settings, so every client agrees on limits and security."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from soundscape.errors import ServiceError, UserError
+from soundscape.settings import Settings
+
+#: Room for headers and record-batch framing on top of the payload limit.
+ENVELOPE_OVERHEAD_BYTES = 64 * 1024
+
+
+class ChunkTooLargeError(UserError):
+    """A payload over the configured message limit: refused before it reaches the broker."""
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    if settings.kafka.bootstrap_servers:
+        return settings.kafka.bootstrap_servers
+    from soundscape.infra.kafka.broker import KafkaBroker
+
+    address = KafkaBroker(settings).bootstrap_address()
+    if address is None:
+        raise ServiceError(
+            "no Kafka broker configured and none started by Soundscape",
+            hint="run `soundscape infra up`, or set SOUNDSCAPE_KAFKA__BOOTSTRAP_SERVERS",
+        )
+    return address
+
+
+def common_config(settings: Settings) -> dict[str, Any]:
+    kafka = settings.kafka
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers(settings),
+        "security.protocol": kafka.security_protocol,
+        "client.dns.lookup": "use_all_dns_ips",
+        # librdkafka's own log lines go through logging (and so structlog), not raw stderr.
+        "logger": logging.getLogger("soundscape.librdkafka"),
+    }
+    if kafka.security_protocol.startswith("SASL"):
+        if not kafka.sasl_username or kafka.sasl_password is None:
+            raise UserError(
+                f"security_protocol {kafka.security_protocol} needs a SASL user and password",
+                hint="set SOUNDSCAPE_KAFKA__SASL_USERNAME and SOUNDSCAPE_KAFKA__SASL_PASSWORD",
+            )
+        config |= {
+            "sasl.mechanism": kafka.sasl_mechanism,
+            "sasl.username": kafka.sasl_username,
+            "sasl.password": kafka.sasl_password.get_secret_value(),
+        }
+    if kafka.ssl_ca_location:
+        config["ssl.ca.location"] = str(kafka.ssl_ca_location)
+    return config
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Idempotent, acks=all, and a message limit matching the topics'."""
+    config = common_config(settings) | {
+        "enable.idempotence": True,
+        "acks": "all",
+        "message.max.bytes": settings.kafka.max_message_bytes + ENVELOPE_OVERHEAD_BYTES,
+        "compression.type": "none",  # FLAC is already compressed
+        "linger.ms": 5,
+    }
+    return config | overrides
+
+
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    limit = settings.kafka.max_message_bytes + ENVELOPE_OVERHEAD_BYTES
+    config = common_config(settings) | {
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "max.partition.fetch.bytes": limit,
+        "fetch.max.bytes": max(limit, 64 * 1024 * 1024),
+        "receive.message.max.bytes": max(limit, 64 * 1024 * 1024) + 1024 * 1024,
+    }
+    return config | overrides
+
+
+def admin_config(settings: Settings) -> dict[str, Any]:
+    return common_config(settings)
+
+
+def check_payload_size(settings: Settings, payload: bytes, what: str = "chunk") -> None:
+    limit = settings.kafka.max_message_bytes
+    if len(payload) > limit:
+        raise ChunkTooLargeError(
+            f"{what} payload is {len(payload):,} bytes, over the {limit:,}-byte message limit",
+            hint="send FLAC rather than WAV, or raise SOUNDSCAPE_KAFKA__MAX_MESSAGE_BYTES "
+            "(topics and broker take it on the next `soundscape infra up`)",
+        )

@@ -1,0 +1,201 @@
+"""One typed settings object for every service and tool.
+
+Sources, strongest first: explicit overrides in code, environment variables
+(`SOUNDSCAPE_*`, nested fields with `__`, e.g. `SOUNDSCAPE_KAFKA__PORT=9092`), the TOML
+file named by `SOUNDSCAPE_CONFIG` (else `./soundscape.toml` if present), then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+#: Kafka release the project fetches. 4.0 is the newest line that both clients in the
+#: stack are tested against: librdkafka (confluent-kafka) speaks every API version the
+#: 4.x broker kept, and faust-streaming's client (aiokafka >= 0.12) is CI-tested by
+#: faust-streaming against Apache Kafka 4.0. See README "Why Kafka 4.0".
+DEFAULT_KAFKA_VERSION = "4.0.2"
+
+#: A chunk is at most 10 s of 8 channels at 48 kHz in 16-bit WAV (7.7 MB); real chunks
+#: (mono 32 kHz FLAC) are ~0.4 MB. The limit is set on broker, topics and clients alike.
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+def default_state_dir() -> Path:
+    """Root uses /var/lib (FHS, and reachable by the `postgres` user); others XDG state."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/soundscape")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "soundscape"
+
+
+class TopicSettings(BaseModel):
+    """Topic names are contracts (docs/architecture.md); change them only to namespace."""
+
+    audio: str = "soundscape.audio.v1"
+    detections: str = "soundscape.detections.v1"
+    audio_dlq: str = "soundscape.audio.dlq.v1"
+    heartbeats: str = "soundscape.heartbeats.v1"
+    drift: str = "soundscape.drift.v1"
+    partitions: int = Field(6, ge=1, le=1000)
+    retention_hours: int = Field(24 * 7, ge=1, description="Audio and DLQ retention")
+    results_retention_hours: int = Field(24 * 30, ge=1, description="Results retention")
+
+    def all_names(self) -> list[str]:
+        return [self.audio, self.detections, self.audio_dlq, self.heartbeats, self.drift]
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str | None = Field(
+        None, description="External brokers; unset means the broker `soundscape infra up` runs"
+    )
+    version: str = DEFAULT_KAFKA_VERSION
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535, description="0 picks a free port once and keeps it")
+    controller_port: int = Field(0, ge=0, le=65535)
+    heap: str = "768m"
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024 * 1024)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    start_timeout_s: float = Field(90.0, gt=0)
+
+
+class PostgresSettings(BaseModel):
+    url: SecretStr | None = Field(
+        None, description="External database URL; unset means the cluster `infra up` runs"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535, description="0 picks a free port once and keeps it")
+    database: str = "soundscape"
+    writer_user: str = "soundscape_writer"
+    reader_user: str = "soundscape_reader"
+    writer_password: SecretStr | None = Field(None, description="Generated at init if unset")
+    reader_password: SecretStr | None = Field(None, description="Generated at init if unset")
+    bin_dir: Path | None = Field(None, description="PostgreSQL server binaries; found if unset")
+    os_user: str = Field("postgres", description="Runs the server when Soundscape runs as root")
+    start_timeout_s: float = Field(60.0, gt=0)
+
+
+class WorkerSettings(BaseModel):
+    batch_size: int = Field(32, ge=1, le=4096)
+    batch_timeout_ms: int = Field(200, ge=1)
+    decode_threads: int = Field(2, ge=1, le=64)
+    bundle: Path | None = Field(None, description="Model bundle folder; the demo bundle if unset")
+
+
+class SinkSettings(BaseModel):
+    batch_size: int = Field(2000, ge=1)
+    batch_timeout_ms: int = Field(500, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything configurable, in one place; `soundscape config show` prints it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOUNDSCAPE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    metrics_port: int = Field(0, ge=0, le=65535, description="0 disables the HTTP endpoint")
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    worker: WorkerSettings = WorkerSettings()
+    sink: SinkSettings = SinkSettings()
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file_path()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @cached_property
+    def cache_dir(self) -> Path:
+        """Downloaded artefacts (Kafka's jars) live apart from data, so resets keep them."""
+        override = os.environ.get("SOUNDSCAPE_CACHE_DIR")
+        return Path(override).absolute() if override else self.state_dir / "cache"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets shown as '***'."""
+        data = self.model_dump(mode="json")
+        _mask(data, self)
+        data["cache_dir"] = str(self.cache_dir)
+        data["config_file"] = str(config_file_path()) if config_file_path() else None
+        return data
+
+
+def _mask(data: dict[str, Any], model: BaseModel) -> None:
+    for name, value in list(data.items()):
+        attr = getattr(model, name, None)
+        if isinstance(attr, SecretStr):
+            data[name] = "***" if attr.get_secret_value() else ""
+        elif isinstance(attr, BaseModel) and isinstance(value, dict):
+            _mask(value, attr)
+
+
+def config_file_path() -> Path | None:
+    explicit = os.environ.get("SOUNDSCAPE_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            from soundscape.errors import UserError
+
+            raise UserError(
+                f"SOUNDSCAPE_CONFIG names {path}, which is not a file",
+                hint="point it at a TOML file or unset it",
+            )
+        return path
+    local = Path("soundscape.toml")
+    return local if local.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one readable UserError."""
+    from pydantic import ValidationError
+
+    from soundscape.errors import UserError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            env = "SOUNDSCAPE_" + "__".join(str(p).upper() for p in err["loc"])
+            lines.append(f"  {where} (env {env}): {err['msg']}")
+        raise UserError(
+            "invalid configuration:\n" + "\n".join(lines),
+            hint="fix the environment variable or the TOML file (soundscape config show)",
+        ) from None

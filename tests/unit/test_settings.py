@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from soundscape.errors import UserError
+from soundscape.settings import load_settings
+
+
+def test_environment_overrides_nested_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOUNDSCAPE_KAFKA__PORT", "19092")
+    monkeypatch.setenv("SOUNDSCAPE_WORKER__BATCH_SIZE", "64")
+    settings = load_settings()
+    assert settings.kafka.port == 19092
+    assert settings.worker.batch_size == 64
+
+
+def test_toml_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "soundscape.toml"
+    config.write_text('[topics]\npartitions = 12\n[postgres]\ndatabase = "field"\n')
+    monkeypatch.setenv("SOUNDSCAPE_CONFIG", str(config))
+    monkeypatch.setenv("SOUNDSCAPE_POSTGRES__DATABASE", "from-env")
+    settings = load_settings()
+    assert settings.topics.partitions == 12
+    assert settings.postgres.database == "from-env"
+
+
+def test_secrets_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOUNDSCAPE_KAFKA__SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("SOUNDSCAPE_POSTGRES__URL", "postgresql://u:secret@db/x")
+    shown = load_settings().masked()
+    assert shown["kafka"]["sasl_password"] == "***"
+    assert shown["postgres"]["url"] == "***"
+    assert "hunter2" not in repr(shown) and "secret" not in repr(shown)
+
+
+def test_bad_values_give_one_readable_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOUNDSCAPE_KAFKA__PORT", "70000")
+    monkeypatch.setenv("SOUNDSCAPE_WORKER__BATCH_SIZE", "zero")
+    with pytest.raises(UserError) as info:
+        load_settings()
+    text = str(info.value)
+    assert "SOUNDSCAPE_KAFKA__PORT" in text and "SOUNDSCAPE_WORKER__BATCH_SIZE" in text
+
+
+def test_missing_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SOUNDSCAPE_CONFIG", str(tmp_path / "absent.toml"))
+    with pytest.raises(UserError, match="not a file"):
+        load_settings()
+
+
+def _env_names(model: type, prefix: str = "SOUNDSCAPE_") -> list[str]:
+    from pydantic import BaseModel
+
+    names = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names += _env_names(annotation, f"{prefix}{name.upper()}__")
+        else:
+            names.append(f"{prefix}{name.upper()}")
+    return names
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    from soundscape.settings import Settings
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    topic_names = {"AUDIO", "DETECTIONS", "AUDIO_DLQ", "HEARTBEATS", "DRIFT"}
+    missing = [
+        env for env in _env_names(Settings)
+        if f"`{env}`" not in readme
+        and not (env.startswith("SOUNDSCAPE_TOPICS__") and env.split("__")[1] in topic_names)
+    ]
+    assert not missing, f"README's configuration table lacks {missing}"
