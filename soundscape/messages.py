@@ -1,0 +1,146 @@
+"""JSON values of the result topics: detections, station heartbeats, drift reports.
+
+Workers and stations write them, the sink and the drift checks read them; one definition
+here keeps both sides honest. Times are ns since 1970 UTC (int), like the envelope.
+Every message carries `schema_version`; readers refuse versions they do not know.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from soundscape.envelope import STATION_ID_RE
+
+SCHEMA_VERSION = 1
+
+StationId = Annotated[str, Field(pattern=f"^{STATION_ID_RE.pattern}$", max_length=64)]
+Nanos = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class MessageError(ValueError):
+    """A result message that is not valid JSON for its schema; says which fields and why."""
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class LabelScore(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    label: str = Field(min_length=1, max_length=200)
+    probability: Probability
+
+
+class AudioStats(BaseModel):
+    """Per-chunk audio statistics the drift checks compare over time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rms_dbfs: float = Field(ge=-200.0, le=10.0)
+    noise_floor_dbfs: float = Field(ge=-200.0, le=10.0)
+    peak_dbfs: float = Field(ge=-200.0, le=10.0)
+    clipping_ratio: float = Field(ge=0.0, le=1.0)
+    silence_ratio: float = Field(ge=0.0, le=1.0)
+    spectral_centroid_hz: float = Field(ge=0.0)
+    dc_offset: float = Field(ge=-1.0, le=1.0)
+
+
+class StageTimes(BaseModel):
+    """Per-stage timestamps (ns) and durations (ms); latency = difference of stamps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    captured_at: Nanos
+    published_at: Nanos
+    consumed_at: Nanos
+    scored_at: Nanos
+    decode_ms: float = Field(ge=0.0)
+    features_ms: float = Field(ge=0.0)
+    inference_ms: float = Field(ge=0.0)
+    branch_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class Detection(_Message):
+    """One result per chunk, on soundscape.detections.v1, keyed by station_id."""
+
+    chunk_id: uuid.UUID
+    station_id: StationId
+    chunk_start: Nanos
+    sample_rate: int = Field(ge=8_000, le=384_000)
+    source: Literal["live", "replay"]
+    bundle_version: str = Field(min_length=1, max_length=200)
+    top_k: list[LabelScore] = Field(min_length=1)
+    detections: list[LabelScore] = Field(default_factory=list, description="above threshold")
+    audio: AudioStats
+    timing: StageTimes
+    batch_size: int = Field(ge=1)
+    worker_id: str = Field(min_length=1, max_length=200)
+
+    @field_validator("top_k")
+    @classmethod
+    def _sorted(cls, value: list[LabelScore]) -> list[LabelScore]:
+        return sorted(value, key=lambda item: -item.probability)
+
+    @property
+    def top(self) -> LabelScore:
+        return self.top_k[0]
+
+
+class Heartbeat(_Message):
+    """Station health, on soundscape.heartbeats.v1 every minute."""
+
+    station_id: StationId
+    sent_at: Nanos
+    software_version: str
+    bundle_version: str | None = None
+    disk_free_bytes: int = Field(ge=0)
+    spool_depth: int = Field(ge=0, description="chunks waiting to be sent")
+    spool_bytes: int = Field(ge=0)
+    oldest_spooled_chunk_start: Nanos | None = None
+    evicted_chunks: int = Field(0, ge=0, description="dropped from a full spool, ever")
+    cpu_temperature_c: float | None = None
+    dropped_samples: int = Field(0, ge=0)
+    overruns: int = Field(0, ge=0)
+    gaps: int = Field(0, ge=0)
+    gap_ns_total: int = Field(0, ge=0)
+    clock_offset_ms: float | None = None
+
+
+class DriftReport(_Message):
+    """One check over one window for one station, on soundscape.drift.v1."""
+
+    station_id: StationId
+    check: str = Field(min_length=1, max_length=100, description="e.g. noise_floor, label_js")
+    kind: Literal["input", "prediction", "health"]
+    window_start: Nanos
+    window_end: Nanos
+    value: float
+    threshold: float
+    alert: bool
+    reference: dict[str, float | int | str] = Field(default_factory=dict)
+    detail: str = ""
+    created_at: Nanos
+
+
+M = TypeVar("M", bound=_Message)
+
+
+def parse(kind: type[M], data: bytes | str | None) -> M:
+    """Validate a message value; any problem is one MessageError naming the fields."""
+    if data is None or data == b"":
+        raise MessageError(f"{kind.__name__}: empty message value")
+    try:
+        return kind.model_validate_json(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
+            for err in exc.errors()[:10]
+        )
+        raise MessageError(f"{kind.__name__}: {problems}") from None
