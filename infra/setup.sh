@@ -3,12 +3,13 @@
 # Maven for Kafka, the PostgreSQL 15 server) and a virtualenv (.venv) holding the project
 # with its extras. Safe to run again: it installs only what is missing or changed.
 #
-#   SOUNDSCAPE_EXTRAS  pip extras to install (default: dev = serve + tests)
+#   SOUNDSCAPE_EXTRAS  pip extras to install (default: dev,train = serve + tests + the
+#                      PyTorch export tools, whose tests run in CI)
 #   SOUNDSCAPE_VENV    virtualenv folder (default: .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-EXTRAS=${SOUNDSCAPE_EXTRAS:-dev}
+EXTRAS=${SOUNDSCAPE_EXTRAS:-dev,train}
 VENV=${SOUNDSCAPE_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 DEBIAN_PACKAGES=(openjdk-17-jre-headless maven postgresql-15 postgresql-client-15 util-linux)

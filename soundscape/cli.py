@@ -219,6 +219,11 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
             click.echo(f"{key:>14}: {value}")
 
 
+from soundscape.models.cli import models as models_group  # noqa: E402
+
+cli.add_command(models_group)
+
+
 def _mask_url(url: str | None) -> str | None:
     if not url or "@" not in url or "://" not in url:
         return url
