@@ -20,6 +20,7 @@ import numpy as np
 from soundscape.bundle import BRANCHES, EMBEDDER, FRONTEND, META, load_bundle
 from soundscape.errors import UserError
 from soundscape.fusion import FusionModel
+from soundscape.models.quantize import compare
 from soundscape.models.samples import HELD_OUT_SEED, SampleSet, onnx_frontend, sample_set, synthetic_pcm
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -34,6 +35,7 @@ class BenchOptions:
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
     latency_runs: int = 30
     min_seconds: float = 1.0
+    min_runs: int = 3  # per bundle and batch size; the median run decides
     audio: bool = False  # score PCM through the front-end instead of branch inputs
     device: str = "auto"
     threads: int = 0
@@ -94,7 +96,8 @@ def measure(models: Sequence[FusionModel], pool: dict[str, np.ndarray], options:
             run(feeds)  # warm-up: sessions size their arenas, buffers grow
         durations: list[list[float]] = [[] for _ in models]
         stage_totals: list[dict[str, float]] = [{} for _ in models]
-        while min(sum(d) for d in durations) < options.min_seconds or not durations[0]:
+        while (len(durations[0]) < options.min_runs
+               or min(sum(d) for d in durations) < options.min_seconds):
             for run, spent, stages in zip(runners, durations, stage_totals):
                 started = time.perf_counter()
                 timings = run(feeds)
@@ -146,8 +149,11 @@ def bench(paths: Sequence[Path], options: BenchOptions, bar: Bar = lambda x: x,
             reference = probabilities
         else:
             base = entries[0]
+            figures = compare(reference, probabilities)
             entry["vs_first"] = {
-                "top1_agreement": float(np.mean(reference.argmax(1) == probabilities.argmax(1))),
+                "top1_agreement": figures["top1"],
+                "top1_in_top5": figures["top1_in_top5"],
+                "mean_abs_diff": figures["mean_abs_diff"],
                 "samples": len(held),
                 "speedup_by_batch": {
                     str(mine["batch"]): mine["samples_per_s"] / theirs["samples_per_s"]

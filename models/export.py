@@ -1,8 +1,9 @@
 """Turn PyTorch branches (checkpoints or fresh random weights) into a checked bundle.
 
 Each graph is exported with torch.onnx's dynamo exporter (opset 18, a dynamic batch axis
-named `batch`), then run by onnxruntime on random inputs next to PyTorch: the largest
-absolute difference is reported and must stay within tolerance. The bundle is written
+named `batch`), then run by onnxruntime next to PyTorch on three random synthetic clips
+(an odd batch size): the largest absolute difference is reported and must stay within
+tolerance. The bundle is written
 to a sibling temporary folder and moved into place only when complete, so a failed
 export never leaves a half bundle where a worker could find it.
 """
@@ -83,7 +84,7 @@ class ExportRequest:
     random_seed: int | None  # fresh weights for roles without a checkpoint; None: refuse
     frontend: Path | None = None
     version: str | None = None
-    calibration: Path | None = None  # .npz of branch inputs for batch-norm re-estimation
+    calibration: Path | None = None  # .npz of branch inputs for initialising random weights
     calibration_samples: int = 32
     thresholds: dict[str, float] | None = None
     force: bool = False

@@ -12,6 +12,8 @@ calibration set's) and records its top-1 agreement in the manifest.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 import tempfile
 import time
@@ -48,6 +50,7 @@ Progress = Callable[[str], None]
 #: Graphs a variant converts; the front-end is copied unchanged.
 CONVERTED = (EMBEDDER, *BRANCHES, META)
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
 
 
 @dataclass
@@ -74,24 +77,44 @@ def top1_agreement(reference: np.ndarray, other: np.ndarray) -> float:
     return float(np.mean(reference.argmax(axis=1) == other.argmax(axis=1)))
 
 
-def make_variant(
-    source: Path,
-    out: Path,
-    precision: str,
-    *,
-    calibration: Path | None = None,
-    held_out: Path | None = None,
-    calibration_samples: int = 64,
-    held_out_samples: int = 256,
-    method: str = "minmax",
-    per_channel: bool = True,
-    force: bool = False,
-    progress: Progress = print,
-) -> VariantReport:
+def top1_in_top5(reference: np.ndarray, other: np.ndarray) -> float:
+    """Share of items whose reference top label is among the other's five highest."""
+    top5 = np.argsort(other, axis=1)[:, -5:]
+    return float(np.mean((top5 == reference.argmax(axis=1)[:, None]).any(axis=1)))
+
+
+def compare(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    """How closely `other` follows `reference` ([items, classes] probabilities)."""
+    return {"top1": top1_agreement(reference, other),
+            "top1_in_top5": top1_in_top5(reference, other),
+            "mean_abs_diff": float(np.abs(reference - other).mean())}
+
+
+@dataclass
+class VariantOptions:
+    calibration: Path | None = None  # .npz of branch inputs; None: synthetic clips
+    held_out: Path | None = None
+    calibration_samples: int = 64
+    held_out_samples: int = 256
+    method: str = "percentile"  # int8 activation ranges: minmax, entropy or percentile
+    per_channel: bool = True
+    # Graphs an int8 variant copies unquantized. EfficientNet: its int8 graph measured
+    # 0.7-0.9x the float speed on x86 (pointwise convolutions between float depthwise
+    # ones and SiLU/squeeze-excite pay a quantize/dequantize each) and lost the most
+    # accuracy, so by default it stays float.
+    float_roles: tuple[str, ...] = ("effnet_b3_lora",)
+
+
+def make_variant(source: Path, out: Path, precision: str, options: VariantOptions | None = None,
+                 *, force: bool = False, progress: Progress = print) -> VariantReport:
     """Write the `precision` variant of the fp32 bundle `source` to `out`."""
     started = time.perf_counter()
+    options = options or VariantOptions()
     if precision not in ("int8", "fp16"):
         raise UserError(f"unknown precision {precision!r}", hint="int8 or fp16")
+    unknown = sorted(set(options.float_roles) - set(CONVERTED))
+    if unknown:
+        raise UserError(f"cannot keep {unknown} float", hint=f"roles: {', '.join(CONVERTED)}")
     bundle = load_bundle(source)
     if bundle.manifest.precision != "fp32":
         raise UserError(f"{bundle.root}: is {bundle.manifest.precision}; variants are made "
@@ -102,38 +125,44 @@ def make_variant(
     fp32 = FusionModel(bundle, device="cpu")
     frontend = onnx_frontend(bundle.path(FRONTEND)) if bundle.has_frontend else None
     features = bundle.manifest.features
+    converted = [r for r in CONVERTED if precision == "fp16" or r not in options.float_roles]
 
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
+        conversion: dict[str, Any] = {"converted": converted, "keep_io_types": True}
         if precision == "int8":
-            samples = sample_set(calibration, calibration_samples, CALIBRATION_SEED, features, frontend)
+            samples = sample_set(options.calibration, options.calibration_samples,
+                                 CALIBRATION_SEED, features, frontend)
             progress(f"calibrating on {samples.source}")
             feeds = branch_feeds(fp32, samples)
+            conversion.update(method=options.method, per_channel=options.per_channel,
+                              calibration=samples.source, op_types=list(INT8_OP_TYPES),
+                              float_nodes="the first convolution, depthwise convolutions")
         for role, entry in bundle.manifest.graphs.items():
             target = staging / entry.file
-            if role not in CONVERTED:
+            role_started = time.perf_counter()
+            if role not in converted:
                 shutil.copyfile(bundle.path(role), target)
                 continue
-            role_started = time.perf_counter()
             if precision == "int8":
                 (spec,) = entry.inputs
                 _quantize_int8(bundle.path(role), target, spec.name, feeds[spec.name],
-                               method, per_channel)
+                               options.method, options.per_channel)
             else:
                 _convert_fp16(bundle.path(role), target)
             progress(f"{role}: {bundle.path(role).stat().st_size / 1e6:.1f} MB -> "
                      f"{target.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - role_started:.1f} s")
         shutil.copyfile(bundle.root / bundle.manifest.labels.file, staging / bundle.manifest.labels.file)
-        variant = _write_variant_manifest(bundle, staging, precision, agreement=None)
+        variant = _write_variant_manifest(bundle, staging, precision, conversion, agreement=None)
 
-        held = sample_set(held_out, held_out_samples, HELD_OUT_SEED, features, frontend)
+        held = sample_set(options.held_out, options.held_out_samples, HELD_OUT_SEED, features,
+                          frontend)
         progress(f"top-1 agreement with fp32 on {held.source}")
         agreement = measure_agreement(fp32, FusionModel(variant, device="cpu"), held, bundle.version)
         progress(f"top-1 agreement: {agreement.top1:.2%} of {agreement.samples}")
-        variant = _write_variant_manifest(bundle, staging, precision, agreement)
-        load_bundle(staging)
+        _write_variant_manifest(bundle, staging, precision, conversion, agreement)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -150,14 +179,13 @@ def measure_agreement(fp32: FusionModel, other: FusionModel, held: SampleSet, fp
     for part in held.batches(batch):
         reference.append(fp32.score(part).probabilities)
         candidate.append(other.score(part).probabilities)
-    reference_p, candidate_p = np.concatenate(reference), np.concatenate(candidate)
-    return Agreement(top1=top1_agreement(reference_p, candidate_p), samples=len(held),
-                     mean_abs_diff=float(np.abs(reference_p - candidate_p).mean()),
-                     held_out=held.source, fp32_version=fp32_version)
+    figures = compare(np.concatenate(reference), np.concatenate(candidate))
+    return Agreement(**figures, samples=len(held), held_out=held.source,
+                     fp32_version=fp32_version)
 
 
 def _write_variant_manifest(bundle: Bundle, root: Path, precision: str,
-                            agreement: Agreement | None) -> Bundle:
+                            conversion: dict[str, Any], agreement: Agreement | None) -> Bundle:
     import onnxruntime as ort
 
     graphs = {}
@@ -169,6 +197,7 @@ def _write_variant_manifest(bundle: Bundle, root: Path, precision: str,
         "version": f"{bundle.version}-{precision}",
         "graphs": graphs,
         "agreement_with_fp32": agreement,
+        "conversion": conversion,
     })
     write_manifest(root, manifest)
     return load_bundle(root)
@@ -231,8 +260,7 @@ def _quantize_int8(source: Path, target: Path, input_name: str, calibration: np.
         # ONNX shape inference only: the symbolic pass trips over the dynamo exporter's
         # value_info of unknown rank.
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared), str(target), reader,
+        options = dict(
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             # u8 activations x s8 weights: the VNNI/AVX2 kernels' native form on x86; s8
@@ -241,11 +269,13 @@ def _quantize_int8(source: Path, target: Path, input_name: str, calibration: np.
             weight_type=QuantType.QInt8,
             # Weight-bearing ops only: quantizing SiLU, sigmoid gates and pooling as well
             # measured no faster and cost EfficientNet a third more error.
-            op_types_to_quantize=["Conv", "Gemm", "MatMul"],
-            nodes_to_exclude=float_nodes(onnx.load(str(prepared), load_external_data=False)),
+            op_types_to_quantize=list(INT8_OP_TYPES),
+            nodes_to_exclude=float_nodes(onnx.load(str(prepared))),
             calibrate_method=methods[method],
             calibration_providers=["CPUExecutionProvider"],
         )
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress
+            quantize_static(str(prepared), str(target), reader, **options)
 
 
 def _convert_fp16(source: Path, target: Path) -> None:

@@ -100,6 +100,8 @@ class Agreement(BaseModel):
 
     top1: float = Field(ge=0, le=1)
     samples: int = Field(gt=0)
+    top1_in_top5: float | None = Field(None, ge=0, le=1,
+                                       description="fp32's top label among the variant's top 5")
     mean_abs_diff: float | None = Field(None, ge=0, description="of the probabilities")
     held_out: str = Field(description="what the held-out inputs were")
     fp32_version: str

@@ -25,10 +25,11 @@ def test_verify_reports_the_bundle(bundles: dict[str, Path], run_cli) -> None:
 def test_bench_compares_bundles_in_one_run(bundles: dict[str, Path], run_cli) -> None:
     output = run_cli("models", "bench", str(bundles["fp32"]), str(bundles["int8"]),
                      "--batch-sizes", "1,3", "--latency-runs", "3", "--min-seconds", "0",
-                     "--held-out-samples", "8", "--json")
+                     "--min-runs", "2", "--held-out-samples", "8", "--json")
     report = json.loads(output)
     first, second = report["bundles"]
     assert [row["batch"] for row in first["throughput"]] == [1, 3]
+    assert all(row["runs"] >= 2 for row in first["throughput"])
     assert all(row["samples_per_s"] > 0 for row in first["throughput"] + second["throughput"])
     assert first["latency_ms"]["p50"] <= first["latency_ms"]["p99"]
     assert first["size_mb"]["five_graphs"] > second["size_mb"]["five_graphs"] > 0
@@ -39,7 +40,8 @@ def test_bench_compares_bundles_in_one_run(bundles: dict[str, Path], run_cli) ->
 
 def test_bench_through_the_front_end(bundles: dict[str, Path], run_cli) -> None:
     text = run_cli("models", "bench", str(bundles["fp32"]), "--audio", "--batch-sizes", "2",
-                   "--latency-runs", "2", "--min-seconds", "0", "--held-out-samples", "4")
+                   "--latency-runs", "2", "--min-seconds", "0", "--min-runs", "1",
+                   "--held-out-samples", "4")
     assert "pcm through the front-end" in text and "batch    2:" in text
 
 

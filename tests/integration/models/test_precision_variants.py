@@ -12,7 +12,7 @@ import pytest
 from soundscape.bundle import FeatureParams, load_bundle
 from soundscape.errors import UserError
 from soundscape.fusion import FusionModel
-from soundscape.models.quantize import make_variant, measure_agreement
+from soundscape.models.quantize import VariantOptions, make_variant, measure_agreement
 from soundscape.models.samples import HELD_OUT_SEED, onnx_frontend, synthetic_set
 
 
@@ -45,11 +45,16 @@ def test_variant_records_agreement_a_rerun_reproduces(bundles: dict[str, Path], 
 
 def test_int8_is_quantized_and_follows_fp32(bundles: dict[str, Path], held_out) -> None:
     fp32, int8 = load_bundle(bundles["fp32"]), load_bundle(bundles["int8"])
-    converted = ("embedder", "resnet50", "effnet_b3_lora", "wave_cnn", "embed_classifier", "meta")
+    converted = ("embedder", "resnet50", "wave_cnn", "embed_classifier", "meta")
+    assert sorted(int8.manifest.model_extra["conversion"]["converted"]) == sorted(converted)
     for role in converted:
         assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(int8.path(role)), role
         assert int8.sizes()[role] < fp32.sizes()[role], role
     assert sum(int8.sizes()[r] for r in converted) < 0.4 * sum(fp32.sizes()[r] for r in converted)
+    # EfficientNet stays float by default (its int8 graph is slower on x86).
+    assert "QuantizeLinear" not in _ops(int8.path("effnet_b3_lora"))
+    assert (int8.manifest.graphs["effnet_b3_lora"].sha256
+            == fp32.manifest.graphs["effnet_b3_lora"].sha256)
     a = FusionModel(fp32, device="cpu").score(held_out.arrays).probabilities
     b = FusionModel(int8, device="cpu").score(held_out.arrays).probabilities
     # Random small-profile weights: per-item top-1 is too close to call (see README), so
@@ -74,3 +79,5 @@ def test_variants_come_only_from_fp32(bundles: dict[str, Path], tmp_path: Path) 
         make_variant(bundles["int8"], tmp_path / "x", "fp16")
     with pytest.raises(UserError, match="unknown precision"):
         make_variant(bundles["fp32"], tmp_path / "x", "int4")
+    with pytest.raises(UserError, match=r"cannot keep \['frontend'\] float"):
+        make_variant(bundles["fp32"], tmp_path / "x", "int8", VariantOptions(float_roles=("frontend",)))
