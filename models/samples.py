@@ -36,12 +36,9 @@ class SampleSet:
     def __len__(self) -> int:
         return len(next(iter(self.arrays.values())))
 
-    def batches(self, size: int, names: tuple[str, ...] | None = None) -> Iterator[dict[str, np.ndarray]]:
+    def batches(self, size: int) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, len(self), size):
-            yield {n: self.arrays[n][start:start + size] for n in names or tuple(self.arrays)}
-
-    def save(self, path: Path) -> None:
-        np.savez(path, **self.arrays)
+            yield {name: array[start:start + size] for name, array in self.arrays.items()}
 
 
 def feature_shapes(features: FeatureParams) -> dict[str, tuple[int, ...]]:
