@@ -1,0 +1,60 @@
+"""Alembic environment, shipped in the package so an installed wheel can migrate.
+
+`soundscape db upgrade|downgrade|status` (soundscape.sinks.migrate) pass an open
+connection in `config.attributes["connection"]`; run through the `alembic` tool instead,
+this connects as the writer from the Soundscape settings.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection
+
+from soundscape.sinks.partition_plan import is_partition_name
+from soundscape.sinks.schema import PARTITION_KEYS, Base
+
+config = context.config
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Partitions are made at run time, not by migrations: autogenerate ignores them."""
+    return not (type_ == "table" and name and is_partition_name(name, PARTITION_KEYS))
+
+
+def run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        include_name=include_name,
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_offline() -> None:
+    """`soundscape db upgrade --sql`: print the SQL for a DBA instead of running it."""
+    context.configure(
+        dialect_name="postgresql",
+        target_metadata=Base.metadata,
+        literal_binds=True,
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+    else:
+        from soundscape.settings import load_settings
+        from soundscape.sinks.connection import writer_engine
+
+        engine = writer_engine(load_settings())
+        with engine.begin() as conn:
+            run(conn)
+        engine.dispose()
