@@ -34,4 +34,6 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
 
 
 def get_logger(name: str, **context: Any) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name).bind(**context)
+    """Lazy: a module-level logger made before `configure_logging` still obeys it
+    (`.bind()` here would freeze structlog's default configuration into it)."""
+    return structlog.get_logger(name, **context)  # type: ignore[no-any-return]
