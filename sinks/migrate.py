@@ -20,11 +20,18 @@ from sqlalchemy import Connection, text
 
 from soundscape.settings import Settings
 from soundscape.sinks.connection import writer_engine
+from soundscape.sinks.partition_plan import is_partition_name
+from soundscape.sinks.schema import PARTITION_KEYS
 
 SCRIPT_LOCATION = "soundscape.sinks:migrations"
 
 # Alembic's INFO lines ("Context impl PostgresqlImpl", ...) are noise next to our summary.
 logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Partitions are made at run time, not by migrations: autogenerate ignores them."""
+    return not (type_ == "table" and bool(name) and is_partition_name(str(name), PARTITION_KEYS))
 
 
 def alembic_config(

@@ -10,15 +10,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from soundscape.sinks.partition_plan import is_partition_name
-from soundscape.sinks.schema import PARTITION_KEYS, Base
+from soundscape.sinks.migrate import include_name
+from soundscape.sinks.schema import Base
 
 config = context.config
-
-
-def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Partitions are made at run time, not by migrations: autogenerate ignores them."""
-    return not (type_ == "table" and name and is_partition_name(name, PARTITION_KEYS))
 
 
 def run(connection: Connection) -> None:
