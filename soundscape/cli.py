@@ -228,6 +228,13 @@ def _mask_url(url: str | None) -> str | None:
     return f"{scheme}://{user}:***@{host}"
 
 
+from soundscape.sinks.cli import bench_sink, db, sink  # noqa: E402  (the sinks room)
+
+cli.add_command(db)
+cli.add_command(sink)
+bench.add_command(bench_sink)
+
+
 def main() -> None:
     try:
         cli.main(prog_name="soundscape", standalone_mode=False)

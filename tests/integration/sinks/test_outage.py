@@ -1,0 +1,83 @@
+"""PostgreSQL stopped in the middle of a stream and started again: the sink pauses,
+commits nothing while it is down, and every result lands exactly once.
+
+The database is a cluster of this test's own (the session's stays up for the others).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sink_testkit import ResultPublisher, column, committed_and_end, quick_sink, scalar
+
+from soundscape.infra.postgres.cluster import PostgresCluster
+from soundscape.kafka_clients import bootstrap_servers
+from soundscape.settings import Settings
+from soundscape.sinks import migrate
+from soundscape.sinks.sample_results import NS, detection_stream
+
+RESULTS = 600
+START = (time.time_ns() // NS - 86_400) * NS
+
+
+@pytest.fixture
+def own_cluster(kafka_settings: Settings, run_state_dir: Path) -> Iterator[tuple[Settings, PostgresCluster]]:
+    settings = kafka_settings.model_copy(update={
+        "state_dir": run_state_dir / "outage-postgres",
+        # The broker is found through the session's state folder: name it outright.
+        "kafka": kafka_settings.kafka.model_copy(
+            update={"bootstrap_servers": bootstrap_servers(kafka_settings)}
+        ),
+    })
+    settings = quick_sink(settings, batch_size=25, retry_initial_ms=50, retry_max_ms=400)
+    cluster = PostgresCluster(settings)
+    cluster.start()
+    try:
+        migrate.upgrade(settings)
+        yield settings, cluster
+    finally:
+        cluster.stop()
+
+
+def test_postgres_outage_mid_stream_loses_and_doubles_nothing(
+    own_cluster: tuple[Settings, PostgresCluster], start_sink
+) -> None:  # type: ignore[no-untyped-def]
+    settings, cluster = own_cluster
+    group = settings.sink.group_id
+    results = list(detection_stream(RESULTS, 6, START))
+    thirds = [results[i * RESULTS // 3:(i + 1) * RESULTS // 3] for i in range(3)]
+    publisher = ResultPublisher(settings)
+    sink = start_sink(settings)
+
+    publisher.results(thirds[0])
+    sink.wait_for(lambda: sink.service.stats.stored >= 100, 60, "the first results stored")
+
+    cluster.stop()  # mid-stream: more is published while the database is down
+    publisher.results(thirds[1])
+    sink.wait_for(lambda: sink.service.health()["paused"], 30, "consumption paused")
+    health = sink.service.health()
+    assert health["database"] == "down" and not health["healthy"]
+    committed_before, _ = committed_and_end(settings, group)
+    stored_before = sink.service.stats.stored
+    time.sleep(2.0)  # several retries
+    assert committed_and_end(settings, group)[0] == committed_before, "committed while down"
+    assert sink.service.stats.stored == stored_before
+    assert committed_before <= stored_before < RESULTS
+
+    cluster.start()
+    publisher.results(thirds[2])
+    sink.wait_for(lambda: committed_and_end(settings, group)[0] == RESULTS, 90,
+                  "everything committed after the restart")
+    sink.stop()
+
+    stats = sink.service.stats
+    assert stats.outages >= 1 and stats.retries >= 1
+    assert scalar(settings, "SELECT count(*) FROM chunks") == RESULTS
+    assert scalar(settings, "SELECT count(DISTINCT chunk_id) FROM chunks") == RESULTS
+    assert scalar(settings, "SELECT count(*) FROM detections") == 3 * RESULTS
+    stored_ids = {str(r) for r in column(settings, "SELECT chunk_id FROM chunks")}
+    assert stored_ids == {str(d.chunk_id) for d in results}
+    assert committed_and_end(settings, group) == (RESULTS, RESULTS)
