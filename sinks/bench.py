@@ -5,14 +5,19 @@ A result is one chunk row plus its detection rows. Two figures:
 - end to end: a backlog of detection messages drained by the real sink service
   (consume read-committed, parse, write, commit offsets), timed from its first consumed
   message to its last commit.
+Both also report CPU time per result, of this Python process and of the PostgreSQL
+backend (when the server is local): throughput on a busy, shared machine depends on
+what else runs; the CPU cost per result does not, and sizes a deployment.
 Everything happens in a scratch schema and scratch topics, removed afterwards.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
@@ -75,24 +80,34 @@ def run_sink_bench(
         migrate.upgrade(bench, schema=schema)
         writer = ResultWriter(bench, schema=schema, application_name="soundscape-bench")
         writer.maintain()
-        write_s = 0.0
+        write_s = write_cpu = 0.0
+        server = _CpuClock(writer.connection().info.backend_pid)
         bar = tqdm(total=results, desc="database write", unit="result", disable=not progress)
         for batch in _batches(results, size, stations, start_ns, detections, first=0):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             writer.write(ResultBatch(batch))
             write_s += time.perf_counter() - started
+            write_cpu += time.process_time() - cpu
             bar.update(len(batch))
         bar.close()
+        write_server_cpu = server.elapsed()
         writer.close()
 
         publish_s = _publish(bench, results, stations, start_ns, detections, progress)
         service = SinkService(bench, schema=schema, group_id=f"soundscape-bench-{suffix}")
         marks: dict[str, float] = {}
 
+        clocks: dict[str, _CpuClock] = {}
+
         def drained(s: SinkService) -> bool:
             if "first" not in marks and s.stats.consumed:
-                marks["first"] = time.perf_counter()
-            return s.stats.stored + s.stats.duplicates >= results
+                marks["first"], marks["cpu"] = time.perf_counter(), time.process_time()
+                clocks["server"] = _CpuClock(s.database_backend_pid())
+            done = s.stats.stored + s.stats.duplicates >= results
+            if done:
+                marks["cpu"] = time.process_time() - marks.get("cpu", time.process_time())
+                marks["server_cpu"] = clocks["server"].elapsed() if clocks else None  # type: ignore[assignment]
+            return done
 
         bar = tqdm(total=results, desc="sink end to end", unit="result", disable=not progress)
         runner = run_until(service, drained, timeout_s=max(120.0, results / 1000))
@@ -104,7 +119,7 @@ def run_sink_bench(
         finished = time.perf_counter()
         stats = service.stats
         e2e_s = finished - marks.get("first", finished)
-        rows = stats.rows.chunks + stats.rows.detections
+        rows = stats.written.chunks + stats.written.detections
     finally:
         with connect(settings) as conn:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
@@ -116,15 +131,44 @@ def run_sink_bench(
         "batch_size": size,
         "database_write_s": round(write_s, 2),
         "database_write_results_per_s": round(results / write_s),
+        "database_write_python_cpu_us_per_result": round(write_cpu / results * 1e6, 1),
+        "database_write_server_cpu_us_per_result": _per_result(write_server_cpu, results),
         "publish_s": round(publish_s, 2),
         "end_to_end_s": round(e2e_s, 2),
         "end_to_end_results_per_s": round(stats.stored / e2e_s) if e2e_s else None,
         "end_to_end_rows_per_s": round(rows / e2e_s) if e2e_s else None,
+        "end_to_end_python_cpu_us_per_result": _per_result(marks.get("cpu"), stats.stored),
+        "end_to_end_server_cpu_us_per_result": _per_result(marks.get("server_cpu"), stats.stored),
         "stored": stats.stored,
         "duplicates": stats.duplicates,
         "dead_lettered": stats.dead_lettered,
         "batches": stats.batches,
     }
+
+
+class _CpuClock:
+    """CPU seconds a local process (the PostgreSQL backend) spends from now on."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.start = self._read()
+
+    def _read(self) -> float | None:
+        if self.pid is None:
+            return None
+        try:  # fields 14 and 15 of /proc/<pid>/stat: user and system time in ticks
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None  # a remote server
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def elapsed(self) -> float | None:
+        now = self._read()
+        return None if now is None or self.start is None else now - self.start
+
+
+def _per_result(seconds: float | None, count: int) -> float | None:
+    return round(seconds / count * 1e6, 1) if seconds is not None and count else None
 
 
 def _publish(settings: Settings, results: int, stations: int, start_ns: int, detections: int,

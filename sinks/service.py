@@ -85,24 +85,30 @@ class Stored:
 @dataclass
 class SinkStats:
     consumed: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    expired: int = 0
     dead_lettered: int = 0
     batches: int = 0
     commits: int = 0
     outages: int = 0
     retries: int = 0
-    rows: WriteCounts = field(default_factory=WriteCounts)
+    written: WriteCounts = field(default_factory=WriteCounts)
+
+    @property
+    def stored(self) -> int:
+        """Messages that made a new row (the rest were duplicates or expired)."""
+        return self.written.chunks + self.written.heartbeats + self.written.drift_reports
+
+    @property
+    def duplicates(self) -> int:
+        return self.written.duplicates
 
     def as_dict(self) -> dict[str, Any]:
+        w = self.written
         return {
-            "consumed": self.consumed, "stored": self.stored, "duplicates": self.duplicates,
-            "expired": self.expired, "dead_lettered": self.dead_lettered,
-            "batches": self.batches, "commits": self.commits, "outages": self.outages,
-            "retries": self.retries, "rows_chunks": self.rows.chunks,
-            "rows_detections": self.rows.detections, "rows_heartbeats": self.rows.heartbeats,
-            "rows_drift_reports": self.rows.drift_reports,
+            "consumed": self.consumed, "stored": self.stored, "duplicates": w.duplicates,
+            "expired": w.expired, "dead_lettered": self.dead_lettered, "batches": self.batches,
+            "commits": self.commits, "outages": self.outages, "retries": self.retries,
+            "rows_chunks": w.chunks, "rows_detections": w.detections,
+            "rows_heartbeats": w.heartbeats, "rows_drift_reports": w.drift_reports,
         }
 
 
@@ -187,6 +193,9 @@ class SinkService:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def database_backend_pid(self) -> int | None:
+        return self._writer.backend_pid()
+
     def health(self) -> dict[str, Any]:
         return {
             "healthy": self._running and self._database_up,
@@ -218,7 +227,8 @@ class SinkService:
                 self._fill()
                 if self._batch_ready():
                     self._finish_pending()
-                    self._maybe_maintain()
+                    if not self.stopping:
+                        self._maybe_maintain()
                     self._submit()
                 elif self._pending is not None and self._pending[1].done():
                     self._finish_pending()
@@ -359,10 +369,7 @@ class SinkService:
         counts = stored.counts
         new = counts.chunks + counts.heartbeats + counts.drift_reports
         self.stats.batches += 1
-        self.stats.stored += new
-        self.stats.duplicates += counts.duplicates
-        self.stats.expired += counts.expired
-        self.stats.rows.add(counts)
+        self.stats.written.add(counts)
         metrics.MESSAGES.labels("stored").inc(new)
         metrics.MESSAGES.labels("duplicate").inc(counts.duplicates)
         metrics.MESSAGES.labels("expired").inc(counts.expired)

@@ -91,6 +91,10 @@ class ResultWriter:
         self._conn = conn
         return conn
 
+    def backend_pid(self) -> int | None:
+        """Process id of the server backend serving this writer (for CPU accounting)."""
+        return self._conn.info.backend_pid if self._conn is not None else None
+
     def close(self) -> None:
         if self._conn is not None:
             try:
