@@ -4,6 +4,7 @@ change nothing, bad messages go to the dead-letter topic with their reason."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 
@@ -103,3 +104,33 @@ def test_bad_messages_go_to_the_dead_letter_topic_with_the_reason(
         assert headers["dlq_source_topic"] == topics.detections.encode()
         assert headers["dlq_rejected_by"] == f"sink/{sink_settings.sink.group_id}".encode()
     assert by_value[b"{}"]["dlq_source_topic"] == topics.heartbeats.encode()
+
+
+def test_sinks_sharing_a_group_through_rebalances_store_everything_once(
+    sink_settings: Settings, publisher: ResultPublisher, start_sink
+) -> None:  # type: ignore[no-untyped-def]
+    """A second sink joins and the first leaves while results keep arriving."""
+    results = list(detection_stream(900, 30, START))  # keys spread over every partition
+    group = sink_settings.sink.group_id
+
+    def publish_slowly() -> None:
+        for i in range(0, len(results), 20):
+            publisher.results(results[i:i + 20])
+            time.sleep(0.15)
+
+    stream = threading.Thread(target=publish_slowly)
+    first = start_sink(sink_settings)
+    stream.start()
+    first.wait_for(lambda: first.service.stats.stored > 0, 60, "the first sink writing")
+    second = start_sink(sink_settings)
+    second.wait_for(lambda: second.service.stats.stored > 0, 60, "the second sink writing")
+    first.stop()  # leaves: its partitions move to the second one
+    stream.join()
+    second.wait_for(lambda: committed_and_end(sink_settings, group)[0] == 900, 60,
+                    "everything committed")
+    second.stop()
+    assert scalar(sink_settings, "SELECT count(*) FROM chunks") == 900
+    assert scalar(sink_settings, "SELECT count(DISTINCT chunk_id) FROM chunks") == 900
+    assert scalar(sink_settings, "SELECT count(*) FROM detections") == 2700
+    stored = first.service.stats.stored + second.service.stats.stored
+    assert stored == 900  # every row written by exactly one of them, none lost
