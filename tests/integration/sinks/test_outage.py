@@ -11,9 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sink_testkit import ResultPublisher, column, committed_and_end, quick_sink, scalar
 
+from soundscape.errors import ServiceError
 from soundscape.infra.postgres.cluster import PostgresCluster
+from soundscape.infra.process import free_port
 from soundscape.kafka_clients import bootstrap_servers
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
@@ -81,3 +84,24 @@ def test_postgres_outage_mid_stream_loses_and_doubles_nothing(
     stored_ids = {str(r) for r in column(settings, "SELECT chunk_id FROM chunks")}
     assert stored_ids == {str(d.chunk_id) for d in results}
     assert committed_and_end(settings, group) == (RESULTS, RESULTS)
+
+
+def test_sink_started_before_the_database_waits_for_it(kafka_settings: Settings, start_sink) -> None:  # type: ignore[no-untyped-def]
+    nowhere = SecretStr(f"postgresql://w:p@127.0.0.1:{free_port()}/none")
+    settings = quick_sink(kafka_settings.model_copy(
+        update={"postgres": kafka_settings.postgres.model_copy(update={"url": nowhere})}
+    ))
+    sink = start_sink(settings)
+    sink.wait_for(lambda: sink.service.health()["running"], 10, "the sink running")
+    time.sleep(1.0)  # several connection attempts
+    health = sink.service.health()
+    assert health["database"] == "down" and not health["healthy"] and health["consumed"] == 0
+    sink.stop(timeout_s=10)  # a stop while waiting is prompt
+
+
+def test_sink_refuses_a_schema_that_is_not_the_newest(sink_settings: Settings, start_sink) -> None:  # type: ignore[no-untyped-def]
+    migrate.downgrade(sink_settings, "0001")
+    sink = start_sink(sink_settings)
+    sink.thread.join(30)
+    assert isinstance(sink.error, ServiceError)
+    assert "schema is at 0001" in str(sink.error) and "soundscape db upgrade" in str(sink.error)
