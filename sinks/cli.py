@@ -230,7 +230,7 @@ def sink(group_id: str | None, metrics_port: int | None) -> None:
 @click.command("sink")
 @click.option("--results", default=100_000, show_default=True, help="Results to write.")
 @click.option("--detections", default=3, show_default=True, help="Detection rows per result.")
-@click.option("--stations", default=50, show_default=True)
+@click.option("--stations", default=50, show_default=True, help="Stations the results come from.")
 @click.option("--batch-size", type=int, default=None,
               help="Results per transaction [SOUNDSCAPE_SINK__BATCH_SIZE].")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
