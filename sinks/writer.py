@@ -125,19 +125,16 @@ class ResultWriter:
         if not len(batch):
             return counts
         try:
-            conn = self.connection()
-            counts.partitions_created = self._ensure_partitions(conn, batch)
-            with conn.transaction(), conn.cursor() as cur:
-                self._copy(cur, staging.CHUNKS, map(staging.chunk_row, batch.detections))
-                self._copy(cur, staging.DETECTIONS,
-                           (row for d in batch.detections for row in staging.detection_rows(d)))
-                self._copy(cur, staging.HEARTBEATS, map(staging.heartbeat_row, batch.heartbeats))
-                self._copy(cur, staging.DRIFT, map(staging.drift_row, batch.drift))
-                self._upsert_seen(cur, batch)
-                counts.chunks = self._insert(cur, staging.CHUNKS, batch.detections)
-                counts.detections = self._insert(cur, staging.DETECTIONS, batch.detections)
-                counts.heartbeats = self._insert(cur, staging.HEARTBEATS, batch.heartbeats)
-                counts.drift_reports = self._insert(cur, staging.DRIFT, batch.drift)
+            try:
+                self._write(batch, counts)
+            except psycopg.errors.CheckViolation as exc:
+                if "no partition of relation" not in str(exc):
+                    raise
+                # Someone else dropped a partition this writer still believed in (e.g.
+                # `db maintain` with another retention): re-read the catalogue, once.
+                log.warning("partition missing; catalogue re-read", error=_first_line(exc))
+                self.partitions.refresh(self.connection())
+                self._write(batch, counts)
         except psycopg.OperationalError as exc:
             self.close()
             raise DatabaseUnavailable(_first_line(exc)) from exc
@@ -151,6 +148,21 @@ class ResultWriter:
             + len(batch.drift) - counts.drift_reports
         )
         return counts
+
+    def _write(self, batch: ResultBatch, counts: WriteCounts) -> None:
+        conn = self.connection()
+        counts.partitions_created = self._ensure_partitions(conn, batch)
+        with conn.transaction(), conn.cursor() as cur:
+            self._copy(cur, staging.CHUNKS, map(staging.chunk_row, batch.detections))
+            self._copy(cur, staging.DETECTIONS,
+                       (row for d in batch.detections for row in staging.detection_rows(d)))
+            self._copy(cur, staging.HEARTBEATS, map(staging.heartbeat_row, batch.heartbeats))
+            self._copy(cur, staging.DRIFT, map(staging.drift_row, batch.drift))
+            self._upsert_seen(cur, batch)
+            counts.chunks = self._insert(cur, staging.CHUNKS, batch.detections)
+            counts.detections = self._insert(cur, staging.DETECTIONS, batch.detections)
+            counts.heartbeats = self._insert(cur, staging.HEARTBEATS, batch.heartbeats)
+            counts.drift_reports = self._insert(cur, staging.DRIFT, batch.drift)
 
     @staticmethod
     def _copy(cur: psycopg.Cursor[Any], table: staging.StagingTable, rows: Iterable[tuple[Any, ...]]) -> None:

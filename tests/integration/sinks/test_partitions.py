@@ -112,3 +112,17 @@ def test_changing_the_interval_fills_only_free_time(results_db: Settings) -> Non
         "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = 'chunks_p20261026'",
     )
     assert "'2026-11-01 00:00:00+00'" in bound
+
+
+def test_a_partition_dropped_behind_the_writers_back_is_made_again(results_db: Settings) -> None:
+    moment = to_ns(datetime(2025, 3, 10, tzinfo=UTC))
+    writer = ResultWriter(results_db)
+    try:
+        writer.write(ResultBatch([detection("st-1", moment)]), now=NOW)
+        with connect(results_db) as other:  # e.g. `db maintain` with a shorter retention
+            other.execute("DROP TABLE chunks_p20250301")
+        counts = writer.write(ResultBatch([detection("st-1", moment + 10 * 10**9)]), now=NOW)
+    finally:
+        writer.close()
+    assert counts.chunks == 1 and counts.partitions_created == ["chunks_p20250301"]
+    assert table_counts(results_db)["chunks"] == 1
