@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,8 @@ class Station:
         self.last_block_at = time.monotonic()
         self.stop_requested = threading.Event()
         self.abort = threading.Event()
+        #: called after each chunk is spooled, with the count so far (benchmarks time it)
+        self.on_stored: Callable[[int], None] | None = None
 
     # ---- signals -----------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -159,6 +162,8 @@ class Station:
         self.forwarder.notify()
         self.captured += 1
         self.captured_bytes += len(payload)
+        if self.on_stored is not None:
+            self.on_stored(self.captured)
         if raw.gap_ns:
             log.warning("gap before chunk", seq=envelope.seq, gap_s=round(raw.gap_ns / 1e9, 3))
         if evicted:
