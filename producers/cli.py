@@ -201,6 +201,8 @@ def _print_summary(summary: Any) -> None:
     for item in s.partial:
         click.echo(f"partial: {item.path}: {item.reason}")
     click.echo(f"checkpoint: {s.checkpoint}")
+    if s.stopped_early:
+        click.echo("stopped early: the same command continues from the checkpoint")
 
 
 # ---- bench station --------------------------------------------------------------------------

@@ -59,12 +59,15 @@ class MicSource:
         self.sample_rate = self._choose_rate(capture_rate)
         self.blocksize = max(1, self.sample_rate * block_ms // 1000)
         self.description = f"microphone {self.device or '(default input)'} at {self.sample_rate} Hz"
-        self.overruns = 0
-        self.dropped_frames = 0
-        self._queue: queue.Queue[Block] = queue.Queue(
-            maxsize=max(1, int(queue_seconds * 1000 / block_ms))
-        )
-        self._lost = False
+        self.handoff = CaptureHandoff(self.sample_rate, max(1, int(queue_seconds * 1000 / block_ms)))
+
+    @property
+    def overruns(self) -> int:
+        return self.handoff.overruns
+
+    @property
+    def dropped_frames(self) -> int:
+        return self.handoff.dropped_frames
 
     def _choose_rate(self, wanted: int) -> int:
         rates = (wanted,) if wanted else PREFERRED_RATES
@@ -84,23 +87,8 @@ class MicSource:
         )
 
     def _callback(self, indata: np.ndarray, frames: int, when: Any, status: Any) -> None:
-        now = time.time_ns()
-        adc, current = when.inputBufferAdcTime, when.currentTime
-        if adc > 0 and 0 <= current - adc < 5:
-            start = now - int((current - adc) * 1e9)
-        else:  # host API without timestamps: the block ended about now
-            start = now - frames * 1_000_000_000 // self.sample_rate
-        lost = self._lost
-        if status.input_overflow:
-            self.overruns += 1
-            lost = True
-        try:
-            self._queue.put_nowait(Block(indata[:, 0].copy(), self.sample_rate, start, lost))
-            self._lost = False
-        except queue.Full:  # the pipeline fell behind: counted, and the gap recorded
-            self.overruns += 1
-            self.dropped_frames += frames
-            self._lost = True
+        self.handoff.push(indata[:, 0], when.inputBufferAdcTime, when.currentTime,
+                          bool(status.input_overflow))
 
     def blocks(self, stop: threading.Event) -> Iterator[Block]:
         try:
@@ -116,11 +104,54 @@ class MicSource:
                             hint="check the device name with `python -m sounddevice`") from None
         with stream:
             while not stop.is_set():
-                try:
-                    yield self._queue.get(timeout=0.5)
-                except queue.Empty:
-                    if not stream.active:
-                        raise UserError(f"{self.description} stopped delivering audio")
+                block = self.handoff.get(timeout_s=0.5)
+                if block is not None:
+                    yield block
+                elif not stream.active:
+                    raise UserError(f"{self.description} stopped delivering audio")
+
+
+class CaptureHandoff:
+    """From the capture callback (PortAudio's thread, which must never block) to the
+    pipeline: stamps each block with its measured time and keeps the books on loss.
+
+    An input overflow reported by the device, or a full queue because the pipeline fell
+    behind, counts as an overrun; the next block that gets through is `lost_before`.
+    """
+
+    def __init__(self, sample_rate: int, max_blocks: int) -> None:
+        self.sample_rate = sample_rate
+        self.overruns = 0
+        self.dropped_frames = 0
+        self._queue: queue.Queue[Block] = queue.Queue(maxsize=max_blocks)
+        self._lost = False
+
+    def push(self, samples: np.ndarray, adc_time: float, current_time: float,
+             overflow: bool, now_ns: int | None = None) -> None:
+        now = time.time_ns() if now_ns is None else now_ns
+        frames = int(samples.shape[0])
+        if adc_time > 0 and 0 <= current_time - adc_time < 5:
+            start = now - int((current_time - adc_time) * 1e9)
+        else:  # a host API without timestamps: the block ended about now
+            start = now - frames * 1_000_000_000 // self.sample_rate
+        lost = self._lost
+        if overflow:
+            self.overruns += 1
+            lost = True
+        try:
+            self._queue.put_nowait(Block(np.array(samples, np.float32), self.sample_rate,
+                                         start, lost))
+            self._lost = False
+        except queue.Full:
+            self.overruns += 1
+            self.dropped_frames += frames
+            self._lost = True
+
+    def get(self, timeout_s: float) -> Block | None:
+        try:
+            return self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
 
 
 class SyntheticSource:

@@ -73,7 +73,9 @@ class Station:
             last_end_ns=self.state.last_chunk_end_ns,
         )
         self.resampler = StreamResampler(source.sample_rate, MODEL_RATE)
-        self.cpu_s: dict[str, float] = {}
+        # every key exists up front: the forwarder thread adds to "publish" while
+        # snapshots copy the dict
+        self.cpu_s = dict.fromkeys(("capture", "resample", "encode", "spool", "publish"), 0.0)
         self.forwarder = SpoolForwarder(settings, self.spool, self.cpu_s)
         self.heartbeats = HeartbeatSender(settings, self.heartbeat)
         self.captured = 0

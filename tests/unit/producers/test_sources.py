@@ -52,3 +52,22 @@ def test_synthetic_source_is_continuous_and_deterministic() -> None:
     assert all(b.frames == 48_000 and b.sample_rate == 48_000 for b in blocks[:11])
     again = next(iter(SyntheticSource(48_000, start_ns=T0, speed=0).blocks(threading.Event())))
     np.testing.assert_array_equal(again.samples, blocks[0].samples)
+
+
+def test_capture_handoff_counts_overruns_and_marks_the_gap() -> None:
+    from soundscape.producers.sources import CaptureHandoff
+
+    handoff = CaptureHandoff(48_000, max_blocks=2)
+    block = np.zeros(4800, np.float32)
+    handoff.push(block, 100.0, 100.25, overflow=False, now_ns=T0)
+    handoff.push(block, 100.1, 100.35, overflow=True, now_ns=T0 + 10**8)  # device overflow
+    handoff.push(block, 100.2, 100.45, overflow=False, now_ns=T0 + 2 * 10**8)  # queue full
+    first, second = handoff.get(0), handoff.get(0)
+    assert first is not None and second is not None and handoff.get(0) is None
+    assert first.start_ns == T0 - 250_000_000  # the ADC time, not the callback time
+    assert not first.lost_before and second.lost_before
+    assert handoff.overruns == 2 and handoff.dropped_frames == 4800
+    handoff.push(block, 0.0, 0.0, overflow=False, now_ns=T0)  # no timestamps from the host API
+    after = handoff.get(0)
+    assert after is not None and after.lost_before  # the dropped block's gap is recorded
+    assert after.start_ns == T0 - 100_000_000
