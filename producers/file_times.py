@@ -27,6 +27,9 @@ AUDIOMOTH_COMMENT_RE = re.compile(
     r"Recorded at (?P<t>\d{2}:\d{2}:\d{2}) (?P<d>\d{2}/\d{2}/\d{4}) "
     r"\(UTC(?:(?P<sign>[+-])(?P<h>\d{1,2})(?::(?P<m>\d{2}))?)?\)"
 )
+ISO_DATE_TIME_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?"
+)
 _STRPTIME_PIECES = {
     "%Y": r"\d{4}", "%y": r"\d{2}", "%m": r"\d{2}", "%d": r"\d{2}", "%H": r"\d{2}",
     "%M": r"\d{2}", "%S": r"\d{2}", "%j": r"\d{3}", "%f": r"\d{1,6}",
@@ -107,7 +110,7 @@ def start_from_metadata(metadata: dict[str, str]) -> int | None:
             return None
         return to_ns(moment.replace(tzinfo=timezone(offset)))
     date = (metadata.get("date") or "").strip()
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?", date):
+    if ISO_DATE_TIME_RE.fullmatch(date):
         try:
             moment = datetime.fromisoformat(date.replace("Z", "+00:00"))
         except ValueError:

@@ -241,12 +241,15 @@ class Replay:
             gap_ns=raw.gap_ns,
         )
         if raw.padded_samples:
-            envelope = replace(envelope, extra=(("padded_samples", str(raw.padded_samples).encode()),))
+            padded = str(raw.padded_samples).encode()
+            envelope = replace(envelope, extra=(("padded_samples", padded),))
             self.summary.padded_chunks += 1
         if raw.gap_ns:
             self.summary.gaps += 1
         pacer.wait(self._sent_seconds())
         self._wait_for_room(publisher)
+        if self.stop.is_set():
+            return raw.start_ns  # not sent: the checkpoint does not pass it
         self.checkpoint.sent(station, raw.start_ns)
         publisher.publish(envelope, payload)
         self._sent += 1
@@ -272,7 +275,7 @@ class Replay:
         log.error("chunk not delivered", chunk_id=str(envelope.chunk_id), error=err.str())
 
     def _wait_for_room(self, publisher: ChunkPublisher) -> None:
-        while publisher.in_queue() >= MAX_IN_FLIGHT:
+        while publisher.in_queue() >= MAX_IN_FLIGHT and not self.stop.is_set():
             self._poll(publisher)
 
     def _wait_for_acks(self, publisher: ChunkPublisher) -> None:

@@ -59,7 +59,8 @@ class MicSource:
         self.sample_rate = self._choose_rate(capture_rate)
         self.blocksize = max(1, self.sample_rate * block_ms // 1000)
         self.description = f"microphone {self.device or '(default input)'} at {self.sample_rate} Hz"
-        self.handoff = CaptureHandoff(self.sample_rate, max(1, int(queue_seconds * 1000 / block_ms)))
+        max_blocks = max(1, int(queue_seconds * 1000 / block_ms))
+        self.handoff = CaptureHandoff(self.sample_rate, max_blocks)
 
     @property
     def overruns(self) -> int:
@@ -275,7 +276,8 @@ class DeviceLikeSource:
         self.description = f"prepared device-like audio at {sample_rate} Hz"
         self.overruns = 0
         self.dropped_frames = 0
-        self._audio = [field_chunk(seed, sample_rate=sample_rate) for seed in range(distinct_chunks)]
+        self._audio = [field_chunk(seed, sample_rate=sample_rate)
+                       for seed in range(distinct_chunks)]
         self._step = max(1, sample_rate * block_ms // 1000)
 
     def blocks(self, stop: threading.Event) -> Iterator[Block]:

@@ -88,7 +88,9 @@ class DiskSpool:
         return envelope, payload
 
     # ---- changing it -------------------------------------------------------------------
-    def put(self, envelope: ChunkEnvelope, payload: bytes, in_flight: set[int] | None = None) -> int:
+    def put(
+        self, envelope: ChunkEnvelope, payload: bytes, in_flight: set[int] | None = None
+    ) -> int:
         """Store a chunk durably; returns how many old chunks were evicted to make room."""
         header = json.dumps({k: v.decode() for k, v in envelope.to_headers()}).encode()
         data = MAGIC + header + b"\n" + payload

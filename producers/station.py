@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +127,8 @@ class Station:
                     break
                 if self.stop_requested.is_set():
                     grace_until = grace_until or time.monotonic() + self.stop_grace_s
-                    if chunks or self.chunker.pending_samples == 0 or time.monotonic() > grace_until:
+                    on_boundary = bool(chunks) or self.chunker.pending_samples == 0
+                    if on_boundary or time.monotonic() > grace_until:
                         break
         finally:
             source_stop.set()
@@ -154,8 +154,6 @@ class Station:
             source="live",
             gap_ns=raw.gap_ns,
         )
-        if raw.padded_samples:
-            envelope = replace(envelope, extra=(("padded_samples", str(raw.padded_samples).encode()),))
         evicted = self.spool.put(envelope, payload, self.forwarder.in_flight())
         self.state.next_seq += 1
         self.state.last_chunk_end_ns = raw.end_ns

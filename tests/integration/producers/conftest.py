@@ -81,7 +81,8 @@ def soundscape_cmd(*args: str) -> list[str]:
 
 @pytest.fixture
 def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
-    def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(args: list[str], env: dict[str, str],
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(soundscape_cmd(*args), env=env, capture_output=True, text=True,
                               timeout=timeout)
 

@@ -76,6 +76,8 @@ def test_an_hour_of_archive_gives_exactly_360_abutting_chunks(
                      timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
+    print(f"\nhour replay: {summary['chunks']} chunks, {summary['megabytes']} MB in "
+          f"{summary['seconds']} s, {summary['chunks_per_s']} chunks/s")
     assert summary["chunks"] == 360 and summary["files_replayed"] == 6
     assert summary["skipped"] == [] and summary["partial"] == []
     assert summary["padded_chunks"] == 0 and summary["dropped_remainders"] == 0

@@ -84,7 +84,8 @@ def test_replay_waits_for_a_broker_that_is_down(own_broker: tuple[Settings, obje
     sf.write(folder / "20240501_053000.flac",
              np.random.default_rng(3).uniform(-0.1, 0.1, 32_000 * 60).astype(np.float32), 32_000)
     run_settings = settings.model_copy(update={
-        "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers(settings)}),
+        "kafka": settings.kafka.model_copy(
+            update={"bootstrap_servers": bootstrap_servers(settings)}),
         "replay": settings.replay.model_copy(update={"checkpoint_dir": tmp_path / "checkpoints"}),
     })
     broker.stop()  # type: ignore[attr-defined]
@@ -100,4 +101,5 @@ def test_replay_waits_for_a_broker_that_is_down(own_broker: tuple[Settings, obje
     summary = result["summary"]
     assert summary.chunks == 6 and summary.failed_deliveries == 0  # type: ignore[attr-defined]
     records = read_topic(settings, settings.topics.audio, expected=6)
-    assert sorted(r.envelope().chunk_start for r in records) == [T0 + k * CHUNK_NS for k in range(6)]
+    starts = sorted(r.envelope().chunk_start for r in records)
+    assert starts == [T0 + k * CHUNK_NS for k in range(6)]
