@@ -219,6 +219,12 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
             click.echo(f"{key:>14}: {value}")
 
 
+# ---- commands that live in their rooms ----------------------------------------------------
+from soundscape.infra.images.cli import images  # noqa: E402
+
+cli.add_command(images)
+
+
 def _mask_url(url: str | None) -> str | None:
     if not url or "@" not in url or "://" not in url:
         return url

@@ -77,6 +77,9 @@ class PostgresSettings(BaseModel):
     url: SecretStr | None = Field(
         None, description="External database URL; unset means the cluster `infra up` runs"
     )
+    reader_url: SecretStr | None = Field(
+        None, description="Read-only URL for an external database (Grafana, reports)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port once and keeps it")
     database: str = "soundscape"
@@ -101,6 +104,19 @@ class SinkSettings(BaseModel):
     batch_timeout_ms: int = Field(500, ge=1)
 
 
+class ImageSettings(BaseModel):
+    """Container images for docker-compose and the testcontainers test backend."""
+
+    pull: Literal["auto", "never"] = Field(
+        "auto", description="auto: try the registry first, build locally if unreachable"
+    )
+    debian_suite: str = "bookworm"
+    debian_mirror: str | None = Field(None, description="debootstrap mirror; apt's if unset")
+    base_tag: str = "local/debian:bookworm"
+    postgres_tag: str = "local/soundscape-postgres:15"
+    kafka_tag: str = f"local/soundscape-kafka:{DEFAULT_KAFKA_VERSION}"
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one place; `soundscape config show` prints it."""
 
@@ -120,6 +136,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()
+    images: ImageSettings = ImageSettings()
 
     @field_validator("state_dir")
     @classmethod
