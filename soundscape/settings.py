@@ -93,10 +93,14 @@ class PostgresSettings(BaseModel):
 
 
 class WorkerSettings(BaseModel):
+    group_id: str = Field("soundscape-workers", description="Kafka consumer group of workers")
     batch_size: int = Field(32, ge=1, le=4096)
     batch_timeout_ms: int = Field(200, ge=1)
     decode_threads: int = Field(2, ge=1, le=64)
     bundle: Path | None = Field(None, description="Model bundle folder; the demo bundle if unset")
+    top_k: int = Field(5, ge=1, le=100, description="Labels kept per result")
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    transaction_timeout_ms: int = Field(60_000, ge=1_000)
 
 
 class SinkSettings(BaseModel):
