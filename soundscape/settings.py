@@ -135,6 +135,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     metrics_port: int = Field(0, ge=0, le=65535, description="0 disables the HTTP endpoint")
+    metrics_host: str = Field("127.0.0.1", description="0.0.0.0 to let a remote Prometheus scrape")
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     postgres: PostgresSettings = PostgresSettings()
