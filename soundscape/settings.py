@@ -119,6 +119,7 @@ class ImageSettings(BaseModel):
     base_tag: str = "local/debian:bookworm"
     postgres_tag: str = "local/soundscape-postgres:15"
     kafka_tag: str = f"local/soundscape-kafka:{DEFAULT_KAFKA_VERSION}"
+    project_tag: str = "local/soundscape:latest"
 
 
 class Settings(BaseSettings):

@@ -8,6 +8,7 @@ inside with `docker build --network host`, Kafka's jars from the project's Maven
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -40,7 +41,7 @@ def docker(*args: str, timeout: float = 1800, check: bool = True,
     binary = process.require_tool("docker", "install Debian's docker.io: `bash infra/setup.sh --docker`")
     result = subprocess.run([binary, *args], capture_output=True, timeout=timeout, input=input_bytes)
     if check and result.returncode != 0:
-        detail = (result.stderr or result.stdout).decode(errors="replace")[-3000:]
+        detail = (result.stdout + result.stderr).decode(errors="replace")[-3000:]
         raise ServiceError(f"`docker {' '.join(args[:3])}` failed:\n{detail}")
     return result
 
@@ -86,9 +87,11 @@ def build_base(settings: Settings, tag: str) -> None:
             raise ServiceError("docker import failed: " + imported.stderr.decode()[-2000:])
 
 
-def _docker_build(settings: Settings, tag: str, context: Path) -> None:
-    docker("build", "--network", "host", "--build-arg", f"BASE={settings.images.base_tag}",
-           "-t", tag, str(context))
+def _docker_build(settings: Settings, tag: str, context: Path, *build_args: str) -> None:
+    args = ["--build-arg", f"BASE={settings.images.base_tag}"]
+    for arg in build_args:
+        args += ["--build-arg", arg]
+    docker("build", "--network", "host", *args, "-t", tag, str(context))
 
 
 def build_postgres(settings: Settings, tag: str) -> None:
@@ -105,12 +108,52 @@ def build_kafka(settings: Settings, tag: str) -> None:
         _docker_build(settings, tag, context)
 
 
+def source_root() -> Path:
+    """The checkout the package runs from; the project image is built from its wheel."""
+    root = HERE.parents[1]
+    if not (root / "pyproject.toml").is_file():
+        raise ServiceError(
+            "the project image is built from a source checkout, and this install has none",
+            hint="run `soundscape images build soundscape` from a git clone (pip install -e .)",
+        )
+    return root
+
+
+def build_project(settings: Settings, tag: str) -> None:
+    import sys
+
+    with tempfile.TemporaryDirectory(prefix="soundscape-image-") as tmp:
+        context = Path(tmp)
+        shutil.copy(HERE / "soundscape" / "Dockerfile", context / "Dockerfile")
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+             str(context / "wheels"), str(source_root())],
+            capture_output=True, text=True, timeout=600,
+        )
+        if result.returncode != 0:
+            raise ServiceError("building the project's wheel failed:\n" + result.stderr[-2000:])
+        shutil.copy(host_ca_bundle(), context / "host-ca.crt")
+        index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")
+        _docker_build(settings, tag, context, f"PIP_INDEX_URL={index}")
+
+
+def host_ca_bundle() -> Path:
+    """The CA bundle this host's pip uses, for pip inside an image build."""
+    for candidate in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"),
+                      "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise ServiceError("no CA bundle found for the image build",
+                       hint="install ca-certificates or set PIP_CERT to a CA bundle")
+
+
 def specs(settings: Settings) -> list[ImageSpec]:
     images = settings.images
     return [
         ImageSpec("debian", images.base_tag, None, build_base),
         ImageSpec("postgres", images.postgres_tag, "postgres:15-bookworm", build_postgres),
         ImageSpec("kafka", images.kafka_tag, f"apache/kafka:{settings.kafka.version}", build_kafka),
+        ImageSpec("soundscape", images.project_tag, None, build_project),
     ]
 
 
@@ -126,7 +169,7 @@ def ensure_images(settings: Settings, only: list[str] | None = None,
             hint="`soundscape images engine` starts Debian's dockerd with host networking only",
         )
     by_name = {spec.name: spec for spec in specs(settings)}
-    names = only or [name for name in by_name if name != "debian"]
+    names = only or ["postgres", "kafka"]
     unknown = set(names) - set(by_name)
     if unknown:
         raise ServiceError(f"unknown image(s) {', '.join(sorted(unknown))}",

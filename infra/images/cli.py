@@ -28,7 +28,7 @@ def images_engine() -> None:
 @click.argument("names", nargs=-1)
 @click.option("--rebuild", is_flag=True, help="Build again even if the image exists.")
 def images_build(names: tuple[str, ...], rebuild: bool) -> None:
-    """Obtain NAMES (debian, postgres, kafka; default: postgres and kafka)."""
+    """Obtain NAMES (debian, postgres, kafka, soundscape; default: postgres and kafka)."""
     from soundscape.infra.images.builder import ensure_images
 
     report = ensure_images(load_settings(), list(names) or None, rebuild=rebuild)
