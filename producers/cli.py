@@ -104,7 +104,8 @@ def station(station_id: str | None, source: str | None, device: str | None,
     node.install_signal_handlers()
     server = None
     if settings.metrics_port:
-        server = ObservabilityServer(node.health, port=settings.metrics_port,
+        server = ObservabilityServer(node.health, host=settings.metrics_host,
+                                     port=settings.metrics_port,
                                      registry=station_registry(node.snapshot, sid)).start()
     try:
         report = node.run()

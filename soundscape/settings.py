@@ -77,6 +77,9 @@ class PostgresSettings(BaseModel):
     url: SecretStr | None = Field(
         None, description="External database URL; unset means the cluster `infra up` runs"
     )
+    reader_url: SecretStr | None = Field(
+        None, description="Read-only URL for an external database (Grafana, reports)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port once and keeps it")
     database: str = "soundscape"
@@ -90,10 +93,14 @@ class PostgresSettings(BaseModel):
 
 
 class WorkerSettings(BaseModel):
+    group_id: str = Field("soundscape-workers", description="Kafka consumer group of workers")
     batch_size: int = Field(32, ge=1, le=4096)
     batch_timeout_ms: int = Field(200, ge=1)
     decode_threads: int = Field(2, ge=1, le=64)
     bundle: Path | None = Field(None, description="Model bundle folder; the demo bundle if unset")
+    top_k: int = Field(5, ge=1, le=100, description="Labels kept per result")
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    transaction_timeout_ms: int = Field(60_000, ge=1_000)
 
 
 class SinkSettings(BaseModel):
@@ -139,6 +146,20 @@ class ReplaySettings(BaseModel):
     checkpoint_dir: Path | None = Field(None, description="<state_dir>/replay if unset")
 
 
+class ImageSettings(BaseModel):
+    """Container images for docker-compose and the testcontainers test backend."""
+
+    pull: Literal["auto", "never"] = Field(
+        "auto", description="auto: try the registry first, build locally if unreachable"
+    )
+    debian_suite: str = "bookworm"
+    debian_mirror: str | None = Field(None, description="debootstrap mirror; apt's if unset")
+    base_tag: str = "local/debian:bookworm"
+    postgres_tag: str = "local/soundscape-postgres:15"
+    kafka_tag: str = f"local/soundscape-kafka:{DEFAULT_KAFKA_VERSION}"
+    project_tag: str = "local/soundscape:latest"
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one place; `soundscape config show` prints it."""
 
@@ -153,6 +174,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     metrics_port: int = Field(0, ge=0, le=65535, description="0 disables the HTTP endpoint")
+    metrics_host: str = Field("127.0.0.1", description="0.0.0.0 to let a remote Prometheus scrape")
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     postgres: PostgresSettings = PostgresSettings()
@@ -160,6 +182,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     station: StationSettings = StationSettings()
     replay: ReplaySettings = ReplaySettings()
+    images: ImageSettings = ImageSettings()
 
     @field_validator("state_dir")
     @classmethod
