@@ -21,7 +21,10 @@ done
 EXTRAS=${SOUNDSCAPE_EXTRAS:-dev}
 VENV=${SOUNDSCAPE_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-DEBIAN_PACKAGES=(openjdk-17-jre-headless maven postgresql-15 postgresql-client-15 util-linux)
+# pulseaudio (+ the ALSA plugin), libportaudio2 and sox give the station a real capture
+# device without a microphone: a PulseAudio null sink whose monitor PortAudio records.
+DEBIAN_PACKAGES=(openjdk-17-jre-headless maven postgresql-15 postgresql-client-15 util-linux
+  pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 sox)
 DOCKER_PACKAGES=(docker.io debootstrap)
 ((WITH_DOCKER)) && DEBIAN_PACKAGES+=("${DOCKER_PACKAGES[@]}")
 

@@ -224,6 +224,12 @@ from soundscape.infra.images.cli import images  # noqa: E402
 
 cli.add_command(images)
 
+from soundscape.producers.cli import bench_station, replay, station  # noqa: E402
+
+cli.add_command(station)
+cli.add_command(replay)
+bench.add_command(bench_station)
+
 
 def _mask_url(url: str | None) -> str | None:
     if not url or "@" not in url or "://" not in url:

@@ -108,6 +108,44 @@ class SinkSettings(BaseModel):
     batch_timeout_ms: int = Field(500, ge=1)
 
 
+class StationSettings(BaseModel):
+    """A field station (`soundscape station`): capture, spool, forward, heartbeat."""
+
+    station_id: str | None = Field(
+        None, description="[a-z0-9-]{1,64}; required to run a station (or --station)"
+    )
+    source: str = Field("mic", description="mic, synthetic, or a file / folder of recordings")
+    device: str | None = Field(None, description="PortAudio input device; default input if unset")
+    capture_rate: int = Field(
+        0, ge=0, le=384_000, description="device rate; 0 tries 32 kHz, then 48, then 44.1"
+    )
+    codec: Literal["flac", "wav"] = "flac"
+    data_dir: Path | None = Field(
+        None, description="spool/ and state.json; <state_dir>/station/<id> if unset"
+    )
+    spool_max_mb: int = Field(2048, ge=1, description="oldest chunks are evicted beyond this")
+    heartbeat_interval_s: float = Field(60.0, gt=0)
+    max_in_flight: int = Field(16, ge=1, le=1000, description="chunks handed to Kafka at once")
+    retry_backoff_max_s: float = Field(30.0, gt=0, description="longest reconnect backoff")
+    clock_step_ms: int = Field(
+        1000, ge=10, description="sample clock behind wall clock by more: recorded as a gap"
+    )
+
+
+class ReplaySettings(BaseModel):
+    """Archive replay (`soundscape replay`): how files become chunks."""
+
+    speed: float = Field(0.0, ge=0, description="0: as fast as possible; N: N x real time")
+    min_remainder_s: float = Field(
+        2.0, ge=0, le=10, description="shorter tails are dropped, longer ones padded"
+    )
+    join_tolerance_s: float = Field(
+        1.0, ge=0, description="files of a station this close are one continuous recording"
+    )
+    timezone: str = Field("UTC", description="zone of times in file names without one")
+    checkpoint_dir: Path | None = Field(None, description="<state_dir>/replay if unset")
+
+
 class ImageSettings(BaseModel):
     """Container images for docker-compose and the testcontainers test backend."""
 
@@ -142,6 +180,8 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()
+    station: StationSettings = StationSettings()
+    replay: ReplaySettings = ReplaySettings()
     images: ImageSettings = ImageSettings()
 
     @field_validator("state_dir")
