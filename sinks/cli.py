@@ -207,9 +207,12 @@ def sink(group_id: str | None, metrics_port: int | None) -> None:
     tune_gc()
     service = SinkService(settings, group_id=group_id)
     port = settings.metrics_port if metrics_port is None else metrics_port
-    server = ObservabilityServer(service.health, port=port).start() if port else None
+    server = (
+        ObservabilityServer(service.health, host=settings.metrics_host, port=port).start()
+        if port else None
+    )
     if server is not None:
-        log.info("metrics and health", url=f"http://127.0.0.1:{server.port}/metrics")
+        log.info("metrics and health", url=f"http://{settings.metrics_host}:{server.port}/metrics")
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("stop requested", signal=signal.Signals(signum).name)

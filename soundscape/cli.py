@@ -219,6 +219,18 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
             click.echo(f"{key:>14}: {value}")
 
 
+# ---- commands that live in their rooms ----------------------------------------------------
+from soundscape.infra.images.cli import images  # noqa: E402
+
+cli.add_command(images)
+
+from soundscape.producers.cli import bench_station, replay, station  # noqa: E402
+
+cli.add_command(station)
+cli.add_command(replay)
+bench.add_command(bench_station)
+
+
 def _mask_url(url: str | None) -> str | None:
     if not url or "@" not in url or "://" not in url:
         return url

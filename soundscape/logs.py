@@ -34,6 +34,9 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
 
 
 def get_logger(name: str, **context: Any) -> structlog.stdlib.BoundLogger:
-    """Lazy: a module-level logger made before `configure_logging` still obeys it
-    (`.bind()` here would freeze structlog's default configuration into it)."""
-    return structlog.get_logger(name, **context)  # type: ignore[no-any-return]
+    """A lazy logger: module-level loggers pick up configure_logging() called later.
+
+    (`.bind()` on structlog's proxy would build the logger at import time, freezing the
+    default configuration: console lines on stdout whatever SOUNDSCAPE_LOG_FORMAT says.)
+    """
+    return structlog.get_logger(name, **context)

@@ -34,6 +34,10 @@ def own_cluster(kafka_settings: Settings, run_state_dir: Path) -> Iterator[tuple
         "kafka": kafka_settings.kafka.model_copy(
             update={"bootstrap_servers": bootstrap_servers(kafka_settings)}
         ),
+        # The database is this cluster's, not the session's (which may be given by URL).
+        "postgres": kafka_settings.postgres.model_copy(
+            update={"url": None, "reader_url": None, "port": 0}
+        ),
     })
     settings = quick_sink(settings, batch_size=25, retry_initial_ms=50, retry_max_ms=400)
     cluster = PostgresCluster(settings)

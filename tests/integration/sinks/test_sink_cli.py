@@ -23,16 +23,22 @@ SOUNDSCAPE = [sys.executable, "-m", "soundscape"]
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that makes a `soundscape` process use this test's services."""
-    topics = settings.topics
+    topics, pg = settings.topics, settings.postgres
     env = dict(os.environ) | {
         "SOUNDSCAPE_STATE_DIR": str(settings.state_dir),
-        "SOUNDSCAPE_POSTGRES__DATABASE": settings.postgres.database,
+        "SOUNDSCAPE_POSTGRES__DATABASE": pg.database,
         "SOUNDSCAPE_TOPICS__DETECTIONS": topics.detections,
         "SOUNDSCAPE_TOPICS__HEARTBEATS": topics.heartbeats,
         "SOUNDSCAPE_TOPICS__DRIFT": topics.drift,
         "SOUNDSCAPE_TOPICS__RESULTS_DLQ": topics.results_dlq,
         "SOUNDSCAPE_LOG_FORMAT": "json",
     }
+    # Services given by URL (the test's own database, or the containers backend).
+    for name, value in (("POSTGRES__URL", pg.url), ("POSTGRES__READER_URL", pg.reader_url)):
+        if value is not None:
+            env[f"SOUNDSCAPE_{name}"] = value.get_secret_value()
+    if settings.kafka.bootstrap_servers:
+        env["SOUNDSCAPE_KAFKA__BOOTSTRAP_SERVERS"] = settings.kafka.bootstrap_servers
     return env | extra
 
 
