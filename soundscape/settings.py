@@ -101,6 +101,18 @@ class SinkSettings(BaseModel):
     batch_timeout_ms: int = Field(500, ge=1)
 
 
+class FrontendSettings(BaseModel):
+    """The audio front-end (models/frontend): which chunks it repairs, which it refuses."""
+
+    length_tolerance_ms: float = Field(
+        50.0, ge=0, le=1000, description="Chunks this close to 10 s are padded or trimmed"
+    )
+    max_nonfinite_fraction: float = Field(
+        0.01, ge=0, le=1, description="Up to this share of NaN/Inf samples is zeroed"
+    )
+    threads: int = Field(0, ge=0, le=256, description="ONNX Runtime CPU threads; 0: one per core")
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one place; `soundscape config show` prints it."""
 
@@ -120,6 +132,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()
+    frontend: FrontendSettings = FrontendSettings()
 
     @field_validator("state_dir")
     @classmethod
