@@ -219,6 +219,13 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
             click.echo(f"{key:>14}: {value}")
 
 
+from soundscape.models.frontend.cli import frontend as frontend_group  # noqa: E402
+from soundscape.synth_cli import synth as synth_group  # noqa: E402
+
+cli.add_command(frontend_group)
+cli.add_command(synth_group)
+
+
 def _mask_url(url: str | None) -> str | None:
     if not url or "@" not in url or "://" not in url:
         return url
