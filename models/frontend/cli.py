@@ -192,9 +192,12 @@ def bench(model: Path | None, chunks: int, batch: int, threads: int | None, repe
                f"onnxruntime {results['onnxruntime']}, {chunks} chunks x {repeats}, batch {batch}")
     click.echo(f"onnx (cpu, {results['onnx_cpu_threads']} threads): "
                f"{results['onnx_cpu_chunks_per_s']:8.2f} chunks/s")
+    click.echo(f"onnx (cpu, 1 thread):  {results['onnx_cpu_1thread_chunks_per_s']:8.2f} chunks/s")
     click.echo(f"reference (noisereduce + librosa, 1 thread): "
                f"{results['reference_chunks_per_s']:8.2f} chunks/s")
-    click.echo(f"ratio onnx cpu / reference: {results['cpu_ratio']:.2f}x")
+    click.echo(f"ratio onnx cpu / reference: {results['cpu_ratio']:.2f}x "
+               f"(1 thread each: {results['cpu_1thread_ratio']:.2f}x); "
+               f"load average {results['load_average_1min']:.1f}")
     if results["onnx_gpu_chunks_per_s"] is None:
         click.echo(f"gpu: {results['gpu_note']}")
     else:

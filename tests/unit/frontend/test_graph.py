@@ -165,3 +165,8 @@ def test_feature_batch_reports_bad_chunks_by_position(frontend: FrontEnd) -> Non
     assert set(batch.errors) == {1, 2}
     nothing = frontend.features([np.zeros(3)])
     assert nothing.mel.shape == (0, 1, 64, 313) and nothing.errors
+
+
+def test_build_is_deterministic(model: onnx.ModelProto) -> None:
+    """Bundles record frontend.onnx's sha256: rebuilding must give the same bytes."""
+    assert build_frontend().SerializeToString() == model.SerializeToString()
