@@ -76,7 +76,7 @@ class _Builder:
                        self.const(_DB))
 
 
-def _dft_basis(b: _Builder, n_fft: int, bins: int, first: int = 0, window: bool = True) -> str:
+def _dft_basis(b: _Builder, n_fft: int, bins: int, first: int = 0) -> str:
     """[n_fft, 2 * (bins - first)]: columns win[n] cos(2 pi k n / N) for k in
     first..bins-1, then win[n] sin(...).
 
@@ -91,8 +91,6 @@ def _dft_basis(b: _Builder, n_fft: int, bins: int, first: int = 0, window: bool 
     angle = b.op("Mul", b.op("Cast", phase, to=TensorProto.FLOAT),
                  b.const(np.float32(2 * np.pi / n_fft)))
     basis = b.op("Concat", b.op("Cos", angle), b.op("Sin", angle), axis=1)
-    if not window:
-        return basis
     return b.op("Mul", basis, b.const(dsp.hann_periodic(n_fft)[:, None]))
 
 
@@ -121,7 +119,8 @@ def _denoise(b: _Builder, x: str, params: FeatureParams) -> str:
     padded = b.op("Pad", x, b.ints(0, layout.left_pad, 0, layout.right_pad))
     blocks = b.op("Reshape", padded, b.ints(0, -1, d.hop_length))
     frames = _frames(b, blocks, layout.count, per_frame)
-    spec = b.op("MatMul", frames, _dft_basis(b, d.n_fft, bins))  # [B, T, 2 * bins]
+    basis = _dft_basis(b, d.n_fft, bins)  # [n_fft, 2 * bins], windowed
+    spec = b.op("MatMul", frames, basis)  # [B, T, 2 * bins]
     re, im = b.slice(spec, 0, bins, 2), b.slice(spec, bins, 2 * bins, 2)
     magnitude = b.op("Sqrt", b.op("Add", b.square(re), b.square(im)))
 
@@ -150,16 +149,16 @@ def _denoise(b: _Builder, x: str, params: FeatureParams) -> str:
                 b.const(1.0 - d.prop_decrease))
     gated = b.op("Mul", spec, b.op("Concat", mask, mask, axis=2))
 
-    # Inverse: irfft as a MatMul (bins 0 and N/2 once, the rest twice), the synthesis
-    # window, overlap-add, and scipy's division by the summed squared windows.
+    # Inverse: irfft as a MatMul with the same (windowed) basis transposed, weighting bins
+    # 0 and N/2 once and the rest twice; overlap-add; scipy's division by the summed
+    # squared windows.
     overlap = sum(window[q * d.hop_length:(q + 1) * d.hop_length] ** 2 for q in range(per_frame))
     if not np.allclose(overlap, overlap[0], rtol=1e-9):
         raise ValueError("window and hop do not overlap-add to a constant")
     weights = np.full(bins, 2.0)
     weights[[0, -1]] = 1.0
     scale = np.concatenate([weights, weights]) / d.n_fft / overlap[0]
-    synthesis = b.op("Mul", b.op("Transpose", _dft_basis(b, d.n_fft, bins), perm=[1, 0]),
-                     b.const(scale[:, None]))
+    synthesis = b.op("Mul", b.op("Transpose", basis, perm=[1, 0]), b.const(scale[:, None]))
     out = b.op("MatMul", gated, synthesis)  # [B, T, n_fft], windowed frames
     out = b.op("Reshape", out, b.ints(0, layout.count, per_frame, d.hop_length))
     shifted = []
