@@ -71,7 +71,7 @@ def archive(folder: Path, start: str, minutes: float, file_minutes: float, seed:
             codec: str) -> None:
     """Write an AudioMoth-style archive into FOLDER: YYYYMMDD_HHMMSS files plus labels.csv.
 
-    FOLDER's name is what `replay` takes as the station id unless told otherwise, e.g.
+    The archive replay takes FOLDER's name as the station id unless told otherwise, e.g.
     `soundscape synth archive archive/marsh-01 --minutes 120`.
     """
     from soundscape.synthetic import CHUNK_SECONDS, write_archive
@@ -90,10 +90,12 @@ def archive(folder: Path, start: str, minutes: float, file_minutes: float, seed:
         raise click.BadParameter(f"--file-minutes must be a positive multiple of "
                                  f"{CHUNK_SECONDS} s, got {file_seconds:g} s")
     try:
-        paths = write_archive(folder, moment, seconds, int(file_seconds), seed, codec,  # type: ignore[arg-type]
+        paths = write_archive(folder, moment, seconds, int(file_seconds), seed,
+                              codec,  # type: ignore[arg-type]
                               progress=True)
     except FileExistsError as exc:
-        raise UserError(f"{exc} exists", hint="write into an empty folder; nothing is overwritten") from None
+        raise UserError(f"{exc} exists",
+                        hint="write into an empty folder; nothing is overwritten") from None
     except ValueError as exc:
         raise UserError(str(exc)) from None
     click.echo(f"wrote {len(paths)} files ({seconds / 60:g} min) from {paths[0].name} "

@@ -375,7 +375,9 @@ def chunk_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def soundscape_chunks(count: int, seed: int = 0, start: int = 0, **kwargs: Any) -> Iterator[SyntheticChunk]:
+def soundscape_chunks(
+    count: int, seed: int = 0, start: int = 0, **kwargs: Any
+) -> Iterator[SyntheticChunk]:
     """Chunks `start` .. `start + count - 1` of the data set named by `seed`."""
     for index in range(start, start + count):
         yield soundscape_chunk(chunk_seed(seed, index), **kwargs)

@@ -36,8 +36,10 @@ def _load_model(path: Path | None) -> Any:
     try:
         return onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, OSError, ValueError ...
-        raise UserError(f"cannot read {path} as an ONNX model: {exc}",
-                        hint="give a frontend.onnx written by `soundscape frontend build`") from None
+        raise UserError(
+            f"cannot read {path} as an ONNX model: {exc}",
+            hint="give a frontend.onnx written by `soundscape frontend build`",
+        ) from None
 
 
 model_option = click.option(

@@ -217,7 +217,8 @@ def _mels(
         return b.op("MatMul", b.op("Transpose", energy, perm=[0, 2, 1]), per_segment)
 
     kept = segment_energy(b.slice(power, first, last + 1, 2))
-    kept = b.op("Mul", kept, b.op("Unsqueeze", b.square(peak), b.ints(2)))  # undo the peak normalisation
+    # Undo the peak normalisation, so both energies are on the input's scale.
+    kept = b.op("Mul", kept, b.op("Unsqueeze", b.square(peak), b.ints(2)))
     raw_frames = _centred_frames(b, raw, params)
     before = segment_energy(_power(b, raw_frames, params.n_fft, last + 1, first))
     survival = b.op("Div", kept, b.op("Add", before, b.const(params.amin)))

@@ -51,7 +51,8 @@ def parity_cases(seed: int = 0, params: FeatureParams = FEATURES) -> list[Parity
     mostly_nan[: n // 20] = np.nan
     return [
         ParityCase("calls-wind", "three species over gusty pink wind", base),
-        ParityCase("calls-rain", "random species over brown rain with drops", calls("brown-rain", 1)),
+        ParityCase("calls-rain", "random species over brown rain with drops",
+                   calls("brown-rain", 1)),
         ParityCase("calls-hum", "random species over distant mains hum", calls("distant-hum", 2)),
         ParityCase("calls-quiet", "random species over a -90 dBFS recorder floor",
                    soundscape_chunk(seed + 3, background_kind="silence",
@@ -72,7 +73,8 @@ def parity_cases(seed: int = 0, params: FeatureParams = FEATURES) -> list[Parity
         ParityCase("5ms-short", "160 samples short (zero-padded)", base[: n - 160]),
         ParityCase("all-nan", "nothing but NaN", np.full(n, np.nan, np.float32), True),
         ParityCase("too-short", "4 s instead of 10 s", base[: 4 * sr], True),
-        ParityCase("too-long", "12 s instead of 10 s", np.concatenate([base, base[: 2 * sr]]), True),
+        ParityCase("too-long", "12 s instead of 10 s",
+                   np.concatenate([base, base[: 2 * sr]]), True),
         ParityCase("mostly-nan", "5% NaN", mostly_nan, True),
         ParityCase("stereo", "two channels", np.stack([base, base]), True),
     ]
