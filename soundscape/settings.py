@@ -177,6 +177,16 @@ class ImageSettings(BaseModel):
     postgres_tag: str = "local/soundscape-postgres:15"
     kafka_tag: str = f"local/soundscape-kafka:{DEFAULT_KAFKA_VERSION}"
     project_tag: str = "local/soundscape:latest"
+class FrontendSettings(BaseModel):
+    """The audio front-end (models/frontend): which chunks it repairs, which it refuses."""
+
+    length_tolerance_ms: float = Field(
+        50.0, ge=0, le=1000, description="Chunks this close to 10 s are padded or trimmed"
+    )
+    max_nonfinite_fraction: float = Field(
+        0.01, ge=0, le=1, description="Up to this share of NaN/Inf samples is zeroed"
+    )
+    threads: int = Field(0, ge=0, le=256, description="ONNX Runtime CPU threads; 0: one per core")
 
 
 class Settings(BaseSettings):
@@ -202,6 +212,7 @@ class Settings(BaseSettings):
     station: StationSettings = StationSettings()
     replay: ReplaySettings = ReplaySettings()
     images: ImageSettings = ImageSettings()
+    frontend: FrontendSettings = FrontendSettings()
 
     @field_validator("state_dir")
     @classmethod
