@@ -47,12 +47,16 @@ class TopicSettings(BaseModel):
     audio_dlq: str = "soundscape.audio.dlq.v1"
     heartbeats: str = "soundscape.heartbeats.v1"
     drift: str = "soundscape.drift.v1"
+    results_dlq: str = "soundscape.results.dlq.v1"
     partitions: int = Field(6, ge=1, le=1000)
     retention_hours: int = Field(24 * 7, ge=1, description="Audio and DLQ retention")
     results_retention_hours: int = Field(24 * 30, ge=1, description="Results retention")
 
     def all_names(self) -> list[str]:
-        return [self.audio, self.detections, self.audio_dlq, self.heartbeats, self.drift]
+        return [
+            self.audio, self.detections, self.audio_dlq, self.heartbeats, self.drift,
+            self.results_dlq,
+        ]
 
 
 class KafkaSettings(BaseModel):
@@ -104,8 +108,23 @@ class WorkerSettings(BaseModel):
 
 
 class SinkSettings(BaseModel):
-    batch_size: int = Field(2000, ge=1)
-    batch_timeout_ms: int = Field(500, ge=1)
+    """The PostgreSQL sink (soundscape.sinks) and `soundscape db maintain`."""
+
+    batch_size: int = Field(2000, ge=1, description="Messages per database transaction")
+    batch_timeout_ms: int = Field(500, ge=1, description="Longest wait to fill a batch")
+    group_id: str = Field("soundscape-sink", min_length=1, description="Kafka consumer group")
+    retry_initial_ms: int = Field(250, ge=1, description="First wait after a database failure")
+    retry_max_ms: int = Field(30_000, ge=1, description="Longest wait between database retries")
+    partition_interval: Literal["day", "week", "month"] = Field(
+        "month", description="Time span of one partition of the time-series tables"
+    )
+    partitions_ahead: int = Field(3, ge=1, le=120, description="Future partitions kept ready")
+    retention_days: int = Field(
+        0, ge=0, description="Drop partitions older than this; 0 keeps everything"
+    )
+    maintenance_interval_s: int = Field(
+        3600, ge=0, description="How often the sink runs partition maintenance; 0: never"
+    )
 
 
 class StationSettings(BaseModel):

@@ -61,7 +61,7 @@ def kafka_settings(services: Settings) -> Iterator[Settings]:
     defaults = services.topics
     topics = defaults.model_copy(
         update={name: f"{getattr(defaults, name)}.t{suffix}" for name in
-                ("audio", "detections", "audio_dlq", "heartbeats", "drift")}
+                ("audio", "detections", "audio_dlq", "heartbeats", "drift", "results_dlq")}
         | {"partitions": 3}
     )
     settings = services.model_copy(update={"topics": topics})

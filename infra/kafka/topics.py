@@ -53,6 +53,7 @@ def topic_specs(settings: Settings, topics: TopicSettings | None = None) -> list
         TopicSpec(t.detections, t.partitions, results_ms, limit),
         TopicSpec(t.heartbeats, t.partitions, results_ms, limit),
         TopicSpec(t.drift, t.partitions, results_ms, limit),
+        TopicSpec(t.results_dlq, t.partitions, results_ms, limit),
     ]
 
 
