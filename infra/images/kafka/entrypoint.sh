@@ -16,7 +16,7 @@ cp="/opt/kafka/libs/*"
 log4j="-Dlog4j2.configurationFile=/opt/kafka/config/log4j2.properties"
 if [ ! -f "$logdir/meta.properties" ]; then
   cluster_id=${CLUSTER_ID:-$(java -cp "$cp" $log4j kafka.tools.StorageTool random-uuid)}
-  java -cp "$cp" $log4j kafka.tools.StorageTool format -t "$cluster_id" -c "$conf"
+  java -cp "$cp" $log4j kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$conf"
 fi
 exec java ${KAFKA_HEAP_OPTS:--Xmx768m -Xms768m} -XX:+UseG1GC -Djava.awt.headless=true \
   $log4j -cp "$cp" kafka.Kafka "$conf"
