@@ -219,9 +219,24 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
             click.echo(f"{key:>14}: {value}")
 
 
+# ---- commands that live in their rooms ----------------------------------------------------
+from soundscape.infra.images.cli import images  # noqa: E402
 from soundscape.models.cli import models as models_group  # noqa: E402
+from soundscape.models.frontend.cli import frontend as frontend_group  # noqa: E402
+from soundscape.producers.cli import bench_station, replay, station  # noqa: E402
+from soundscape.sinks.cli import bench_sink, db, sink  # noqa: E402
+from soundscape.synth_cli import synth as synth_group  # noqa: E402
 
+cli.add_command(images)
 cli.add_command(models_group)
+cli.add_command(station)
+cli.add_command(replay)
+bench.add_command(bench_station)
+cli.add_command(frontend_group)
+cli.add_command(synth_group)
+cli.add_command(db)
+cli.add_command(sink)
+bench.add_command(bench_sink)
 
 
 def _mask_url(url: str | None) -> str | None:

@@ -238,8 +238,7 @@ class KafkaBroker:
                 classpath,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                state["cluster_id"],
+                f"--cluster-id={state['cluster_id']}",  # ids may start with '-
                 "-c",
                 str(self.config_file),
             ],
