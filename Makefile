@@ -5,8 +5,8 @@ VENV ?= .venv
 setup:
 	@bash infra/setup.sh
 
-setup-test:
-	@bash infra/setup.sh --docker
+setup-test:          ## tests also need the PyTorch export tools (train) and Docker
+	@SOUNDSCAPE_EXTRAS=dev,train bash infra/setup.sh --docker
 
 demo: setup          ## the main job, end to end
 	$(VENV)/bin/soundscape demo

@@ -221,12 +221,14 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
 
 # ---- commands that live in their rooms ----------------------------------------------------
 from soundscape.infra.images.cli import images  # noqa: E402
+from soundscape.models.cli import models as models_group  # noqa: E402
 from soundscape.models.frontend.cli import frontend as frontend_group  # noqa: E402
 from soundscape.producers.cli import bench_station, replay, station  # noqa: E402
 from soundscape.sinks.cli import bench_sink, db, sink  # noqa: E402
 from soundscape.synth_cli import synth as synth_group  # noqa: E402
 
 cli.add_command(images)
+cli.add_command(models_group)
 cli.add_command(station)
 cli.add_command(replay)
 bench.add_command(bench_station)

@@ -189,6 +189,17 @@ class FrontendSettings(BaseModel):
     threads: int = Field(0, ge=0, le=256, description="ONNX Runtime CPU threads; 0: one per core")
 
 
+class ModelSettings(BaseModel):
+    """How `FusionModel` runs a bundle (soundscape/fusion.py)."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when onnxruntime-gpu sees a GPU, else CPU"
+    )
+    device_id: int = Field(0, ge=0, description="CUDA device ordinal")
+    max_batch: int = Field(256, ge=1, le=4096, description="Largest batch one run scores")
+    intra_op_threads: int = Field(0, ge=0, le=256, description="0: onnxruntime's default")
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one place; `soundscape config show` prints it."""
 
@@ -209,6 +220,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()
+    models: ModelSettings = ModelSettings()
     station: StationSettings = StationSettings()
     replay: ReplaySettings = ReplaySettings()
     images: ImageSettings = ImageSettings()

@@ -1,0 +1,356 @@
+"""FusionModel: score batches with a model bundle on ONNX Runtime (numpy and onnxruntime only).
+
+Pipeline: [front-end: pcm -> waveform, mel, mel_aug] -> embedder (mel -> embedding) ->
+four branches -> sigmoid + concatenate -> meta -> sigmoid = probabilities.
+
+Sessions are created once, on the CUDA execution provider when present (CPU otherwise).
+Every graph runs through IO binding into float32 buffers kept on the device and reused
+for every batch up to the largest seen (at most `max_batch` rows), so the front-end's
+outputs go straight into the embedder and branches without a trip through host memory,
+and steady-state batches allocate nothing.
+
+Bad items (wrong shape or dtype, NaN or Inf) are refused one by one: the rest of the
+batch is scored, and `ScoreResult.errors` says why each refused item was left out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from soundscape.bundle import (
+    BRANCHES,
+    EMBEDDER,
+    FRONTEND,
+    META,
+    Bundle,
+    BundleError,
+    check_graph_io,
+    load_bundle,
+)
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+    from soundscape.settings import Settings
+
+ArrayBatch = np.ndarray | Sequence[np.ndarray]
+
+
+@dataclass
+class ScoreResult:
+    """Probabilities for a batch; rows of refused items are NaN and named in `errors`."""
+
+    probabilities: np.ndarray  # [items, classes] float32
+    errors: dict[int, str] = field(default_factory=dict)  # item index -> why it was refused
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, whole batch
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Mask of the items that were scored."""
+        mask = np.ones(len(self.probabilities), dtype=bool)
+        mask[list(self.errors)] = False
+        return mask
+
+
+class _Buffers:
+    """float32 tensors of [rows, *shape] on the device, grown only when a batch needs more.
+
+    `get` hands out the first `rows` rows: on the CPU a numpy view (bound without a copy),
+    on a GPU the OrtValue itself (bound by pointer with the batch's shape).
+    """
+
+    def __init__(self, ort_module: Any, device: str, device_id: int) -> None:
+        self._ort = ort_module
+        self._device = device
+        self._device_id = device_id
+        self._store: dict[str, tuple[int, Any]] = {}
+
+    def get(self, key: str, rows: int, shape: tuple[int, ...]) -> Any:
+        capacity, buffer = self._store.get(key, (0, None))
+        if rows > capacity:
+            if self._device == "cpu":
+                buffer = np.empty((rows, *shape), dtype=np.float32)
+            else:
+                buffer = self._ort.OrtValue.ortvalue_from_shape_and_type(
+                    (rows, *shape), np.float32, self._device, self._device_id
+                )
+            self._store[key] = (rows, buffer)
+        return buffer[:rows] if isinstance(buffer, np.ndarray) else buffer
+
+    @staticmethod
+    def pointer(buffer: Any) -> int:
+        return int(buffer.ctypes.data) if isinstance(buffer, np.ndarray) else int(buffer.data_ptr())
+
+    @staticmethod
+    def to_host(buffer: Any, rows: int) -> np.ndarray:
+        """The first `rows` rows as a numpy array (a view on the CPU: copy before reuse)."""
+        host = buffer if isinstance(buffer, np.ndarray) else buffer.numpy()
+        return host[:rows]
+
+
+class _Graph:
+    """One ONNX session of the bundle, checked against its manifest entry."""
+
+    def __init__(self, ort_module: Any, bundle: Bundle, role: str, options: Any,
+                 providers: list[Any]) -> None:
+        path = bundle.path(role)
+        entry = bundle.manifest.graphs[role]
+        try:
+            self.session = ort_module.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BundleError(f"{path}: onnxruntime cannot load it ({exc})") from None
+        check_graph_io(path, entry.inputs, entry.outputs, self.session)
+        for spec in [*entry.inputs, *entry.outputs]:
+            if spec.dtype != "float32":
+                raise BundleError(f"{path}: {spec.describe()}; this runtime feeds and reads float32",
+                                  hint="convert with float32 inputs and outputs (keep_io_types)")
+        self.role = role
+        self.inputs = {s.name: tuple(int(d) for d in s.shape[1:]) for s in entry.inputs}
+        self.outputs = {s.name: tuple(int(d) for d in s.shape[1:]) for s in entry.outputs}
+
+
+class FusionModel:
+    """A loaded, verified bundle that scores batches. One per thread of work (it is locked)."""
+
+    def __init__(
+        self,
+        bundle: Bundle | Path | str,
+        *,
+        device: str = "auto",
+        device_id: int = 0,
+        max_batch: int = 256,
+        intra_op_threads: int = 0,
+    ) -> None:
+        try:
+            import onnxruntime
+        except ImportError:
+            raise BundleError(
+                "onnxruntime is not installed",
+                hint="install the serve extra (pip install 'soundscape[serve]') or gpu",
+            ) from None
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.max_batch = max_batch
+        self.device, providers = _providers(onnxruntime, device, device_id)
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        # The CPU arena keeps every session's peak: one batch of 256 through the full CNN14
+        # left gigabytes reserved per session (the fp32 + int8 bench ran out of 24 GB).
+        # Without it peak memory at batch 64 fell from 4.2 to 1.5 GB, at the same speed.
+        options.enable_cpu_mem_arena = False
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        self._graphs = {
+            role: _Graph(onnxruntime, self.bundle, role, options, providers)
+            for role in self.bundle.manifest.graphs
+        }
+        self._buffers = _Buffers(onnxruntime, self.device, device_id)
+        self._device_id = device_id
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, bundle: Bundle | Path | str) -> FusionModel:
+        cfg = settings.models
+        return cls(bundle, device=cfg.device, device_id=cfg.device_id,
+                   max_batch=cfg.max_batch, intra_op_threads=cfg.intra_op_threads)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.bundle.labels
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    @property
+    def has_frontend(self) -> bool:
+        return self.bundle.has_frontend
+
+    def input_shapes(self, audio: bool = False) -> dict[str, tuple[int, ...]]:
+        """Per-item shapes `score_audio` (audio=True) or `score` expects, by input name."""
+        if audio:
+            return dict(self._graphs[FRONTEND].inputs) if self.has_frontend else {}
+        shapes: dict[str, tuple[int, ...]] = {}
+        for role in (EMBEDDER, *BRANCHES):
+            shapes.update(self._graphs[role].inputs)
+        return {name: shape for name, shape in shapes.items() if name != "embedding"}
+
+    # ---- scoring ------------------------------------------------------------------------
+    def score(self, branch_inputs: Mapping[str, ArrayBatch]) -> ScoreResult:
+        """Score branch inputs: `mel`, `mel_aug`, `waveform` (and `embedding`, which skips
+        the embedder), each a [batch, ...] float32 array or a sequence of per-item arrays."""
+        expected = self.input_shapes()
+        if "embedding" in branch_inputs:
+            expected["embedding"] = self._graphs["embed_classifier"].inputs["embedding"]
+        missing = sorted(set(expected) - set(branch_inputs))
+        if missing:
+            raise ValueError(f"score() needs the inputs {sorted(expected)}; missing {missing}")
+        return self._score({name: branch_inputs[name] for name in expected}, expected, audio=False)
+
+    def score_audio(self, pcm_batch: ArrayBatch) -> ScoreResult:
+        """Score 10 s mono float32 PCM clips (front-end -> embedder -> branches -> meta)."""
+        if not self.has_frontend:
+            raise BundleError(f"{self.bundle.root}: this bundle has no front-end graph",
+                              hint="feed branch inputs with score(), or use a bundle with frontend.onnx")
+        expected = self.input_shapes(audio=True)
+        (name,) = expected
+        return self._score({name: pcm_batch}, expected, audio=True)
+
+    def branch_probabilities(self, branch_inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The meta model's input for a clean batch: [batch, 4C] sigmoids (for calibration)."""
+        with self._lock:
+            feeds = {name: _host(value) for name, value in branch_inputs.items()}
+            rows = len(next(iter(feeds.values())))
+            return self._branch_probs(feeds, rows, {}).copy()
+
+    def _score(
+        self, inputs: Mapping[str, ArrayBatch], expected: dict[str, tuple[int, ...]], audio: bool
+    ) -> ScoreResult:
+        started = time.perf_counter()
+        arrays, errors, count = _validate(inputs, expected)
+        probabilities = np.full((count, self.bundle.manifest.num_classes), np.nan, np.float32)
+        good = np.array([i for i in range(count) if i not in errors], dtype=np.int64)
+        timings: dict[str, float] = {"validate": time.perf_counter() - started}
+        with self._lock:
+            for start in range(0, len(good), self.max_batch):
+                rows = good[start:start + self.max_batch]
+                feeds = {name: _gather(array, rows, count) for name, array in arrays.items()}
+                probabilities[rows] = self._pipeline(feeds, len(rows), audio, timings)
+        bad_rows = [int(i) for i in good if not np.isfinite(probabilities[i]).all()]
+        for index in bad_rows:
+            errors[index] = "the model produced NaN or Inf for this item"
+            probabilities[index] = np.nan
+        timings["total"] = time.perf_counter() - started
+        return ScoreResult(probabilities, dict(sorted(errors.items())), timings)
+
+    def _pipeline(
+        self, feeds: dict[str, Any], rows: int, audio: bool, timings: dict[str, float]
+    ) -> np.ndarray:
+        if audio:
+            feeds = self._run(FRONTEND, feeds, rows, timings)
+        probs = self._branch_probs(feeds, rows, timings)
+        meta = self._run(META, {"branch_probs": probs}, rows, timings)["logits"]
+        return _sigmoid(self._buffers.to_host(meta, rows))
+
+    def _branch_probs(self, feeds: dict[str, Any], rows: int, timings: dict[str, float]) -> np.ndarray:
+        if "embedding" not in feeds:
+            feeds = {**feeds, **self._run(EMBEDDER, feeds, rows, timings)}
+        logits = [self._buffers.to_host(self._run(role, feeds, rows, timings)["logits"], rows)
+                  for role in BRANCHES]
+        return _sigmoid(np.concatenate(logits, axis=1))
+
+    def _run(
+        self, role: str, feeds: Mapping[str, Any], rows: int, timings: dict[str, float]
+    ) -> dict[str, Any]:
+        """Run one graph on `rows` items; returns its outputs as device buffers."""
+        graph = self._graphs[role]
+        binding = graph.session.io_binding()
+        for name, shape in graph.inputs.items():
+            value = feeds[name]
+            if isinstance(value, np.ndarray):
+                binding.bind_cpu_input(name, value)
+            else:  # a device buffer from an earlier stage
+                binding.bind_input(name, self.device, self._device_id, np.float32,
+                                   [rows, *shape], self._buffers.pointer(value))
+        outputs = {}
+        for name, shape in graph.outputs.items():
+            buffer = self._buffers.get(f"{role}.{name}", rows, shape)
+            binding.bind_output(name, self.device, self._device_id, np.float32,
+                                [rows, *shape], self._buffers.pointer(buffer))
+            outputs[name] = buffer
+        started = time.perf_counter()
+        graph.session.run_with_iobinding(binding)
+        timings[role] = timings.get(role, 0.0) + time.perf_counter() - started
+        return outputs
+
+
+def _providers(ort_module: Any, device: str, device_id: int) -> tuple[str, list[Any]]:
+    available = ort_module.get_available_providers()
+    cuda = "CUDAExecutionProvider" in available
+    if device == "cuda" and not cuda:
+        raise BundleError(
+            f"device 'cuda' asked for, but onnxruntime offers only {available}",
+            hint="install onnxruntime-gpu (the gpu extra) on a CUDA host, or set "
+                 "SOUNDSCAPE_MODELS__DEVICE=cpu",
+        )
+    if device not in ("auto", "cuda", "cpu"):
+        raise BundleError(f"unknown device {device!r}", hint="one of auto, cuda, cpu")
+    if cuda and device != "cpu":
+        # CPU stays listed: nodes without CUDA kernels (STFT in a front-end) fall back to it.
+        return "cuda", [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+    return "cpu", ["CPUExecutionProvider"]
+
+
+def _validate(
+    inputs: Mapping[str, ArrayBatch], expected: Mapping[str, tuple[int, ...]]
+) -> tuple[dict[str, ArrayBatch], dict[int, str], int]:
+    """Check every item of every input; returns the inputs, per-item errors and item count."""
+    counts = {name: len(value) for name, value in inputs.items()}
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"inputs disagree on the batch size: {counts}")
+    count = next(iter(counts.values()), 0)
+    errors: dict[int, list[str]] = {}
+    for name, value in inputs.items():
+        shape = expected[name]
+        if isinstance(value, np.ndarray):
+            problem = _type_problem(value.dtype, value.shape[1:], shape, name)
+            bad = np.arange(count) if problem else np.flatnonzero(~_finite_rows(value))
+            for index in bad:
+                errors.setdefault(int(index), []).append(problem or f"{name} holds NaN or Inf")
+            continue
+        for index, item in enumerate(value):
+            if not isinstance(item, np.ndarray):
+                problem = f"{name} is a {type(item).__name__}, not a numpy array"
+            else:
+                problem = _type_problem(item.dtype, item.shape, shape, name)
+                if not problem and not _finite_rows(item[None])[0]:
+                    problem = f"{name} holds NaN or Inf"
+            if problem:
+                errors.setdefault(index, []).append(problem)
+    return dict(inputs), {i: "; ".join(p) for i, p in errors.items()}, count
+
+
+def _type_problem(
+    dtype: np.dtype, shape: tuple[int, ...], expected: tuple[int, ...], name: str
+) -> str | None:
+    if dtype != np.float32:
+        return f"{name} has dtype {dtype}, expected float32"
+    if tuple(shape) != expected:
+        return f"{name} has shape {list(shape)}, expected {list(expected)}"
+    return None
+
+
+def _finite_rows(batch: np.ndarray) -> np.ndarray:
+    """Per row: are all values finite? A float64 sum of float32 values cannot overflow, so it
+    is finite exactly when every value is, without a temporary as large as the batch."""
+    if batch.size == 0:
+        return np.ones(len(batch), dtype=bool)
+    return np.isfinite(batch.reshape(len(batch), -1).sum(axis=1, dtype=np.float64))
+
+
+def _gather(value: ArrayBatch, rows: np.ndarray, count: int) -> np.ndarray:
+    """The chosen items as one C-contiguous [rows, ...] array (no copy when it is already one)."""
+    if isinstance(value, np.ndarray):
+        if len(rows) == count and rows[0] == 0 and value.flags.c_contiguous:
+            return value
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # a contiguous slice
+            return np.ascontiguousarray(value[rows[0]:rows[-1] + 1])
+        return np.ascontiguousarray(value[rows])
+    return np.stack([value[i] for i in rows])
+
+
+def _host(value: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(value, dtype=np.float32)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    # exp of large negative logits overflows harmlessly to 0; silence the warning.
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)

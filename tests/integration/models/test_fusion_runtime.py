@@ -1,0 +1,121 @@
+"""FusionModel on real small bundles: the scores equal the graphs run one by one, any
+batch size gives the same answer, and bad items are refused one at a time."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundscape.bundle import BRANCHES, BundleError, load_bundle
+from soundscape.fusion import FusionModel
+from soundscape.models.samples import HELD_OUT_SEED, run_onnx, synthetic_pcm
+from soundscape.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def model(bundles: dict[str, Path]) -> FusionModel:
+    return FusionModel(bundles["fp32"], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def features(bundles: dict[str, Path], model: FusionModel) -> dict[str, np.ndarray]:
+    pcm = synthetic_pcm(7, HELD_OUT_SEED, model.bundle.manifest.features)
+    return {"pcm": pcm, **run_onnx(model.bundle.path("frontend"), {"pcm": pcm})}
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x.astype(np.float64)))
+
+
+def test_scores_equal_the_graphs_run_one_by_one(model: FusionModel, features: dict) -> None:
+    bundle = model.bundle
+    branch = {n: features[n] for n in ("waveform", "mel", "mel_aug")}
+    branch["embedding"] = run_onnx(bundle.path("embedder"), {"mel": features["mel"]})["embedding"]
+    probs = []
+    for role in BRANCHES:
+        (spec,) = bundle.manifest.graphs[role].inputs
+        probs.append(_sigmoid(run_onnx(bundle.path(role), {spec.name: branch[spec.name]})["logits"]))
+    meta_in = np.concatenate(probs, axis=1).astype(np.float32)
+    expected = _sigmoid(run_onnx(bundle.path("meta"), {"branch_probs": meta_in})["logits"])
+
+    result = model.score({n: features[n] for n in ("waveform", "mel", "mel_aug")})
+    assert not result.errors
+    np.testing.assert_allclose(result.probabilities, expected, atol=1e-5)
+    assert len(set(result.probabilities.argmax(1))) > 1, "every clip got the same top label"
+    with_embedding = model.score({**{n: branch[n] for n in branch}})
+    np.testing.assert_allclose(with_embedding.probabilities, expected, atol=1e-5)
+    assert "embedder" not in with_embedding.timings
+
+    audio = model.score_audio(features["pcm"])
+    np.testing.assert_allclose(audio.probabilities, expected, atol=1e-5)
+    assert set(audio.timings) >= {"frontend", "embedder", *BRANCHES, "meta", "total"}
+
+
+def test_every_batch_size_gives_the_same_scores(bundles: dict[str, Path], features: dict) -> None:
+    whole = FusionModel(bundles["fp32"], device="cpu").score_audio(features["pcm"]).probabilities
+    small = FusionModel(bundles["fp32"], device="cpu", max_batch=3)  # 7 items: 3 + 3 + 1
+    np.testing.assert_allclose(small.score_audio(features["pcm"]).probabilities, whole, atol=1e-5)
+    one_by_one = np.concatenate([small.score_audio(features["pcm"][i:i + 1]).probabilities
+                                 for i in range(7)])
+    np.testing.assert_allclose(one_by_one, whole, atol=1e-5)
+    # Growing and shrinking batches reuse buffers: the results must not leak between runs.
+    again = small.score_audio(features["pcm"][2:4]).probabilities
+    np.testing.assert_allclose(again, whole[2:4], atol=1e-5)
+
+
+def test_bad_items_are_refused_one_by_one(model: FusionModel, features: dict) -> None:
+    pcm = list(features["pcm"][:5])
+    pcm[1] = pcm[1][:1000]                          # wrong shape
+    pcm[2] = pcm[2].astype(np.float64)              # wrong dtype
+    pcm[3] = pcm[3].copy()
+    pcm[3][500] = np.nan                            # NaN
+    result = model.score_audio(pcm)
+    assert sorted(result.errors) == [1, 2, 3]
+    assert "shape [1000]" in result.errors[1] and "expected [320000]" in result.errors[1]
+    assert "float64" in result.errors[2]
+    assert "NaN" in result.errors[3]
+    assert result.ok.tolist() == [True, False, False, False, True]
+    assert np.isnan(result.probabilities[1:4]).all()
+    clean = model.score_audio(features["pcm"][[0, 4]]).probabilities
+    np.testing.assert_allclose(result.probabilities[[0, 4]], clean, atol=1e-5)
+
+
+def test_a_batch_array_of_the_wrong_kind_refuses_its_items(model: FusionModel, features: dict) -> None:
+    inputs = {n: features[n][:3] for n in ("waveform", "mel", "mel_aug")}
+    inputs["mel"] = inputs["mel"].astype(np.float64)
+    result = model.score(inputs)
+    assert sorted(result.errors) == [0, 1, 2] and "dtype float64" in result.errors[0]
+    inputs = {n: features[n][:3].copy() for n in ("waveform", "mel", "mel_aug")}
+    inputs["waveform"][2, 7] = np.inf
+    result = model.score(inputs)
+    assert list(result.errors) == [2] and "waveform holds NaN or Inf" in result.errors[2]
+    with pytest.raises(ValueError, match="missing"):
+        model.score({"mel": inputs["mel"]})
+    assert model.score({n: v[:0] for n, v in inputs.items()}).probabilities.shape == (0, 206)
+
+
+def test_a_bundle_without_front_end_scores_branch_inputs(bundle_copy: Path, features: dict) -> None:
+    manifest = json.loads((bundle_copy / "bundle.json").read_text())
+    del manifest["graphs"]["frontend"]
+    (bundle_copy / "bundle.json").write_text(json.dumps(manifest))
+    (bundle_copy / "frontend.onnx").unlink()
+    model = FusionModel(bundle_copy, device="cpu")
+    assert not model.has_frontend
+    with pytest.raises(BundleError, match="no front-end"):
+        model.score_audio(features["pcm"])
+    assert not model.score({n: features[n] for n in ("waveform", "mel", "mel_aug")}).errors
+
+
+def test_settings_choose_device_and_batch(bundles: dict[str, Path]) -> None:
+    settings = Settings(models={"device": "cpu", "max_batch": 4, "intra_op_threads": 1})
+    model = FusionModel.from_settings(settings, bundles["fp32"])
+    assert (model.device, model.max_batch) == ("cpu", 4)
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(BundleError, match="cuda"):
+            FusionModel(bundles["fp32"], device="cuda")
