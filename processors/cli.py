@@ -73,3 +73,33 @@ def worker(bundle: Path | None, batch_size: int | None, batch_timeout_ms: int | 
             server.stop()
     click.echo(f"scored {stats.scored}, dead-lettered {stats.dead_lettered}, "
                f"batches {stats.batches}, aborted {stats.aborted_batches}")
+
+
+@click.command("pipeline")
+@click.option("--bundle", type=click.Path(file_okay=False, path_type=Path),
+              help="Model bundle [default: the demo bundle]; e.g. a full-size export.")
+@click.option("--chunks", default=256, show_default=True, type=click.IntRange(1))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 32),
+              help="Workers in one consumer group (threads of this process).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), help="Chunks per batch.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_pipeline_cmd(bundle: Path | None, chunks: int, workers: int, batch_size: int | None,
+                       as_json: bool) -> None:
+    """Sustained chunks/s through the real broker and the workers, and how many stations
+    (one chunk per 10 s each) that serves in real time. Needs `soundscape infra up`."""
+    import json as json_module
+
+    from soundscape.processors.bench import bench_pipeline
+
+    settings = load_settings()
+    if batch_size:
+        settings = settings.model_copy(
+            update={"worker": settings.worker.model_copy(update={"batch_size": batch_size})})
+    configure_logging("warning", settings.log_format)
+    figures = bench_pipeline(settings, resolve_bundle(settings, bundle), chunks, workers,
+                             progress=not as_json)
+    if as_json:
+        click.echo(json_module.dumps(figures.as_dict(), indent=2))
+        return
+    for key, value in figures.as_dict().items():
+        click.echo(f"{key:>17}: {value}")

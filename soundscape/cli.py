@@ -239,7 +239,7 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
 from soundscape.infra.images.cli import images  # noqa: E402
 from soundscape.models.cli import models as models_group  # noqa: E402
 from soundscape.models.frontend.cli import frontend as frontend_group  # noqa: E402
-from soundscape.processors.cli import worker  # noqa: E402
+from soundscape.processors.cli import bench_pipeline_cmd, worker  # noqa: E402
 from soundscape.producers.cli import bench_station, replay, station  # noqa: E402
 from soundscape.sinks.cli import bench_sink, db, sink  # noqa: E402
 from soundscape.synth_cli import synth as synth_group  # noqa: E402
@@ -247,6 +247,7 @@ from soundscape.synth_cli import synth as synth_group  # noqa: E402
 cli.add_command(images)
 cli.add_command(models_group)
 cli.add_command(worker)
+bench.add_command(bench_pipeline_cmd)
 cli.add_command(station)
 cli.add_command(replay)
 bench.add_command(bench_station)
