@@ -282,3 +282,9 @@ def _print_bench(report: dict[str, Any]) -> None:
             click.echo(f"  vs the first on {vs['samples']} held-out items: top-1 agreement "
                        f"{vs['top1_agreement']:.2%}, its top-1 in our top 5 {vs['top1_in_top5']:.2%}, "
                        f"mean |dp| {vs['mean_abs_diff']:.4f}")
+
+
+from soundscape.models.demo_cli import evaluate_cmd, train_demo_cmd  # noqa: E402  (needs the helpers above)
+
+models.add_command(train_demo_cmd)
+models.add_command(evaluate_cmd)

@@ -88,6 +88,7 @@ class ExportRequest:
     calibration_samples: int = 32
     thresholds: dict[str, float] | None = None
     force: bool = False
+    training: dict[str, Any] | None = None  # how the checkpoints were trained (origin.training)
 
 
 def export_graph(model: torch.nn.Module, path: Path, inputs: list[TensorSpec],
@@ -261,6 +262,7 @@ def _write_manifest(root: Path, reports: list[GraphReport], request: ExportReque
         thresholds=default_thresholds(labels, request.thresholds),
         origin={"profile": request.profile.name, "weights": weights,
                 "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "torch": torch.__version__, "opset": OPSET},
+                "torch": torch.__version__, "opset": OPSET,
+                **({"training": request.training} if request.training else {})},
     )
     write_manifest(root, manifest)

@@ -3,9 +3,9 @@
 Deployments should calibrate on features of their own recordings: an .npz holding the
 arrays `waveform`, `mel` and `mel_aug` ([n, ...] float32, as the bundle's front-end makes
 them). Without one, sets are made from synthetic field audio (soundscape.synthetic)
-through the bundle's front-end graph when there is one, else through a librosa reference
-of the contract's features (no spectral gating; mel_aug boosts 2-8 kHz by 6 dB over the
-whole clip instead of where calls are). Calibration and held-out sets never share a seed.
+through the bundle's front-end graph when there is one, else through the runtime
+front-end built in memory for the bundle's features (models/frontend), so every set holds
+exactly what a worker would compute. Calibration and held-out sets never share a seed.
 """
 
 from __future__ import annotations
@@ -68,22 +68,20 @@ def synthetic_pcm(count: int, first_seed: int, features: FeatureParams) -> np.nd
     return clips
 
 
-def reference_features(pcm: np.ndarray, features: FeatureParams) -> dict[str, np.ndarray]:
-    """Contract-shaped features with librosa, for bundles that bring no front-end."""
-    import librosa
+def runtime_frontend(features: FeatureParams) -> Frontend:
+    """The runtime front-end (frontend.onnx's graph) for `features`, built in memory."""
+    from soundscape.models.frontend.params import FeatureParams as FrontendParams
+    from soundscape.models.frontend.runtime import FrontEnd
 
-    f = features
-    freqs = librosa.fft_frequencies(sr=f.sample_rate, n_fft=f.n_fft)
-    gain = np.where((freqs >= 2000) & (freqs <= 8000), 10 ** (6 / 10), 1.0)[:, None]
-    basis = librosa.filters.mel(sr=f.sample_rate, n_fft=f.n_fft, n_mels=f.n_mels,
-                                fmin=f.fmin, fmax=f.fmax)
-    mel = np.empty((len(pcm), 1, f.n_mels, f.frames), dtype=np.float32)
-    mel_aug = np.empty_like(mel)
-    for row, clip in enumerate(pcm):
-        power = np.abs(librosa.stft(clip, n_fft=f.n_fft, hop_length=f.hop_length)) ** 2
-        for target, spectrum in ((mel, power), (mel_aug, power * gain)):
-            target[row, 0] = librosa.power_to_db(basis @ spectrum, ref=np.max, top_db=f.top_db)
-    return {"waveform": np.ascontiguousarray(pcm, dtype=np.float32), "mel": mel, "mel_aug": mel_aug}
+    frontend = FrontEnd(params=FrontendParams(**features.model_dump()),
+                        providers=["CPUExecutionProvider"])
+    return lambda pcm: _batched(frontend.run, pcm)
+
+
+def _batched(run: Callable[[np.ndarray], dict[str, np.ndarray]], pcm: np.ndarray,
+             batch: int = 16) -> dict[str, np.ndarray]:
+    parts = [run(pcm[start:start + batch]) for start in range(0, len(pcm), batch)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def run_onnx(path: Path, feeds: dict[str, np.ndarray], batch: int = 16) -> dict[str, np.ndarray]:
@@ -110,8 +108,8 @@ def synthetic_set(
     count: int, first_seed: int, features: FeatureParams, frontend: Frontend | None = None
 ) -> SampleSet:
     pcm = synthetic_pcm(count, first_seed, features)
-    arrays = frontend(pcm) if frontend else reference_features(pcm, features)
-    how = "the bundle's front-end" if frontend else "librosa reference features"
+    arrays = (frontend or runtime_frontend(features))(pcm)
+    how = "the bundle's front-end" if frontend else "the runtime front-end"
     return SampleSet({n: arrays[n] for n in FEATURE_NAMES},
                      f"{count} synthetic field clips (seeds {first_seed}-{first_seed + count - 1}) "
                      f"through {how}")

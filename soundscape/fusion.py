@@ -11,6 +11,10 @@ and steady-state batches allocate nothing.
 
 Bad items (wrong shape or dtype, NaN or Inf) are refused one by one: the rest of the
 batch is scored, and `ScoreResult.errors` says why each refused item was left out.
+Audio goes through the front-end's own per-chunk checks first (`prepare_batch`, with the
+`frontend` settings): a chunk a few samples off 10 s or with a few NaN samples is
+repaired as every other front-end user repairs it, anything else is refused, so nothing
+undefined reaches a graph.
 """
 
 from __future__ import annotations
@@ -34,6 +38,12 @@ from soundscape.bundle import (
     check_graph_io,
     load_bundle,
 )
+from soundscape.models.frontend.inputs import (
+    DEFAULT_LENGTH_TOLERANCE_MS,
+    DEFAULT_MAX_NONFINITE_FRACTION,
+    prepare_batch,
+)
+from soundscape.models.frontend.params import FeatureParams as FrontendParams
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -127,6 +137,8 @@ class FusionModel:
         device_id: int = 0,
         max_batch: int = 256,
         intra_op_threads: int = 0,
+        length_tolerance_ms: float = DEFAULT_LENGTH_TOLERANCE_MS,
+        max_nonfinite_fraction: float = DEFAULT_MAX_NONFINITE_FRACTION,
     ) -> None:
         try:
             import onnxruntime
@@ -137,6 +149,8 @@ class FusionModel:
             ) from None
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.max_batch = max_batch
+        self.length_tolerance_ms = length_tolerance_ms
+        self.max_nonfinite_fraction = max_nonfinite_fraction
         self.device, providers = _providers(onnxruntime, device, device_id)
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -159,7 +173,9 @@ class FusionModel:
     def from_settings(cls, settings: Settings, bundle: Bundle | Path | str) -> FusionModel:
         cfg = settings.models
         return cls(bundle, device=cfg.device, device_id=cfg.device_id,
-                   max_batch=cfg.max_batch, intra_op_threads=cfg.intra_op_threads)
+                   max_batch=cfg.max_batch, intra_op_threads=cfg.intra_op_threads,
+                   length_tolerance_ms=settings.frontend.length_tolerance_ms,
+                   max_nonfinite_fraction=settings.frontend.max_nonfinite_fraction)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -195,13 +211,30 @@ class FusionModel:
         return self._score({name: branch_inputs[name] for name in expected}, expected, audio=False)
 
     def score_audio(self, pcm_batch: ArrayBatch) -> ScoreResult:
-        """Score 10 s mono float32 PCM clips (front-end -> embedder -> branches -> meta)."""
+        """Score 10 s mono PCM clips (front-end -> embedder -> branches -> meta).
+
+        Each clip is checked on its own like every front-end input (float or int16 samples,
+        within `length_tolerance_ms` of the bundle's length, at most
+        `max_nonfinite_fraction` NaN/Inf samples, which become 0): a clip that fails is
+        refused with the reason in `errors` and a NaN row, the others are scored.
+        """
         if not self.has_frontend:
             raise BundleError(f"{self.bundle.root}: this bundle has no front-end graph",
                               hint="feed branch inputs with score(), or use a bundle with frontend.onnx")
+        started = time.perf_counter()
+        features = self.bundle.manifest.features.model_dump()
+        prepared = prepare_batch(list(pcm_batch), FrontendParams(**features),
+                                 self.length_tolerance_ms, self.max_nonfinite_fraction)
+        count = len(prepared.index) + len(prepared.errors)
         expected = self.input_shapes(audio=True)
         (name,) = expected
-        return self._score({name: pcm_batch}, expected, audio=True)
+        scored = self._score({name: prepared.pcm}, expected, audio=True)
+        probabilities = np.full((count, self.bundle.manifest.num_classes), np.nan, np.float32)
+        rows = np.asarray(prepared.index, dtype=np.int64)
+        probabilities[rows] = scored.probabilities
+        errors = {**prepared.errors, **{prepared.index[i]: why for i, why in scored.errors.items()}}
+        timings = {**scored.timings, "total": time.perf_counter() - started}
+        return ScoreResult(probabilities, dict(sorted(errors.items())), timings)
 
     def branch_probabilities(self, branch_inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """The meta model's input for a clean batch: [batch, 4C] sigmoids (for calibration)."""

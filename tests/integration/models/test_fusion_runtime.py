@@ -68,20 +68,40 @@ def test_every_batch_size_gives_the_same_scores(bundles: dict[str, Path], featur
 
 
 def test_bad_items_are_refused_one_by_one(model: FusionModel, features: dict) -> None:
-    pcm = list(features["pcm"][:5])
-    pcm[1] = pcm[1][:1000]                          # wrong shape
-    pcm[2] = pcm[2].astype(np.float64)              # wrong dtype
+    """score_audio checks each chunk like every front-end input (prepare_batch): a clip
+    far from 10 s, of the wrong kind or mostly NaN is refused with its reason; one a few
+    samples short, in float64 or int16, or with a few NaN samples is repaired and scored."""
+    pcm = list(features["pcm"][:7])
+    pcm[1] = pcm[1][:1000]                                       # far too short
+    pcm[2] = pcm[2].astype(np.float64)                           # converted
     pcm[3] = pcm[3].copy()
-    pcm[3][500] = np.nan                            # NaN
+    pcm[3][:5000] = np.nan                                       # 1.6 % NaN: refused
+    pcm[4] = pcm[4].copy()
+    pcm[4][500] = np.nan                                         # one NaN: zeroed
+    pcm[5] = pcm[5][:-100]                                       # 3 ms short: padded
+    pcm[6] = np.array(["a"] * 10)                                # not audio
     result = model.score_audio(pcm)
-    assert sorted(result.errors) == [1, 2, 3]
-    assert "shape [1000]" in result.errors[1] and "expected [320000]" in result.errors[1]
-    assert "float64" in result.errors[2]
-    assert "NaN" in result.errors[3]
-    assert result.ok.tolist() == [True, False, False, False, True]
-    assert np.isnan(result.probabilities[1:4]).all()
-    clean = model.score_audio(features["pcm"][[0, 4]]).probabilities
-    np.testing.assert_allclose(result.probabilities[[0, 4]], clean, atol=1e-5)
+    assert sorted(result.errors) == [1, 3, 6]
+    assert "chunk has 1000 samples" in result.errors[1] and "expected 320000" in result.errors[1]
+    assert "NaN or Inf" in result.errors[3]
+    assert "float or int16" in result.errors[6]
+    assert result.ok.tolist() == [True, False, True, False, True, True, False]
+    assert np.isnan(result.probabilities[[1, 3, 6]]).all()
+    assert np.isfinite(result.probabilities[[0, 2, 4, 5]]).all()
+    clean = model.score_audio(features["pcm"][[0, 2]]).probabilities
+    np.testing.assert_allclose(result.probabilities[[0, 2]], clean, atol=1e-5)
+
+
+def test_the_front_end_settings_decide_what_is_repaired(bundles: dict[str, Path],
+                                                        features: dict) -> None:
+    strict = Settings(models={"device": "cpu"},
+                      frontend={"length_tolerance_ms": 0, "max_nonfinite_fraction": 0})
+    model = FusionModel.from_settings(strict, bundles["fp32"])
+    short, nan = features["pcm"][0][:-1], features["pcm"][1].copy()
+    nan[7] = np.nan
+    result = model.score_audio([short, nan, features["pcm"][2]])
+    assert sorted(result.errors) == [0, 1]
+    assert np.isfinite(result.probabilities[2]).all()
 
 
 def test_a_batch_array_of_the_wrong_kind_refuses_its_items(model: FusionModel, features: dict) -> None:
