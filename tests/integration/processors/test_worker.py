@@ -131,7 +131,9 @@ def test_two_workers_and_a_sigkill_give_exactly_one_detection_each(
     second, port_b = start_worker(env, "w-b", tmp_path / "b.log")
     try:
         # Kill one worker once both are scoring: its batch in hand is in an open transaction.
-        deadline = time.monotonic() + 180
+        # Generous: on a loaded 2-core machine the first transactions after the group's
+        # rebalance have been seen to take minutes (under investigation, see README).
+        deadline = time.monotonic() + 420
         while time.monotonic() < deadline:
             if health(port_a).get("batches", 0) >= 1 and health(port_b).get("batches", 0) >= 1:
                 break
