@@ -222,6 +222,7 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
 # ---- commands that live in their rooms ----------------------------------------------------
 from soundscape.infra.images.cli import images  # noqa: E402
 from soundscape.models.frontend.cli import frontend as frontend_group  # noqa: E402
+from soundscape.processors.drift.cli import drift  # noqa: E402
 from soundscape.producers.cli import bench_station, replay, station  # noqa: E402
 from soundscape.sinks.cli import bench_sink, db, sink  # noqa: E402
 from soundscape.synth_cli import synth as synth_group  # noqa: E402
@@ -235,6 +236,7 @@ cli.add_command(synth_group)
 cli.add_command(db)
 cli.add_command(sink)
 bench.add_command(bench_sink)
+cli.add_command(drift)
 
 
 def _mask_url(url: str | None) -> str | None:
