@@ -220,6 +220,7 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
 
 
 # ---- commands that live in their rooms ----------------------------------------------------
+from soundscape.infra.grafana.cli import grafana, report  # noqa: E402
 from soundscape.infra.images.cli import images  # noqa: E402
 from soundscape.models.frontend.cli import frontend as frontend_group  # noqa: E402
 from soundscape.processors.drift.cli import drift  # noqa: E402
@@ -237,6 +238,8 @@ cli.add_command(db)
 cli.add_command(sink)
 bench.add_command(bench_sink)
 cli.add_command(drift)
+cli.add_command(grafana)
+cli.add_command(report)
 
 
 def _mask_url(url: str | None) -> str | None:

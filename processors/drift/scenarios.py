@@ -74,13 +74,15 @@ def pool(condition: Condition, size: int = 48, seed: int = 0) -> tuple[PoolChunk
 
 
 def _probabilities(entry: PoolChunk, rng: random.Random) -> list[LabelScore]:
-    """A fair classifier: present species scored by their SNR, the rest low."""
+    """A fair classifier: present species scored by their SNR, the rest low. Returns
+    the top five, and any further labels above the detection threshold."""
     scores = {label: rng.uniform(0.005, 0.15) for label in SPECIES_NAMES}
     for label, snr in zip(entry.labels, entry.snr_db, strict=True):
         confidence = 1 / (1 + math.exp(-(snr - 2.0) / 4.0)) * rng.uniform(0.85, 1.0)
         scores[label] = min(max(confidence, scores[label]), 0.99)
     ranked = sorted(scores.items(), key=lambda kv: -kv[1])
-    return [LabelScore(label=label, probability=round(p, 4)) for label, p in ranked]
+    kept = [kv for i, kv in enumerate(ranked) if i < 5 or kv[1] >= DETECTION_THRESHOLD]
+    return [LabelScore(label=label, probability=round(p, 4)) for label, p in kept]
 
 
 def detection(

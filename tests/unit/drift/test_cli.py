@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from soundscape.cli import cli
-from soundscape.processors.drift.cli import CHECKS
+from soundscape.processors.drift.checks import CHECKS
 from soundscape.settings import DriftSettings
 
 
