@@ -158,3 +158,42 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str,
 def rows(settings: Settings, query: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url(settings, "reader"), options="-c timezone=UTC") as conn:
         return conn.execute(query, params).fetchall()
+
+
+def drift_messages(settings: Settings, idle_s: float = 3.0) -> list[Any]:
+    """Every committed report on the drift topic (read until it stays quiet)."""
+    from confluent_kafka import Consumer
+
+    from soundscape.kafka_clients import consumer_config
+    from soundscape.messages import DriftReport, parse
+
+    consumer = Consumer(consumer_config(settings, f"drift-test-reader-{time.monotonic_ns()}"))
+    consumer.subscribe([settings.topics.drift])
+    found: list[DriftReport] = []
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() - quiet_since < idle_s:
+            batch = consumer.consume(500, 0.5)
+            for message in batch:
+                if message.error() is None:
+                    found.append(parse(DriftReport, message.value()))
+            if batch:
+                quiet_since = time.monotonic()
+    finally:
+        consumer.close()
+    return found
+
+
+def batch_equivalent(settings: Settings, last_end: dict[str, int]) -> set[tuple[Any, ...]]:
+    """The batch checks' reports for the windows a stream could close (a station's window
+    closes when its own chunks pass the window's end + grace), as comparable tuples."""
+    from datetime import timedelta
+
+    from soundscape.processors.drift import batch
+
+    grace, size = settings.drift.grace_s * 10**9, settings.drift.window_s * 10**9
+    return {
+        (r.station_id, r.check, r.window_start, r.value, r.alert)
+        for r in batch.check(settings, START, START + timedelta(hours=1))
+        if r.check == "silent" or r.window_start + size + grace <= last_end[r.station_id]
+    }
