@@ -223,7 +223,7 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
 from soundscape.infra.grafana.cli import grafana, report  # noqa: E402
 from soundscape.infra.images.cli import images  # noqa: E402
 from soundscape.models.frontend.cli import frontend as frontend_group  # noqa: E402
-from soundscape.processors.drift.cli import drift  # noqa: E402
+from soundscape.processors.drift.cli import bench_drift, drift  # noqa: E402
 from soundscape.producers.cli import bench_station, replay, station  # noqa: E402
 from soundscape.sinks.cli import bench_sink, db, sink  # noqa: E402
 from soundscape.synth_cli import synth as synth_group  # noqa: E402
@@ -238,6 +238,7 @@ cli.add_command(db)
 cli.add_command(sink)
 bench.add_command(bench_sink)
 cli.add_command(drift)
+bench.add_command(bench_drift)
 cli.add_command(grafana)
 cli.add_command(report)
 

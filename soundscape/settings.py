@@ -362,6 +362,28 @@ def _mask(data: dict[str, Any], model: BaseModel) -> None:
             _mask(value, attr)
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as SOUNDSCAPE_* variables (secrets in clear), so that a service
+    started as a child process gets exactly these settings."""
+    env: dict[str, str] = {}
+
+    def text(value: Any) -> str:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        return value.isoformat() if isinstance(value, datetime) else str(value)
+
+    def walk(model: BaseModel, prefix: str) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                walk(value, f"{prefix}{name.upper()}__")
+            elif value is not None:
+                env[f"{prefix}{name.upper()}"] = text(value)
+
+    walk(settings, "SOUNDSCAPE_")
+    return env
+
+
 def config_file_path() -> Path | None:
     explicit = os.environ.get("SOUNDSCAPE_CONFIG")
     if explicit:

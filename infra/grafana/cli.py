@@ -35,7 +35,7 @@ def grafana() -> None:
 @grafana.command("push")
 @click.option("--url", help="Grafana's base URL, e.g. http://grafana:3000 "
                             "(default: SOUNDSCAPE_GRAFANA__URL).")
-@click.option("--token", help="A service account token with the Editor or Admin role "
+@click.option("--token", help="A service account token with the Admin role "
                               "(default: SOUNDSCAPE_GRAFANA__TOKEN).")
 @click.option("--dry-run", is_flag=True, help="Print the payloads instead of sending them "
                                               "(the datasource password masked).")

@@ -111,11 +111,11 @@ def push(settings: Settings, url: str, token: str, progress: Any = None) -> list
                 progress()
     except GrafanaUnauthorizedError:
         raise UserError(f"Grafana at {url} refused the token",
-                        hint="use a service account token with the Editor or Admin role") from None
+                        hint="use a service account token with the Admin role") from None
     except GrafanaException as exc:
         raise ServiceError(f"Grafana at {url} answered: {exc}",
-                           hint="check the URL, and that the token's role may edit "
-                                "datasources and dashboards") from None
+                           hint="check the URL, and that the token's role (Admin) may "
+                                "manage datasources and dashboards") from None
     except OSError as exc:  # connection refused, DNS, TLS
         raise ServiceError(f"cannot reach Grafana at {url}: {exc}",
                            hint="is it running, and is the URL right (http://host:3000)?") from None

@@ -169,3 +169,25 @@ def _database_errors() -> Any:
     from soundscape.sinks.cli import _database_errors as errors
 
     return errors()
+
+
+@click.command("drift")
+@click.option("--chunks", default=30_000, show_default=True, type=click.IntRange(100),
+              help="Detection messages in the backlog.")
+@click.option("--stations", default=20, show_default=True, type=click.IntRange(1),
+              help="Stations they come from (each gets chunks/stations in a row).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_drift(chunks: int, stations: int, as_json: bool) -> None:
+    """Chunks/s of the drift checks: the logic alone, and `drift run` end to end.
+
+    Uses the configured broker (scratch topics, removed afterwards) and the drift
+    settings (window, hop, reference). Stations one worker follows = chunks/s x 10.
+    """
+    from soundscape.processors.drift.bench import run_drift_bench
+
+    figures = run_drift_bench(_settings(), chunks, stations, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+        return
+    for key, value in figures.items():
+        click.echo(f"{key:>40}: {value}")

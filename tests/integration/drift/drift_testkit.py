@@ -16,13 +16,12 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import Producer
-from pydantic import BaseModel, SecretStr
 
 from soundscape.database import database_url
 from soundscape.kafka_clients import producer_config
 from soundscape.messages import Detection
 from soundscape.processors.drift import scenarios as sc
-from soundscape.settings import Settings
+from soundscape.settings import Settings, settings_env
 from soundscape.sinks.service import SinkService
 
 #: Event time of the scenarios: an hour from 04:00 UTC (dawn, in the field).
@@ -68,29 +67,6 @@ def publish(settings: Settings, messages: Iterable[Detection]) -> int:
             producer.poll(0)
     assert producer.flush(30) == 0, "detections not acknowledged"
     return count
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as SOUNDSCAPE_* variables, for a service run as a process."""
-    env: dict[str, str] = {}
-
-    def text(value: Any) -> str:
-        if isinstance(value, SecretStr):
-            return value.get_secret_value()
-        if isinstance(value, datetime):
-            return value.isoformat()
-        return str(value)
-
-    def walk(model: BaseModel, prefix: str) -> None:
-        for name in type(model).model_fields:
-            value = getattr(model, name)
-            if isinstance(value, BaseModel):
-                walk(value, f"{prefix}{name.upper()}__")
-            elif value is not None:
-                env[f"{prefix}{name.upper()}"] = text(value)
-
-    walk(settings, "SOUNDSCAPE_")
-    return env
 
 
 class DriftProcess:

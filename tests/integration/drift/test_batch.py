@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner, Result
-from drift_testkit import CHANGE_MIN, START, hour_of_stations, rows, settings_env
+from drift_testkit import CHANGE_MIN, START, hour_of_stations, rows
 
 from soundscape.cli import cli
 from soundscape.processors.drift import batch
-from soundscape.settings import Settings
+from soundscape.settings import Settings, settings_env
 from soundscape.sinks import migrate
 from soundscape.sinks.writer import ResultBatch, ResultWriter
 
