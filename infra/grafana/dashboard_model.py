@@ -100,6 +100,13 @@ def _percentiles(column: str, table: str = "chunks", where: str = "") -> str:
             "GROUP BY 1 ORDER BY 1")
 
 
+def _heartbeats(title: str, aggregate: str, name: str, **panel: Any) -> Panel:
+    """A per-station series of one heartbeat field."""
+    return Panel(title, "timeseries", columns=("time", "metric", name),
+                 sql=_series("station_id", "station_heartbeats", aggregate, name, "sent_at"),
+                 **panel)
+
+
 SPECIES = "label IN ($species)"
 
 OVERVIEW = Dashboard(
@@ -163,26 +170,13 @@ STATION_HEALTH = Dashboard(
               min_interval="5m", report=True,
               description="Per station: a dip is a gap (the station or its link was down).",
               sql=_series("station_id", "chunks", "count(*)", "chunks")),
-        Panel("Heartbeats received", "timeseries", columns=("time", "metric", "heartbeats"),
-              min_interval="5m",
-              sql=_series("station_id", "station_heartbeats", "count(*)", "heartbeats",
-                          "sent_at")),
-        Panel("Spool depth (chunks waiting on the station)", "timeseries", report=True,
-              columns=("time", "metric", "spool_depth"),
-              sql=_series("station_id", "station_heartbeats", "max(spool_depth)",
-                          "spool_depth", "sent_at")),
-        Panel("Disk free", "timeseries", unit="bytes",
-              columns=("time", "metric", "disk_free_bytes"),
-              sql=_series("station_id", "station_heartbeats", "min(disk_free_bytes)",
-                          "disk_free_bytes", "sent_at")),
-        Panel("CPU temperature", "timeseries", unit="celsius",
-              columns=("time", "metric", "cpu_temperature_c"),
-              sql=_series("station_id", "station_heartbeats", "max(cpu_temperature_c)",
-                          "cpu_temperature_c", "sent_at")),
-        Panel("Clock offset", "timeseries", unit="ms",
-              columns=("time", "metric", "clock_offset_ms"),
-              sql=_series("station_id", "station_heartbeats", "avg(clock_offset_ms)",
-                          "clock_offset_ms", "sent_at")),
+        _heartbeats("Heartbeats received", "count(*)", "heartbeats", min_interval="5m"),
+        _heartbeats("Spool depth (chunks waiting on the station)", "max(spool_depth)",
+                    "spool_depth", report=True),
+        _heartbeats("Disk free", "min(disk_free_bytes)", "disk_free_bytes", unit="bytes"),
+        _heartbeats("CPU temperature", "max(cpu_temperature_c)", "cpu_temperature_c",
+                    unit="celsius"),
+        _heartbeats("Clock offset", "avg(clock_offset_ms)", "clock_offset_ms", unit="ms"),
         Panel("Gaps in coverage", "table", width=24, height=8,
               columns=("station_id", "gap_start", "gap_end", "missing_s"),
               units={"missing_s": "s"}, report=True,

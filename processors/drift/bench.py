@@ -27,15 +27,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
 from tqdm import tqdm
 
 from soundscape.errors import ServiceError
 from soundscape.infra.kafka.topics import delete_topics, ensure_topics
 from soundscape.infra.process import free_port
-from soundscape.kafka_clients import producer_config
 from soundscape.messages import Detection
 from soundscape.processors.drift import scenarios as sc
+from soundscape.processors.drift.publish import publish
 from soundscape.processors.drift.station import DictPaneStore, StationDrift, StationMeta
 from soundscape.processors.drift.stream import PANES_TABLE, STATIONS_TABLE
 from soundscape.processors.drift.summary import NS, Observation
@@ -93,14 +92,7 @@ def stream_end_to_end(settings: Settings, batch: list[Detection], progress: bool
     ensure_topics(bench)
     child = None
     try:
-        producer = Producer(producer_config(bench))
-        for index, message in enumerate(batch):
-            producer.produce(bench.topics.detections, key=message.station_id.encode(),
-                             value=message.to_bytes())
-            if index % 1000 == 999:
-                producer.poll(0)
-        if producer.flush(60):
-            raise ServiceError("the benchmark's detections were not acknowledged")
+        publish(bench, bench.topics.detections, batch)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOUNDSCAPE_")}
         env |= settings_env(bench) | {"SOUNDSCAPE_METRICS_PORT": str(port),
                                       "SOUNDSCAPE_LOG_LEVEL": "warning"}

@@ -93,7 +93,9 @@ def drift_check(stations: tuple[str, ...], since: datetime, until: datetime, ale
     if store:
         _store(settings, reports)
     if publish:
-        _publish(settings, reports)
+        from soundscape.processors.drift.publish import publish as send
+
+        send(settings, settings.topics.drift, reports)
     shown = [r for r in reports if r.alert or not alerts_only]
     if as_json:
         for report in shown:
@@ -147,22 +149,6 @@ def _store(settings: Settings, reports: list[Any]) -> None:
                            hint="is the database up? `soundscape infra status`") from None
     finally:
         writer.close()
-
-
-def _publish(settings: Settings, reports: list[Any]) -> None:
-    from confluent_kafka import Producer
-
-    from soundscape.kafka_clients import producer_config
-
-    producer = Producer(producer_config(settings))
-    for index, report in enumerate(reports):
-        producer.produce(settings.topics.drift, key=report.station_id.encode(),
-                         value=report.to_bytes())
-        if index % 1000 == 999:
-            producer.poll(0)
-    if producer.flush(30):
-        raise ServiceError("drift reports not acknowledged by Kafka within 30 s",
-                           hint="is the broker up? `soundscape infra status`")
 
 
 def _database_errors() -> Any:

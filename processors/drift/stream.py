@@ -16,7 +16,10 @@ producer; their windows are deterministic, so a repeat is stored once.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import ssl
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from soundscape.logs import get_logger
 from soundscape.messages import Detection, DriftReport, MessageError, parse
 from soundscape.observability import ObservabilityServer
 from soundscape.processors.drift import metrics
+from soundscape.processors.drift.publish import publish
 from soundscape.processors.drift.station import (
     BaselineSource,
     StationDrift,
@@ -43,6 +47,8 @@ from soundscape.settings import Settings
 log = get_logger(__name__)
 
 STATIONS_TABLE = "drift-stations"
+#: Longest a requested stop may take before the process leaves (see DriftWorker).
+STOP_TIMEOUT_S = 20.0
 #: A caught-up partition with records after the last one processed (an aborted
 #: transaction's) counts as done when nothing arrived for this long.
 IDLE_S = 5.0
@@ -258,11 +264,7 @@ class DriftStream:
     def _publish(self, reports: list[DriftReport]) -> None:
         if self._producer is None:
             self._producer = Producer(producer_config(self.settings))
-        for report in reports:
-            self._producer.produce(self.settings.topics.drift, key=report.station_id.encode(),
-                                   value=report.to_bytes())
-        if self._producer.flush(30):
-            raise ServiceError("silence reports not acknowledged by Kafka within 30 s")
+        publish(self.settings, self.settings.topics.drift, reports, self._producer, 30)
         for report in reports:
             self._count(report)
 
@@ -271,10 +273,33 @@ class DriftStream:
                 "event_time": iso(self.event_time) if self.event_time else None}
 
 
+class DriftWorker(faust.Worker):
+    """faust's worker, with a deadline on stopping.
+
+    faust 0.15 can hang while stopping in exactly_once mode after its last commit fails
+    ("Not in the middle of a transaction"). Nothing is lost by leaving then: Kafka
+    aborts the open transaction (reports, table changes and offsets together), and the
+    next worker redoes that work. So a stop that takes longer than STOP_TIMEOUT_S ends
+    the process.
+    """
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        if not self._signal_stop_time:
+            threading.Thread(target=_exit_after, args=(STOP_TIMEOUT_S,), name="stop-deadline",
+                             daemon=True).start()
+        super()._schedule_shutdown(signal)
+
+
+def _exit_after(seconds: float) -> None:
+    time.sleep(seconds)
+    log.warning("drift checks did not stop in time; leaving (Kafka aborts the open "
+                "transaction, the next worker redoes it)", seconds=seconds)
+    logging.shutdown()
+    os._exit(0)
+
+
 def run(settings: Settings, baseline: BaselineSource | None = None) -> None:
     """Run the app in this process until SIGTERM / Ctrl-C."""
-    import logging
-
     stream = DriftStream(settings, baseline)
     quiet = settings.log_level != "debug"
     for name in ("faust", "mode", "aiokafka", "kafka"):
@@ -285,7 +310,7 @@ def run(settings: Settings, baseline: BaselineSource | None = None) -> None:
     if settings.metrics_port:
         server = ObservabilityServer(stream.health, settings.metrics_host,
                                      settings.metrics_port).start()
-    worker = faust.Worker(stream.app, quiet=True, override_logging=False,
+    worker = DriftWorker(stream.app, quiet=True, override_logging=False,
                           redirect_stdouts=False, loglevel=settings.log_level)
     worker.spinner = None  # a terminal spinner has no place in a service's log
     try:

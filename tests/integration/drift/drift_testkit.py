@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import Producer
 
 from soundscape.database import database_url
-from soundscape.kafka_clients import producer_config
 from soundscape.messages import Detection
 from soundscape.processors.drift import scenarios as sc
 from soundscape.settings import Settings, settings_env
-from soundscape.sinks.service import SinkService
+from soundscape.sinks.service import SinkService, run_until
 
 #: Event time of the scenarios: an hour from 04:00 UTC (dawn, in the field).
 START = datetime(2026, 6, 1, 4, 0, tzinfo=UTC)
@@ -57,16 +55,9 @@ def small_windows(settings: Settings, tmp_path: Path, **drift: Any) -> Settings:
 
 
 def publish(settings: Settings, messages: Iterable[Detection]) -> int:
-    producer = Producer(producer_config(settings))
-    count = 0
-    for message in messages:
-        producer.produce(settings.topics.detections, key=message.station_id.encode(),
-                         value=message.to_bytes())
-        count += 1
-        if count % 500 == 0:
-            producer.poll(0)
-    assert producer.flush(30) == 0, "detections not acknowledged"
-    return count
+    from soundscape.processors.drift.publish import publish as send
+
+    return send(settings, settings.topics.detections, messages)
 
 
 class DriftProcess:
@@ -104,21 +95,13 @@ class SinkThread:
     def __init__(self, settings: Settings) -> None:
         sink = settings.sink.model_copy(update={"batch_size": 200, "batch_timeout_ms": 100})
         self.service = SinkService(settings.model_copy(update={"sink": sink}))
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="drift-test-sink", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.service.run()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
-            self.error = exc
+        self._stop = threading.Event()
+        self.thread = run_until(self.service, lambda _: self._stop.is_set(), 600)
 
     def stop(self) -> None:
-        self.service.request_stop()
+        self._stop.set()
         self.thread.join(30)
-        if self.error is not None:
-            raise self.error
+        assert not self.thread.is_alive(), "the sink did not stop"
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str,
