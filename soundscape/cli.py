@@ -236,10 +236,12 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
 
 
 # ---- commands that live in their rooms ----------------------------------------------------
+from soundscape.infra.grafana.cli import grafana, report  # noqa: E402
 from soundscape.infra.images.cli import images  # noqa: E402
 from soundscape.models.cli import models as models_group  # noqa: E402
 from soundscape.models.frontend.cli import frontend as frontend_group  # noqa: E402
 from soundscape.processors.cli import bench_pipeline_cmd, worker  # noqa: E402
+from soundscape.processors.drift.cli import bench_drift, drift  # noqa: E402
 from soundscape.producers.cli import bench_station, replay, station  # noqa: E402
 from soundscape.sinks.cli import bench_sink, db, sink  # noqa: E402
 from soundscape.synth_cli import synth as synth_group  # noqa: E402
@@ -256,6 +258,10 @@ cli.add_command(synth_group)
 cli.add_command(db)
 cli.add_command(sink)
 bench.add_command(bench_sink)
+cli.add_command(drift)
+bench.add_command(bench_drift)
+cli.add_command(grafana)
+cli.add_command(report)
 
 
 def _mask_url(url: str | None) -> str | None:

@@ -8,11 +8,12 @@ file named by `SOUNDSCAPE_CONFIG` (else `./soundscape.toml` if present), then de
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -200,6 +201,107 @@ class ModelSettings(BaseModel):
     intra_op_threads: int = Field(0, ge=0, le=256, description="0: onnxruntime's default")
 
 
+class DriftSettings(BaseModel):
+    """Drift checks (`soundscape drift run` and `drift check`): windows, reference, thresholds.
+
+    Windows are aligned to multiples of `hop_s` in event time (chunk_start); `window_s`
+    equal to `hop_s` gives tumbling windows, a multiple of it hopping windows. Each check
+    alerts when its value passes its threshold (README, "Drift checks").
+    """
+
+    app_id: str = Field(
+        "soundscape-drift", min_length=1,
+        description="faust app id: the Kafka consumer group and prefix of its state topics",
+    )
+    window_s: int = Field(3600, ge=60, description="window length; a multiple of hop_s")
+    hop_s: int = Field(3600, ge=10, description="window step; equal to window_s: tumbling")
+    grace_s: int = Field(60, ge=0, description="lateness allowed before a window is closed")
+    reference: Literal["previous", "baseline"] = Field(
+        "previous", description="compare with the previous windows or a pinned baseline period"
+    )
+    reference_windows: int = Field(
+        24, ge=1, le=1000, description="previous: how many window lengths before the window"
+    )
+    baseline_start: datetime | None = Field(None, description="baseline: start of the period")
+    baseline_end: datetime | None = Field(None, description="baseline: end of the period")
+    min_chunks: int = Field(
+        30, ge=1, description="fewer chunks in a window or its reference: no input/prediction checks"
+    )
+    top_labels: int = Field(
+        10, ge=1, le=1000, description="labels compared by name; the rest are pooled as 'other'"
+    )
+    alpha: float = Field(
+        0.001, gt=0, lt=1, description="significance a distribution change must reach too"
+    )
+    level_db: float = Field(6.0, gt=0, description="alert: median RMS level moved by more (dB)")
+    noise_floor_db: float = Field(6.0, gt=0, description="alert: median noise floor moved (dB)")
+    clipping_increase: float = Field(
+        0.001, gt=0, le=1, description="alert: mean clipped share of samples rose by more"
+    )
+    silence_change: float = Field(
+        0.2, gt=0, le=1, description="alert: mean silent share of frames moved by more"
+    )
+    centroid_change: float = Field(
+        0.25, gt=0, description="alert: median spectral centroid moved by more (relative)"
+    )
+    label_js: float = Field(
+        0.1, gt=0, le=1, description="alert: Jensen-Shannon divergence of top labels (bits)"
+    )
+    label_psi: float = Field(0.25, gt=0, description="alert: PSI of top labels")
+    confidence_ks: float = Field(
+        0.2, gt=0, le=1, description="alert: Kolmogorov-Smirnov D of top confidences"
+    )
+    gap_ratio: float = Field(0.05, gt=0, le=1, description="alert: share of chunks missing")
+    silent_after_s: int = Field(900, ge=10, description="alert: no chunk from a station this long")
+    silence_check_interval_s: float = Field(
+        30.0, gt=0, description="how often the stream looks for silent stations"
+    )
+    data_dir: Path | None = Field(
+        None, description="faust state (RocksDB tables); <state_dir>/drift if unset"
+    )
+    replication_factor: int = Field(
+        1, ge=1, le=10, description="replication of the app's changelog topics"
+    )
+
+    @field_validator("baseline_start", "baseline_end")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """Times without a zone are UTC, like every time on the wire."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DriftSettings:
+        if self.window_s % self.hop_s or self.hop_s % 10:
+            raise ValueError(
+                f"window_s={self.window_s} and hop_s={self.hop_s} do not fit: hop_s must be "
+                "a multiple of 10 and window_s a multiple of hop_s"
+            )
+        if self.reference == "baseline" and not (
+            self.baseline_start and self.baseline_end and self.baseline_start < self.baseline_end
+        ):
+            raise ValueError(
+                "reference=baseline needs baseline_start before baseline_end (ISO times)"
+            )
+        return self
+
+
+class GrafanaSettings(BaseModel):
+    """`soundscape grafana push`: where Grafana is and how it reaches the database."""
+
+    url: str | None = Field(None, description="Grafana's base URL, e.g. http://grafana:3000")
+    token: SecretStr | None = Field(None, description="service account token (Editor or Admin)")
+    folder: str = Field("Soundscape", min_length=1, description="folder of the dashboards")
+    postgres_address: str | None = Field(
+        None, description="host:port of PostgreSQL as Grafana sees it; the reader URL's if unset"
+    )
+    prometheus_url: str | None = Field(
+        None, description="Prometheus scraping the services; its datasource is pushed if set"
+    )
+    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of each call")
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one place; `soundscape config show` prints it."""
 
@@ -225,6 +327,8 @@ class Settings(BaseSettings):
     replay: ReplaySettings = ReplaySettings()
     images: ImageSettings = ImageSettings()
     frontend: FrontendSettings = FrontendSettings()
+    drift: DriftSettings = DriftSettings()
+    grafana: GrafanaSettings = GrafanaSettings()
 
     @field_validator("state_dir")
     @classmethod
@@ -268,6 +372,28 @@ def _mask(data: dict[str, Any], model: BaseModel) -> None:
             data[name] = "***" if attr.get_secret_value() else ""
         elif isinstance(attr, BaseModel) and isinstance(value, dict):
             _mask(value, attr)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as SOUNDSCAPE_* variables (secrets in clear), so that a service
+    started as a child process gets exactly these settings."""
+    env: dict[str, str] = {}
+
+    def text(value: Any) -> str:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        return value.isoformat() if isinstance(value, datetime) else str(value)
+
+    def walk(model: BaseModel, prefix: str) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                walk(value, f"{prefix}{name.upper()}__")
+            elif value is not None:
+                env[f"{prefix}{name.upper()}"] = text(value)
+
+    walk(settings, "SOUNDSCAPE_")
+    return env
 
 
 def config_file_path() -> Path | None:

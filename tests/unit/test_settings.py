@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,20 @@ def test_readme_configuration_table_lists_every_setting() -> None:
         and not (env.startswith("SOUNDSCAPE_TOPICS__") and env.split("__")[1] in topic_names)
     ]
     assert not missing, f"README's configuration table lacks {missing}"
+
+
+def test_settings_env_round_trips_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from soundscape.settings import settings_env
+
+    monkeypatch.setenv("SOUNDSCAPE_POSTGRES__URL", "postgresql://w:secret@db/x")
+    monkeypatch.setenv("SOUNDSCAPE_DRIFT__HOP_S", "300")
+    monkeypatch.setenv("SOUNDSCAPE_DRIFT__WINDOW_S", "600")
+    original = load_settings()
+    env = settings_env(original)
+    assert env["SOUNDSCAPE_POSTGRES__URL"] == "postgresql://w:secret@db/x"
+    for key in list(os.environ):
+        if key.startswith("SOUNDSCAPE_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert load_settings() == original

@@ -1,0 +1,321 @@
+"""`soundscape drift run`: the drift checks as a faust-streaming app over the detections.
+
+One agent reads soundscape.detections.v1 (partitions shared by every worker with the same
+`drift.app_id`), feeds each station's `StationDrift`, and publishes what it reports to
+soundscape.drift.v1; the sink stores those in drift_reports. The state lives in two faust
+tables (RocksDB files under `drift.data_dir`, changelogs in Kafka): station metadata by
+station, and pane summaries by station and pane. The app runs with faust's
+exactly_once guarantee: it reads committed results only, and its table changes, reports
+and offsets commit together, so a crash neither loses nor repeats a window.
+
+A timer looks for stations gone silent. Those are the one report not made while
+processing a chunk (there is none), so they go out through an ordinary idempotent
+producer; their windows are deterministic, so a repeat is stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from soundscape.errors import ServiceError, UserError
+from soundscape.kafka_clients import admin_config, bootstrap_servers, producer_config
+from soundscape.logs import get_logger
+from soundscape.messages import Detection, DriftReport, MessageError, parse
+from soundscape.observability import ObservabilityServer
+from soundscape.processors.drift import metrics
+from soundscape.processors.drift.publish import publish
+from soundscape.processors.drift.station import (
+    BaselineSource,
+    StationDrift,
+    StationMeta,
+    iso,
+)
+from soundscape.processors.drift.summary import NS, Observation, Pane
+from soundscape.settings import Settings
+
+log = get_logger(__name__)
+
+STATIONS_TABLE = "drift-stations"
+#: Longest a requested stop may take before the process leaves (see DriftWorker).
+STOP_TIMEOUT_S = 20.0
+#: A caught-up partition with records after the last one processed (an aborted
+#: transaction's) counts as done when nothing arrived for this long.
+IDLE_S = 5.0
+PANES_TABLE = "drift-panes"
+
+
+class TablePaneStore:
+    """A station's panes in the faust panes table, keyed "<station>/<pane start ns>"."""
+
+    def __init__(self, table: Any, station_id: str) -> None:
+        self.table = table
+        self.prefix = f"{station_id}/"
+
+    def get(self, start: int) -> Pane | None:
+        data = self.table.get(self.prefix + str(start))
+        return Pane.from_json(data) if data is not None else None
+
+    def put(self, pane: Pane) -> None:
+        self.table[self.prefix + str(pane.start)] = pane.to_json()
+
+    def delete(self, start: int) -> None:
+        key = self.prefix + str(start)
+        if key in self.table:
+            del self.table[key]
+
+
+class NoPanes:
+    """For silence checks, which read station metadata only."""
+
+    def get(self, start: int) -> Pane | None:
+        return None
+
+    def put(self, pane: Pane) -> None:
+        raise AssertionError("silence checks do not write panes")
+
+    def delete(self, start: int) -> None:
+        raise AssertionError("silence checks do not delete panes")
+
+
+def data_dir(settings: Settings) -> Path:
+    return settings.drift.data_dir or settings.state_dir / "drift"
+
+
+def detections_partitions(settings: Settings) -> int:
+    """Partitions of the detections topic (the tables must have as many); checks it exists."""
+    topic = settings.topics.detections
+    try:
+        meta = AdminClient(admin_config(settings)).list_topics(topic, timeout=15)
+    except Exception as exc:  # noqa: BLE001 - librdkafka raises KafkaException variants
+        raise ServiceError(f"cannot reach Kafka: {exc}",
+                           hint="is it running? `soundscape infra status`") from None
+    found = meta.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        raise UserError(f"topic {topic} does not exist",
+                        hint="create the topics: `soundscape infra topics`")
+    return len(found.partitions)
+
+
+def _credentials(settings: Settings) -> Any:
+    kafka = settings.kafka
+    context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None)
+    if kafka.security_protocol.startswith("SASL"):
+        if not kafka.sasl_username or kafka.sasl_password is None:
+            raise UserError(
+                f"security_protocol {kafka.security_protocol} needs a SASL user and password",
+                hint="set SOUNDSCAPE_KAFKA__SASL_USERNAME and SOUNDSCAPE_KAFKA__SASL_PASSWORD")
+        return faust.SASLCredentials(
+            username=kafka.sasl_username, password=kafka.sasl_password.get_secret_value(),
+            mechanism=kafka.sasl_mechanism, ssl_context=context)
+    return faust.SSLCredentials(context) if context is not None else None
+
+
+class DriftStream:
+    """The faust app, its topics, tables, agent and timer, built from Settings."""
+
+    def __init__(self, settings: Settings, baseline: BaselineSource | None = None) -> None:
+        self.settings = settings
+        drift = settings.drift
+        partitions = detections_partitions(settings)
+        servers = [f"kafka://{s.strip()}" for s in bootstrap_servers(settings).split(",")]
+        state = data_dir(settings) / drift.app_id
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot make the drift state folder {state}: {exc.strerror}",
+                            hint="set SOUNDSCAPE_DRIFT__DATA_DIR to a writable folder") from None
+        self.app = faust.App(
+            drift.app_id,
+            broker=servers,
+            broker_credentials=_credentials(settings),
+            store="rocksdb://",
+            datadir=str(state),
+            processing_guarantee="exactly_once",  # read_committed, transactional output
+            topic_partitions=partitions,
+            topic_replication_factor=drift.replication_factor,
+            consumer_auto_offset_reset="earliest",
+            consumer_max_fetch_size=settings.kafka.max_message_bytes,
+            web_enabled=False,
+        )
+        self.detections = self.app.topic(settings.topics.detections, key_serializer="raw",
+                                         value_serializer="raw")
+        self.drift_topic = self.app.topic(settings.topics.drift, key_serializer="raw",
+                                          value_serializer="raw")
+        self.stations = self.app.Table(STATIONS_TABLE, default=None, partitions=partitions,
+                                       help="drift state of each station (StationMeta)")
+        self.panes = self.app.Table(PANES_TABLE, default=None, partitions=partitions,
+                                    help="summaries of each station's panes")
+        self.baseline = baseline
+        self.ready = False
+        self.processed = 0
+        self.event_time = 0  # ns: newest chunk end processed
+        self.reported = 0
+        self.reported_silences: set[tuple[str, int]] = set()
+        self.last_offsets: dict[int, int] = {}  # partition -> offset last processed
+        self.last_event_at: dict[int, float] = {}  # partition -> monotonic time of it
+        self._producer: Producer | None = None
+        self.app.agent(self.detections, name="drift-checks")(self._process)
+        self.app.timer(drift.silence_check_interval_s, name="silent-stations")(
+            self._find_silent)
+        self.app.task(self._on_started)
+
+    def station(self, station_id: str) -> StationDrift:
+        data = self.stations.get(station_id)
+        meta = StationMeta.from_json(data) if data is not None else StationMeta(station_id)
+        return StationDrift(meta, TablePaneStore(self.panes, station_id), self.settings.drift,
+                            self.baseline)
+
+    async def _on_started(self) -> None:
+        self.ready = True
+        log.info("drift checks started", app_id=self.settings.drift.app_id,
+                 detections=self.settings.topics.detections, drift=self.settings.topics.drift)
+
+    async def _process(self, stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                message = parse(Detection, event.value)
+            except MessageError as exc:
+                metrics.CHUNKS.labels("invalid").inc()
+                log.warning("detection skipped", error=str(exc),
+                            partition=event.message.partition, offset=event.message.offset)
+                continue
+            drift = self.station(message.station_id)
+            result = drift.ingest(Observation.from_detection(message))
+            drift.meta.partition = event.message.partition
+            self.last_offsets[event.message.partition] = event.message.offset
+            self.last_event_at[event.message.partition] = time.monotonic()
+            self.stations[message.station_id] = drift.meta.to_json()
+            metrics.CHUNKS.labels(result.outcome).inc()
+            self.event_time = max(self.event_time, drift.meta.watermark)
+            metrics.EVENT_TIME.set(self.event_time / NS)
+            self.processed += 1
+            for report in result.reports:
+                await self.drift_topic.send(key=report.station_id.encode(),
+                                            value=report.to_bytes())
+                self._count(report)
+
+    def _count(self, report: DriftReport) -> None:
+        self.reported += 1
+        metrics.REPORTS.labels(report.check, str(report.alert).lower()).inc()
+        if report.alert:
+            log.warning("drift alert", station=report.station_id, check=report.check,
+                        value=report.value, threshold=report.threshold,
+                        window_start=iso(report.window_start), detail=report.detail)
+
+    async def _find_silent(self) -> None:
+        """Report stations silent for `silent_after_s`: live ones by the wall clock,
+        replayed ones by the newest chunk end among this worker's replayed stations.
+
+        Only stations whose partition is caught up count: during a backlog a station's
+        chunks may simply not have been read yet.
+        """
+        metas = [StationMeta.from_json(v) for _, v in list(self.stations.items()) if v]
+        replay_clock = max((m.watermark for m in metas if m.source == "replay"), default=0)
+        caught_up = await self._caught_up_partitions()
+        reports = []
+        for meta in metas:
+            if meta.partition not in caught_up:
+                continue
+            if (meta.station_id, meta.watermark) in self.reported_silences:
+                continue
+            now = time.time_ns() if meta.source == "live" else replay_clock
+            found = StationDrift(meta, NoPanes(), self.settings.drift, self.baseline)
+            for report in found.silence_reports(now):
+                reports.append(report)
+                self.reported_silences.add((meta.station_id, meta.watermark))
+        if reports:
+            await asyncio.get_running_loop().run_in_executor(None, self._publish, reports)
+
+    async def _caught_up_partitions(self) -> set[int]:
+        """Assigned detections partitions with nothing committed left to process: the
+        consumer has fetched up to the last stable offset, and the agent has processed
+        the last record (or nothing arrived for a few seconds: an aborted tail)."""
+        consumer = self.app.consumer
+        topic = self.settings.topics.detections
+        mine = [tp for tp in consumer.assignment() if tp.topic == topic]
+        if not mine:
+            return set()
+        ends = await consumer.highwaters(*mine)  # last stable offsets (read_committed)
+        idle = time.monotonic() - IDLE_S
+        done = set()
+        for tp in mine:
+            end, position = ends.get(tp), await consumer.position(tp)
+            if end is None or position is None or position < end:
+                continue
+            last = self.last_offsets.get(tp.partition)
+            if last is None or last + 2 >= end or self.last_event_at[tp.partition] < idle:
+                done.add(tp.partition)
+        return done
+
+    def _publish(self, reports: list[DriftReport]) -> None:
+        if self._producer is None:
+            self._producer = Producer(producer_config(self.settings))
+        publish(self.settings, self.settings.topics.drift, reports, self._producer, 30)
+        for report in reports:
+            self._count(report)
+
+    def health(self) -> dict[str, Any]:
+        return {"healthy": self.ready, "processed": self.processed, "reports": self.reported,
+                "event_time": iso(self.event_time) if self.event_time else None}
+
+
+class DriftWorker(faust.Worker):
+    """faust's worker, with a deadline on stopping.
+
+    faust 0.15 can hang while stopping in exactly_once mode after its last commit fails
+    ("Not in the middle of a transaction"). Nothing is lost by leaving then: Kafka
+    aborts the open transaction (reports, table changes and offsets together), and the
+    next worker redoes that work. So a stop that takes longer than STOP_TIMEOUT_S ends
+    the process.
+    """
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        if not self._signal_stop_time:
+            threading.Thread(target=_exit_after, args=(STOP_TIMEOUT_S,), name="stop-deadline",
+                             daemon=True).start()
+        super()._schedule_shutdown(signal)
+
+
+def _exit_after(seconds: float) -> None:
+    time.sleep(seconds)
+    log.warning("drift checks did not stop in time; leaving (Kafka aborts the open "
+                "transaction, the next worker redoes it)", seconds=seconds)
+    logging.shutdown()
+    os._exit(0)
+
+
+def run(settings: Settings, baseline: BaselineSource | None = None) -> None:
+    """Run the app in this process until SIGTERM / Ctrl-C."""
+    stream = DriftStream(settings, baseline)
+    quiet = settings.log_level != "debug"
+    for name in ("faust", "mode", "aiokafka", "kafka"):
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.DEBUG)
+    # "producer buffer full" is faust's normal state while it catches up on a backlog.
+    logging.getLogger("faust.transport.producer").setLevel(logging.ERROR if quiet else logging.DEBUG)
+    server = None
+    if settings.metrics_port:
+        server = ObservabilityServer(stream.health, settings.metrics_host,
+                                     settings.metrics_port).start()
+    worker = DriftWorker(stream.app, quiet=True, override_logging=False,
+                          redirect_stdouts=False, loglevel=settings.log_level)
+    worker.spinner = None  # a terminal spinner has no place in a service's log
+    try:
+        worker.execute_from_commandline()
+    finally:
+        stream.ready = False
+        if server is not None:
+            server.stop()
