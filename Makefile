@@ -1,15 +1,21 @@
 # The two commands of the README. Both set the machine up first (infra/setup.sh).
 VENV ?= .venv
 
-.PHONY: setup demo test unit
+.PHONY: setup setup-test demo test unit
 setup:
 	@bash infra/setup.sh
+
+setup-test:          ## tests also need the PyTorch export tools (train) and Docker
+	@SOUNDSCAPE_EXTRAS=dev,train bash infra/setup.sh --docker
 
 demo: setup          ## the main job, end to end
 	$(VENV)/bin/soundscape demo
 
-test: setup          ## every test, unit and integration, against real Kafka and PostgreSQL
+# Every test against local Kafka and PostgreSQL processes, then the integration tests again
+# against the same services in containers started by testcontainers (images built here).
+test: setup-test
 	$(VENV)/bin/python -m pytest
+	SOUNDSCAPE_TEST_BACKEND=containers SOUNDSCAPE_IMAGES__PULL=never $(VENV)/bin/python -m pytest -m integration
 
 unit: setup          ## only the tests that need no service
 	$(VENV)/bin/python -m pytest -m unit

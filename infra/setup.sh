@@ -3,16 +3,30 @@
 # Maven for Kafka, the PostgreSQL 15 server) and a virtualenv (.venv) holding the project
 # with its extras. Safe to run again: it installs only what is missing or changed.
 #
-#   SOUNDSCAPE_EXTRAS  pip extras to install (default: dev,train = serve + tests + the
-#                      PyTorch export tools, whose tests run in CI)
+#   --docker           also Debian's Docker engine and debootstrap (the testcontainers
+#                      backend and docker-compose build their images locally with them)
+#   SOUNDSCAPE_EXTRAS  pip extras to install (default: dev = serve + tests)
 #   SOUNDSCAPE_VENV    virtualenv folder (default: .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+WITH_DOCKER=0
+for arg in "$@"; do
+  case "$arg" in
+    --docker) WITH_DOCKER=1 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "error: unknown option $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
 
-EXTRAS=${SOUNDSCAPE_EXTRAS:-dev,train}
+EXTRAS=${SOUNDSCAPE_EXTRAS:-dev}
 VENV=${SOUNDSCAPE_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-DEBIAN_PACKAGES=(openjdk-17-jre-headless maven postgresql-15 postgresql-client-15 util-linux)
+# pulseaudio (+ the ALSA plugin), libportaudio2 and sox give the station a real capture
+# device without a microphone: a PulseAudio null sink whose monitor PortAudio records.
+DEBIAN_PACKAGES=(openjdk-17-jre-headless maven postgresql-15 postgresql-client-15 util-linux
+  pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 sox)
+DOCKER_PACKAGES=(docker.io debootstrap)
+((WITH_DOCKER)) && DEBIAN_PACKAGES+=("${DOCKER_PACKAGES[@]}")
 
 step() { printf '\n== %s\n' "$*"; }
 started=$SECONDS

@@ -18,6 +18,9 @@ from soundscape.kafka_clients import check_payload_size, producer_config
 from soundscape.settings import Settings
 
 OnDelivered = Callable[[ChunkEnvelope, Message], None]
+#: Called with the chunk and Kafka's error when a delivery fails (the station re-sends it
+#: from its spool; the replay stops advancing its checkpoint there).
+OnFailed = Callable[[ChunkEnvelope, KafkaError], None]
 
 
 @dataclass
@@ -39,12 +42,14 @@ class ChunkPublisher:
         settings: Settings,
         topic: str | None = None,
         on_delivered: OnDelivered | None = None,
+        on_failed: OnFailed | None = None,
         **overrides: object,
     ) -> None:
         self.settings = settings
         self.topic = topic or settings.topics.audio
         self.stats = DeliveryStats()
         self._on_delivered = on_delivered
+        self._on_failed = on_failed
         self._producer = Producer(producer_config(settings, **overrides))
 
     def publish(self, envelope: ChunkEnvelope, payload: bytes) -> ChunkEnvelope:
@@ -61,6 +66,9 @@ class ChunkPublisher:
             if err is not None:
                 self.stats.failed += 1
                 self.stats.errors.append(f"{stamped.chunk_id}: {err.str()}")
+                del self.stats.errors[:-100]  # the latest are enough to say what is wrong
+                if self._on_failed is not None:
+                    self._on_failed(stamped, err)
                 return
             self.stats.acked += 1
             self.stats.bytes_acked += len(payload)
@@ -85,6 +93,10 @@ class ChunkPublisher:
 
     def poll(self, timeout_s: float = 0.0) -> int:
         return self._producer.poll(timeout_s)
+
+    def in_queue(self) -> int:
+        """Messages handed to the client and not yet acknowledged or failed."""
+        return len(self._producer)
 
     def flush(self, timeout_s: float = 60.0) -> DeliveryStats:
         """Wait for every queued chunk's acknowledgement; raise if any is still in flight."""

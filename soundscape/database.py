@@ -11,9 +11,15 @@ Role = Literal["writer", "reader"]
 
 
 def database_url(settings: Settings, role: Role = "writer") -> str:
-    """libpq URL for the role; the external URL (used for both roles) if one is configured."""
-    if settings.postgres.url is not None:
-        return settings.postgres.url.get_secret_value()
+    """libpq URL for the role: the external URLs if configured, else the local cluster's.
+
+    An external database without a `reader_url` serves readers through `url`.
+    """
+    pg = settings.postgres
+    if pg.url is not None:
+        if role == "reader" and pg.reader_url is not None:
+            return pg.reader_url.get_secret_value()
+        return pg.url.get_secret_value()
     from soundscape.infra.postgres.cluster import PostgresCluster
 
     url = PostgresCluster(settings).url(role)

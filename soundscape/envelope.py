@@ -53,8 +53,10 @@ Headers = Sequence[tuple[str, bytes | str | None]]
 class EnvelopeError(ValueError):
     """A message whose headers or payload break the envelope contract."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[str], unsupported_schema: bool = False) -> None:
         self.problems = list(problems)
+        #: the message is of a schema version this code cannot read (perhaps newer)
+        self.unsupported_schema = unsupported_schema
         super().__init__("; ".join(self.problems))
 
 
@@ -201,7 +203,8 @@ class ChunkEnvelope:
         if version is not None and version not in SUPPORTED_SCHEMA_VERSIONS:
             supported = ", ".join(map(str, sorted(SUPPORTED_SCHEMA_VERSIONS)))
             raise EnvelopeError(
-                [f"schema_version: {version} is not supported (this worker reads {supported})"]
+                [f"schema_version: {version} is not supported (this worker reads {supported})"],
+                unsupported_schema=True,
             )
         if problems:
             raise EnvelopeError(problems)

@@ -34,4 +34,9 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
 
 
 def get_logger(name: str, **context: Any) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name).bind(**context)
+    """A lazy logger: module-level loggers pick up configure_logging() called later.
+
+    (`.bind()` on structlog's proxy would build the logger at import time, freezing the
+    default configuration: console lines on stdout whatever SOUNDSCAPE_LOG_FORMAT says.)
+    """
+    return structlog.get_logger(name, **context)

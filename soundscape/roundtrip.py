@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from soundscape.audio_codec import encode
 from soundscape.chunk_publisher import ChunkPublisher
@@ -119,7 +119,7 @@ def run_roundtrip(
         # Remember where each partition ends now, so only this run's chunks are read back.
         begin = []
         for p in partitions:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            high = _high_watermark(consumer, TopicPartition(topic, p))
             begin.append(TopicPartition(topic, p, high if high >= 0 else OFFSET_END))
 
         # Generate first, so the publish figure measures Kafka, not FLAC encoding.
@@ -168,3 +168,21 @@ def run_roundtrip(
     finally:
         consumer.close()
     return result
+
+
+def _high_watermark(consumer: Consumer, partition: TopicPartition, timeout_s: float = 30.0) -> int:
+    """The partition's end offset; a partition whose leader is still settling is retried."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(partition, timeout=10)[1])
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and (
+                error.retriable()
+                or error.code() in (KafkaError.NOT_LEADER_FOR_PARTITION,
+                                    KafkaError.LEADER_NOT_AVAILABLE)
+            )
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

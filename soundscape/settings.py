@@ -47,12 +47,16 @@ class TopicSettings(BaseModel):
     audio_dlq: str = "soundscape.audio.dlq.v1"
     heartbeats: str = "soundscape.heartbeats.v1"
     drift: str = "soundscape.drift.v1"
+    results_dlq: str = "soundscape.results.dlq.v1"
     partitions: int = Field(6, ge=1, le=1000)
     retention_hours: int = Field(24 * 7, ge=1, description="Audio and DLQ retention")
     results_retention_hours: int = Field(24 * 30, ge=1, description="Results retention")
 
     def all_names(self) -> list[str]:
-        return [self.audio, self.detections, self.audio_dlq, self.heartbeats, self.drift]
+        return [
+            self.audio, self.detections, self.audio_dlq, self.heartbeats, self.drift,
+            self.results_dlq,
+        ]
 
 
 class KafkaSettings(BaseModel):
@@ -77,6 +81,9 @@ class PostgresSettings(BaseModel):
     url: SecretStr | None = Field(
         None, description="External database URL; unset means the cluster `infra up` runs"
     )
+    reader_url: SecretStr | None = Field(
+        None, description="Read-only URL for an external database (Grafana, reports)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port once and keeps it")
     database: str = "soundscape"
@@ -90,15 +97,96 @@ class PostgresSettings(BaseModel):
 
 
 class WorkerSettings(BaseModel):
+    group_id: str = Field("soundscape-workers", description="Kafka consumer group of workers")
     batch_size: int = Field(32, ge=1, le=4096)
     batch_timeout_ms: int = Field(200, ge=1)
     decode_threads: int = Field(2, ge=1, le=64)
     bundle: Path | None = Field(None, description="Model bundle folder; the demo bundle if unset")
+    top_k: int = Field(5, ge=1, le=100, description="Labels kept per result")
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    transaction_timeout_ms: int = Field(60_000, ge=1_000)
 
 
 class SinkSettings(BaseModel):
-    batch_size: int = Field(2000, ge=1)
-    batch_timeout_ms: int = Field(500, ge=1)
+    """The PostgreSQL sink (soundscape.sinks) and `soundscape db maintain`."""
+
+    batch_size: int = Field(2000, ge=1, description="Messages per database transaction")
+    batch_timeout_ms: int = Field(500, ge=1, description="Longest wait to fill a batch")
+    group_id: str = Field("soundscape-sink", min_length=1, description="Kafka consumer group")
+    retry_initial_ms: int = Field(250, ge=1, description="First wait after a database failure")
+    retry_max_ms: int = Field(30_000, ge=1, description="Longest wait between database retries")
+    partition_interval: Literal["day", "week", "month"] = Field(
+        "month", description="Time span of one partition of the time-series tables"
+    )
+    partitions_ahead: int = Field(3, ge=1, le=120, description="Future partitions kept ready")
+    retention_days: int = Field(
+        0, ge=0, description="Drop partitions older than this; 0 keeps everything"
+    )
+    maintenance_interval_s: int = Field(
+        3600, ge=0, description="How often the sink runs partition maintenance; 0: never"
+    )
+
+
+class StationSettings(BaseModel):
+    """A field station (`soundscape station`): capture, spool, forward, heartbeat."""
+
+    station_id: str | None = Field(
+        None, description="[a-z0-9-]{1,64}; required to run a station (or --station)"
+    )
+    source: str = Field("mic", description="mic, synthetic, or a file / folder of recordings")
+    device: str | None = Field(None, description="PortAudio input device; default input if unset")
+    capture_rate: int = Field(
+        0, ge=0, le=384_000, description="device rate; 0 tries 32 kHz, then 48, then 44.1"
+    )
+    codec: Literal["flac", "wav"] = "flac"
+    data_dir: Path | None = Field(
+        None, description="spool/ and state.json; <state_dir>/station/<id> if unset"
+    )
+    spool_max_mb: int = Field(2048, ge=1, description="oldest chunks are evicted beyond this")
+    heartbeat_interval_s: float = Field(60.0, gt=0)
+    max_in_flight: int = Field(16, ge=1, le=1000, description="chunks handed to Kafka at once")
+    retry_backoff_max_s: float = Field(30.0, gt=0, description="longest reconnect backoff")
+    clock_step_ms: int = Field(
+        1000, ge=10, description="sample clock behind wall clock by more: recorded as a gap"
+    )
+
+
+class ReplaySettings(BaseModel):
+    """Archive replay (`soundscape replay`): how files become chunks."""
+
+    speed: float = Field(0.0, ge=0, description="0: as fast as possible; N: N x real time")
+    min_remainder_s: float = Field(
+        2.0, ge=0, le=10, description="shorter tails are dropped, longer ones padded"
+    )
+    join_tolerance_s: float = Field(
+        1.0, ge=0, description="files of a station this close are one continuous recording"
+    )
+    timezone: str = Field("UTC", description="zone of times in file names without one")
+    checkpoint_dir: Path | None = Field(None, description="<state_dir>/replay if unset")
+
+
+class ImageSettings(BaseModel):
+    """Container images for docker-compose and the testcontainers test backend."""
+
+    pull: Literal["auto", "never"] = Field(
+        "auto", description="auto: try the registry first, build locally if unreachable"
+    )
+    debian_suite: str = "bookworm"
+    debian_mirror: str | None = Field(None, description="debootstrap mirror; apt's if unset")
+    base_tag: str = "local/debian:bookworm"
+    postgres_tag: str = "local/soundscape-postgres:15"
+    kafka_tag: str = f"local/soundscape-kafka:{DEFAULT_KAFKA_VERSION}"
+    project_tag: str = "local/soundscape:latest"
+class FrontendSettings(BaseModel):
+    """The audio front-end (models/frontend): which chunks it repairs, which it refuses."""
+
+    length_tolerance_ms: float = Field(
+        50.0, ge=0, le=1000, description="Chunks this close to 10 s are padded or trimmed"
+    )
+    max_nonfinite_fraction: float = Field(
+        0.01, ge=0, le=1, description="Up to this share of NaN/Inf samples is zeroed"
+    )
+    threads: int = Field(0, ge=0, le=256, description="ONNX Runtime CPU threads; 0: one per core")
 
 
 class ModelSettings(BaseModel):
@@ -126,12 +214,17 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     metrics_port: int = Field(0, ge=0, le=65535, description="0 disables the HTTP endpoint")
+    metrics_host: str = Field("127.0.0.1", description="0.0.0.0 to let a remote Prometheus scrape")
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     postgres: PostgresSettings = PostgresSettings()
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()
     models: ModelSettings = ModelSettings()
+    station: StationSettings = StationSettings()
+    replay: ReplaySettings = ReplaySettings()
+    images: ImageSettings = ImageSettings()
+    frontend: FrontendSettings = FrontendSettings()
 
     @field_validator("state_dir")
     @classmethod

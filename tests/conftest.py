@@ -1,7 +1,8 @@
 """Shared fixtures: real Kafka and PostgreSQL for integration tests, started through the
-same infra code that `soundscape infra up` uses, in a state folder of the test run's own.
+project's own infra code, in a state folder of the test run's own.
 
 Tests under tests/integration are marked `integration` automatically; the rest `unit`.
+SOUNDSCAPE_TEST_BACKEND=containers runs the same tests against testcontainers (backends.py).
 `pytest -m unit` runs without any service.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from backends import Backend, start_backend
 from soundscape.settings import Settings, default_state_dir
 
 ROOT = Path(__file__).resolve().parent
@@ -38,17 +40,16 @@ def run_state_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def services(run_state_dir: Path) -> Iterator[Settings]:
-    """Kafka and PostgreSQL running for the whole session, stopped at the end."""
-    from soundscape.infra import stack
+def backend(run_state_dir: Path) -> Iterator[Backend]:
+    """Kafka and PostgreSQL for the whole session (local processes or containers)."""
+    with start_backend(run_state_dir) as running:
+        yield running
 
-    settings = Settings(state_dir=run_state_dir)
-    report = stack.up(settings)
-    print(f"\nservices up: {report}")
-    try:
-        yield settings
-    finally:
-        stack.down(settings)
+
+@pytest.fixture(scope="session")
+def services(backend: Backend) -> Settings:
+    """Settings that reach the session's Kafka and PostgreSQL."""
+    return backend.settings
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def kafka_settings(services: Settings) -> Iterator[Settings]:
     defaults = services.topics
     topics = defaults.model_copy(
         update={name: f"{getattr(defaults, name)}.t{suffix}" for name in
-                ("audio", "detections", "audio_dlq", "heartbeats", "drift")}
+                ("audio", "detections", "audio_dlq", "heartbeats", "drift", "results_dlq")}
         | {"partitions": 3}
     )
     settings = services.model_copy(update={"topics": topics})
@@ -70,24 +71,27 @@ def kafka_settings(services: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def db_settings(services: Settings) -> Iterator[Settings]:
+def db_settings(backend: Backend) -> Iterator[Settings]:
     """Settings pointing at a fresh database of this test's own (dropped after)."""
     from psycopg import sql
+    from pydantic import SecretStr
 
-    from soundscape.infra.postgres.cluster import PostgresCluster
+    from soundscape.infra.postgres.roles import grant_read_only
 
+    settings = backend.settings
     name = f"t_{uuid.uuid4().hex[:10]}"
-    settings = services.model_copy(
-        update={"postgres": services.postgres.model_copy(update={"database": name})}
-    )
-    cluster = PostgresCluster(settings)
-    with cluster.superuser_connect() as conn:
+    with backend.connect_admin("postgres") as conn:
         conn.execute(
             sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(name), sql.Identifier(settings.postgres.writer_user)
             )
         )
-    cluster.grant_read_only(name)
-    yield settings
-    with cluster.superuser_connect() as conn:
+    grant_read_only(backend.connect_admin, settings, name)
+    postgres = settings.postgres.model_copy(update={
+        "database": name,
+        "url": SecretStr(backend.url_for("writer", name)),
+        "reader_url": SecretStr(backend.url_for("reader", name)),
+    })
+    yield settings.model_copy(update={"postgres": postgres})
+    with backend.connect_admin("postgres") as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

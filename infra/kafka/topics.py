@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -17,6 +17,7 @@ from confluent_kafka.admin import (
     ConfigResource,
     NewPartitions,
     NewTopic,
+    OffsetSpec,
 )
 
 from soundscape.errors import ServiceError
@@ -53,6 +54,7 @@ def topic_specs(settings: Settings, topics: TopicSettings | None = None) -> list
         TopicSpec(t.detections, t.partitions, results_ms, limit),
         TopicSpec(t.heartbeats, t.partitions, results_ms, limit),
         TopicSpec(t.drift, t.partitions, results_ms, limit),
+        TopicSpec(t.results_dlq, t.partitions, results_ms, limit),
     ]
 
 
@@ -111,7 +113,8 @@ def ensure_topics(
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
-    """A created topic is usable once every partition has a leader in the metadata."""
+    """A created topic is usable once every partition's leader answers for it: metadata
+    naming a leader is not enough (seen: NOT_LEADER_FOR_PARTITION right after creation)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         topics = admin.list_topics(timeout=timeout_s).topics
@@ -120,10 +123,20 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) ->
             and topics[name].partitions
             and all(p.leader >= 0 for p in topics[name].partitions.values())
             for name in names
-        ):
+        ) and _leaders_answer(admin, {n: list(topics[n].partitions) for n in names}):
             return
         time.sleep(0.1)
     raise ServiceError(f"topics {', '.join(names)} have no leaders after {timeout_s:.0f} s")
+
+
+def _leaders_answer(admin: AdminClient, partitions: dict[str, list[int]]) -> bool:
+    request = {TopicPartition(t, p): OffsetSpec.latest() for t, ps in partitions.items() for p in ps}
+    try:
+        for future in admin.list_offsets(request, request_timeout=5).values():
+            future.result()
+    except KafkaException:
+        return False
+    return True
 
 
 def delete_topics(settings: Settings, names: list[str], timeout_s: float = 30.0) -> None:

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from soundscape.errors import ServiceError
 from soundscape.infra import process
+from soundscape.infra.postgres.roles import bootstrap_database, grant_read_only
 from soundscape.logs import get_logger
 from soundscape.settings import Settings
 
@@ -252,48 +253,10 @@ class PostgresCluster:
 
     def bootstrap(self) -> None:
         """Create or update the database and its two roles; safe to run at every start."""
-        from psycopg import sql
-
-        pg, creds = self.settings.postgres, self.credentials()
-        writer, reader = sql.Identifier(pg.writer_user), sql.Identifier(pg.reader_user)
-        with self.superuser_connect() as conn:
-            for role, password in ((pg.writer_user, creds["writer_password"]),
-                                   (pg.reader_user, creds["reader_password"])):
-                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-                verb = "ALTER" if exists else "CREATE"
-                conn.execute(
-                    sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
-                        sql.Identifier(role), sql.Literal(password)
-                    )
-                )
-            conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(reader))
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (pg.database,)).fetchone():
-                conn.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(pg.database), writer)
-                )
-        self.grant_read_only(pg.database)
+        bootstrap_database(self.superuser_connect, self.settings, self.credentials())
 
     def grant_read_only(self, database: str) -> None:
-        """The reader may connect and select, now and for every table the writer creates."""
-        from psycopg import sql
-
-        pg = self.settings.postgres
-        writer, reader = sql.Identifier(pg.writer_user), sql.Identifier(pg.reader_user)
-        with self.superuser_connect(database) as conn:
-            for statement in (
-                "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-                "GRANT USAGE, CREATE ON SCHEMA public TO {writer}",
-                "GRANT CONNECT ON DATABASE {db} TO {reader}",
-                "GRANT USAGE ON SCHEMA public TO {reader}",
-                "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}",
-                "ALTER DEFAULT PRIVILEGES FOR ROLE {writer} IN SCHEMA public "
-                "GRANT SELECT ON TABLES TO {reader}",
-            ):
-                conn.execute(
-                    sql.SQL(statement).format(
-                        writer=writer, reader=reader, db=sql.Identifier(database)
-                    )
-                )
+        grant_read_only(self.superuser_connect, self.settings, database)
 
     def url(self, role: str = "writer", database: str | None = None) -> str | None:
         """libpq URL (psql accepts it; SQLAlchemy after `sqlalchemy_url`)."""

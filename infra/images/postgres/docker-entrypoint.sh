@@ -1,0 +1,38 @@
+#!/bin/bash
+# Initialise the cluster on first start (password auth over TCP), run init scripts, then
+# exec the server as the postgres user with the given arguments.
+set -euo pipefail
+as_pg() { runuser -u postgres -- "$@"; }
+
+if [ "${1:-postgres}" != "postgres" ]; then exec "$@"; fi
+shift || true
+: "${POSTGRES_USER:=postgres}" "${POSTGRES_DB:=$POSTGRES_USER}"
+mkdir -p "$PGDATA" /var/run/postgresql
+chown postgres:postgres "$PGDATA" /var/run/postgresql
+chmod 700 "$PGDATA"
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  if [ -z "${POSTGRES_PASSWORD:-}" ]; then
+    echo "error: POSTGRES_PASSWORD must be set to initialise the database" >&2
+    exit 1
+  fi
+  pwfile=$(mktemp); echo "$POSTGRES_PASSWORD" > "$pwfile"; chown postgres "$pwfile"
+  as_pg initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" -E UTF8 --no-locale \
+    --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+  rm -f "$pwfile"
+  echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+  as_pg pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -c port=${PGPORT:-5432}" -w start >/dev/null
+  if [ "$POSTGRES_DB" != "postgres" ]; then
+    as_pg psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -p "${PGPORT:-5432}" -d postgres \
+      -c "CREATE DATABASE \"$POSTGRES_DB\"" >/dev/null
+  fi
+  for f in /docker-entrypoint-initdb.d/*; do
+    case "$f" in
+      *.sql) as_pg psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -p "${PGPORT:-5432}" -d "$POSTGRES_DB" -f "$f" ;;
+      *.sh) . "$f" ;;
+    esac
+  done
+  as_pg pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+  echo "PostgreSQL init process complete; ready for start up."
+fi
+exec runuser -u postgres -- postgres -D "$PGDATA" -c listen_addresses='*' "$@"

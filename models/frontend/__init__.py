@@ -1,0 +1,1 @@
+"""The audio front-end: ONNX runtime graph, CPU reference, parity and benchmark."""

@@ -1,0 +1,246 @@
+"""The field station: capture -> gapless 10 s chunks -> FLAC -> disk spool -> Kafka.
+
+One thread captures, chunks, encodes and spools (the source's own callback thread
+feeds it); the forwarder thread sends the spool in order; a third sends heartbeats.
+Nothing is deleted before Kafka acked it, so a broker outage, a network cut or a reboot
+only delays chunks. On SIGTERM the chunk being recorded is completed (at most 10 s more
+audio, `stop_grace_s`), then the spool gets `drain_timeout_s` to empty; what is left is
+sent by the next start. A second signal stops at once; the partial chunk is then
+dropped, counted, and its time shows as the next chunk's `gap_ns`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from soundscape import __version__
+from soundscape.audio_codec import encode
+from soundscape.envelope import ChunkEnvelope
+from soundscape.logs import get_logger
+from soundscape.messages import Heartbeat
+from soundscape.producers import system_health
+from soundscape.producers.chunker import CHUNK_NS, MODEL_RATE, Chunker, RawChunk
+from soundscape.producers.forwarder import SpoolForwarder
+from soundscape.producers.heartbeats import HeartbeatSender
+from soundscape.producers.resample import StreamResampler
+from soundscape.producers.sources import AudioSource
+from soundscape.producers.spool import DiskSpool
+from soundscape.producers.station_state import StationState
+from soundscape.settings import Settings
+
+log = get_logger(__name__)
+
+
+def station_dir(settings: Settings, station_id: str) -> Path:
+    return settings.station.data_dir or settings.state_dir / "station" / station_id
+
+
+class Station:
+    def __init__(
+        self,
+        settings: Settings,
+        station_id: str,
+        source: AudioSource,
+        *,
+        max_chunks: int | None = None,
+        drain_timeout_s: float | None = 20.0,
+        stop_grace_s: float = 12.0,
+    ) -> None:
+        self.settings = settings
+        self.station_id = station_id
+        self.source = source
+        self.codec = settings.station.codec
+        self.max_chunks = max_chunks
+        self.drain_timeout_s = drain_timeout_s
+        self.stop_grace_s = stop_grace_s
+        self.home = station_dir(settings, station_id)
+        self.spool = DiskSpool(self.home / "spool", settings.station.spool_max_mb * 1024 * 1024)
+        self.state_path = self.home / "state.json"
+        self.state = StationState.load(self.state_path, station_id)
+        newest = self.spool.newest()
+        if newest is not None:  # spooled just before a crash, before the state was saved
+            self.state.next_seq = max(self.state.next_seq, newest.seq + 1)
+            self.state.last_chunk_end_ns = max(self.state.last_chunk_end_ns or 0,
+                                               newest.chunk_start + CHUNK_NS)
+        self.chunker = Chunker(
+            step_tolerance_ns=settings.station.clock_step_ms * 1_000_000,
+            last_end_ns=self.state.last_chunk_end_ns,
+        )
+        self.resampler = StreamResampler(source.sample_rate, MODEL_RATE)
+        # every key exists up front: the forwarder thread adds to "publish" while
+        # snapshots copy the dict
+        self.cpu_s = dict.fromkeys(("capture", "resample", "encode", "spool", "publish"), 0.0)
+        self.forwarder = SpoolForwarder(settings, self.spool, self.cpu_s)
+        self.heartbeats = HeartbeatSender(settings, self.heartbeat)
+        self.captured = 0
+        self.captured_bytes = 0
+        self.started_ns = time.time_ns()
+        self.last_block_at = time.monotonic()
+        self.stop_requested = threading.Event()
+        self.abort = threading.Event()
+        #: called after each chunk is spooled, with the count so far (benchmarks time it)
+        self.on_stored: Callable[[int], None] | None = None
+
+    # ---- signals -----------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: object) -> None:
+            if self.stop_requested.is_set():
+                log.warning("second stop signal: stopping now", signal=signum)
+                self.abort.set()
+            else:
+                log.info("stop signal: completing the current chunk", signal=signum)
+                self.stop_requested.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    # ---- the capture loop --------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        log.info("station starting", station=self.station_id, source=self.source.description,
+                 spool=str(self.spool.directory), spooled=self.spool.depth,
+                 next_seq=self.state.next_seq)
+        self.forwarder.start()
+        self.heartbeats.start()
+        source_stop = threading.Event()
+        grace_until: float | None = None
+        blocks = iter(self.source.blocks(source_stop))
+        try:
+            while not self.abort.is_set():
+                started = time.thread_time()
+                block = next(blocks, None)
+                self._account("capture", started)
+                if block is None:
+                    break
+                self.last_block_at = time.monotonic()
+                started = time.thread_time()
+                out = self.resampler.process(block)
+                self._account("resample", started)
+                chunks = self.chunker.feed(out.samples, out.start_ns, out.lost_before)
+                for raw in chunks:
+                    self._store(raw)
+                if self.max_chunks is not None and self.captured >= self.max_chunks:
+                    break
+                if self.stop_requested.is_set():
+                    grace_until = grace_until or time.monotonic() + self.stop_grace_s
+                    on_boundary = bool(chunks) or self.chunker.pending_samples == 0
+                    if on_boundary or time.monotonic() > grace_until:
+                        break
+        finally:
+            source_stop.set()
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()  # a microphone's stream is closed here, not by the garbage collector
+            self._finish()
+        return self.snapshot()
+
+    def _store(self, raw: RawChunk) -> None:
+        started = time.thread_time()
+        payload = encode(raw.samples, MODEL_RATE, self.codec)
+        self._account("encode", started)
+        started = time.thread_time()
+        envelope = ChunkEnvelope.for_payload(
+            payload,
+            station_id=self.station_id,
+            chunk_start=raw.start_ns,
+            sample_rate=MODEL_RATE,
+            codec=self.codec,
+            seq=self.state.next_seq,
+            captured_at=time.time_ns(),
+            source="live",
+            gap_ns=raw.gap_ns,
+        )
+        evicted = self.spool.put(envelope, payload, self.forwarder.in_flight())
+        self.state.next_seq += 1
+        self.state.last_chunk_end_ns = raw.end_ns
+        self.state.save(self.state_path)
+        self._account("spool", started)
+        self.forwarder.notify()
+        self.captured += 1
+        self.captured_bytes += len(payload)
+        if self.on_stored is not None:
+            self.on_stored(self.captured)
+        if raw.gap_ns:
+            log.warning("gap before chunk", seq=envelope.seq, gap_s=round(raw.gap_ns / 1e9, 3))
+        if evicted:
+            log.warning("spool full", evicted=evicted, evicted_total=self.spool.evicted)
+
+    def _finish(self) -> None:
+        partial = self.chunker.pending_samples
+        self.chunker.end_run()  # live stations never pad: a partial chunk becomes a gap
+        if partial:
+            log.info("partial chunk not kept; the next start records it as a gap",
+                     seconds=round(partial / MODEL_RATE, 2))
+        drained = self.forwarder.drain(0 if self.abort.is_set() else self.drain_timeout_s)
+        self.forwarder.stop()
+        self.heartbeats.stop()
+        if not drained:
+            log.warning("stopping with chunks still spooled; the next start sends them",
+                        spooled=self.spool.depth)
+        log.info("station stopped", **{k: v for k, v in self.snapshot().items() if k != "cpu_s"})
+
+    def _account(self, stage: str, started: float) -> None:
+        self.cpu_s[stage] = self.cpu_s.get(stage, 0.0) + time.thread_time() - started
+
+    # ---- reporting ---------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        oldest = self.spool.oldest()
+        now = time.time_ns()
+        stats = self.chunker.stats
+        dropped_capture = self.source.dropped_frames * MODEL_RATE // self.source.sample_rate
+        return {
+            "station_id": self.station_id,
+            "chunks_captured": self.captured,
+            "bytes_captured": self.captured_bytes,
+            "chunks_acked": self.forwarder.acked,
+            "spool_depth": self.spool.depth,
+            "spool_bytes": self.spool.bytes,
+            "oldest_spooled_chunk_start": oldest.chunk_start if oldest else None,
+            "spool_oldest_age_s": (now - oldest.chunk_start) / 1e9 if oldest else 0.0,
+            "in_flight": len(self.forwarder.in_flight()),
+            "evicted_chunks": self.spool.evicted,
+            "corrupt_spool_files": self.spool.corrupt,
+            "overruns": self.source.overruns,
+            "dropped_samples": stats.dropped_samples + dropped_capture,
+            "gaps": stats.gaps,
+            "gap_s_total": stats.gap_ns_total / 1e9,
+            "clock_drift_s": stats.clock_drift_ns / 1e9,
+            "clock_steps_back": stats.clock_steps_back,
+            "delivery_failures": self.forwarder.failures,
+            "heartbeats_sent": self.heartbeats.sent,
+            "next_seq": self.state.next_seq,
+            "cpu_s": dict(self.cpu_s),
+        }
+
+    def heartbeat(self) -> Heartbeat:
+        data = self.snapshot()
+        return Heartbeat(
+            station_id=self.station_id,
+            sent_at=time.time_ns(),
+            software_version=__version__,
+            bundle_version=None,  # a station runs no model; workers record theirs
+            disk_free_bytes=system_health.disk_free_bytes(self.spool.directory),
+            spool_depth=data["spool_depth"],
+            spool_bytes=data["spool_bytes"],
+            oldest_spooled_chunk_start=data["oldest_spooled_chunk_start"],
+            evicted_chunks=data["evicted_chunks"],
+            cpu_temperature_c=system_health.cpu_temperature_c(),
+            dropped_samples=data["dropped_samples"],
+            overruns=data["overruns"],
+            gaps=data["gaps"],
+            gap_ns_total=self.chunker.stats.gap_ns_total,
+            clock_offset_ms=system_health.clock_offset_ms(),
+        )
+
+    def health(self) -> dict[str, Any]:
+        """/healthz: capture delivers blocks and the forwarder runs."""
+        silent_s = time.monotonic() - self.last_block_at
+        report = {k: v for k, v in self.snapshot().items() if k != "cpu_s"}
+        report["seconds_since_audio"] = round(silent_s, 1)
+        report["kafka_error"] = self.forwarder.watch.last_error
+        report["healthy"] = self.forwarder.alive and silent_s < 30
+        return report

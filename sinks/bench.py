@@ -1,0 +1,192 @@
+"""`soundscape bench sink`: results per second into PostgreSQL, on this machine.
+
+A result is one chunk row plus its detection rows. Two figures:
+- database write: parsed results written batch by batch (ResultWriter alone);
+- end to end: a backlog of detection messages drained by the real sink service
+  (consume read-committed, parse, write, commit offsets), timed from its first consumed
+  message to its last commit.
+Both also report CPU time per result, of this Python process and of the PostgreSQL
+backend (when the server is local): throughput on a busy, shared machine depends on
+what else runs; the CPU cost per result does not, and sizes a deployment.
+Everything happens in a scratch schema and scratch topics, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+from psycopg import sql
+from tqdm import tqdm
+
+from soundscape.errors import ServiceError
+from soundscape.infra.kafka.topics import delete_topics, ensure_topics
+from soundscape.kafka_clients import producer_config
+from soundscape.settings import Settings
+from soundscape.sinks import migrate
+from soundscape.sinks.connection import connect
+from soundscape.sinks.sample_results import NS, detection_stream
+from soundscape.sinks.service import SinkService, run_until
+from soundscape.sinks.writer import ResultBatch, ResultWriter
+
+_TOPICS = ("audio", "detections", "audio_dlq", "heartbeats", "drift", "results_dlq")
+
+
+def scratch_settings(settings: Settings, suffix: str, batch_size: int | None) -> Settings:
+    topics = settings.topics.model_copy(
+        update={name: f"{getattr(settings.topics, name)}.bench-{suffix}" for name in _TOPICS}
+    )
+    sink = settings.sink.model_copy(
+        update={"batch_size": batch_size or settings.sink.batch_size, "maintenance_interval_s": 0}
+    )
+    return settings.model_copy(update={"topics": topics, "sink": sink})
+
+
+def _batches(count: int, size: int, stations: int, start_ns: int, detections: int,
+             first: int) -> Iterator[list[Any]]:
+    stream = detection_stream(count, stations, start_ns, detections=detections, first=first)
+    batch: list[Any] = []
+    for item in stream:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run_sink_bench(
+    settings: Settings,
+    results: int = 100_000,
+    detections: int = 3,
+    stations: int = 50,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    suffix = uuid.uuid4().hex[:8]
+    schema = f"bench_{suffix}"
+    bench = scratch_settings(settings, suffix, batch_size)
+    size = bench.sink.batch_size
+    start_ns = (time.time_ns() // NS - 7 * 86_400) * NS  # last week: partitions exist
+    with connect(settings) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    ensure_topics(bench)
+    try:
+        migrate.upgrade(bench, schema=schema)
+        writer = ResultWriter(bench, schema=schema, application_name="soundscape-bench")
+        writer.maintain()
+        write_s = write_cpu = 0.0
+        server = _CpuClock(writer.connection().info.backend_pid)
+        bar = tqdm(total=results, desc="database write", unit="result", disable=not progress)
+        for batch in _batches(results, size, stations, start_ns, detections, first=0):
+            started, cpu = time.perf_counter(), time.process_time()
+            writer.write(ResultBatch(batch))
+            write_s += time.perf_counter() - started
+            write_cpu += time.process_time() - cpu
+            bar.update(len(batch))
+        bar.close()
+        write_server_cpu = server.elapsed()
+        writer.close()
+
+        publish_s = _publish(bench, results, stations, start_ns, detections, progress)
+        service = SinkService(bench, schema=schema, group_id=f"soundscape-bench-{suffix}")
+        marks: dict[str, float] = {}
+
+        clocks: dict[str, _CpuClock] = {}
+
+        def drained(s: SinkService) -> bool:
+            if "first" not in marks and s.stats.consumed:
+                marks["first"], marks["cpu"] = time.perf_counter(), time.process_time()
+                clocks["server"] = _CpuClock(s.database_backend_pid())
+            done = s.stats.stored + s.stats.duplicates >= results
+            if done:
+                marks["cpu"] = time.process_time() - marks.get("cpu", time.process_time())
+                marks["server_cpu"] = clocks["server"].elapsed() if clocks else None  # type: ignore[assignment]
+            return done
+
+        bar = tqdm(total=results, desc="sink end to end", unit="result", disable=not progress)
+        runner = run_until(service, drained, timeout_s=max(120.0, results / 1000))
+        while runner.is_alive():
+            runner.join(0.5)
+            bar.n = service.stats.stored
+            bar.refresh()
+        bar.close()
+        finished = time.perf_counter()
+        stats = service.stats
+        e2e_s = finished - marks.get("first", finished)
+        rows = stats.written.chunks + stats.written.detections
+    finally:
+        with connect(settings) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        delete_topics(bench, [getattr(bench.topics, name) for name in _TOPICS])
+    return {
+        "results": results,
+        "detections_per_result": detections,
+        "stations": stations,
+        "batch_size": size,
+        "database_write_s": round(write_s, 2),
+        "database_write_results_per_s": round(results / write_s),
+        "database_write_python_cpu_us_per_result": round(write_cpu / results * 1e6, 1),
+        "database_write_server_cpu_us_per_result": _per_result(write_server_cpu, results),
+        "publish_s": round(publish_s, 2),
+        "end_to_end_s": round(e2e_s, 2),
+        "end_to_end_results_per_s": round(stats.stored / e2e_s) if e2e_s else None,
+        "end_to_end_rows_per_s": round(rows / e2e_s) if e2e_s else None,
+        "end_to_end_python_cpu_us_per_result": _per_result(marks.get("cpu"), stats.stored),
+        "end_to_end_server_cpu_us_per_result": _per_result(marks.get("server_cpu"), stats.stored),
+        "stored": stats.stored,
+        "duplicates": stats.duplicates,
+        "dead_lettered": stats.dead_lettered,
+        "batches": stats.batches,
+    }
+
+
+class _CpuClock:
+    """CPU seconds a local process (the PostgreSQL backend) spends from now on."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.start = self._read()
+
+    def _read(self) -> float | None:
+        if self.pid is None:
+            return None
+        try:  # fields 14 and 15 of /proc/<pid>/stat: user and system time in ticks
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None  # a remote server
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def elapsed(self) -> float | None:
+        now = self._read()
+        return None if now is None or self.start is None else now - self.start
+
+
+def _per_result(seconds: float | None, count: int) -> float | None:
+    return round(seconds / count * 1e6, 1) if seconds is not None and count else None
+
+
+def _publish(settings: Settings, results: int, stations: int, start_ns: int, detections: int,
+             progress: bool) -> float:
+    """Publish a second, distinct set of results (not yet stored) as the sink's backlog."""
+    producer = Producer(producer_config(settings, **{"linger.ms": 20}))
+    topic = settings.topics.detections
+    started = time.perf_counter()
+    stream = detection_stream(results, stations, start_ns, detections=detections, first=results)
+    for item in tqdm(stream, total=results, desc="publish", unit="result", disable=not progress):
+        value, key = item.to_bytes(), item.station_id.encode()
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    if producer.flush(60):
+        raise ServiceError("the benchmark's messages were not all acknowledged by Kafka",
+                           hint="is the broker up? `soundscape infra status`")
+    return time.perf_counter() - started

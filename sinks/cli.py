@@ -1,0 +1,259 @@
+"""Commands of the sinks room: `soundscape db ...`, `soundscape sink`, `soundscape bench sink`.
+
+Registered in soundscape/cli.py. Settings come from the shared App object at run time
+(imported lazily, so this module imports cleanly on its own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from soundscape.errors import ServiceError
+from soundscape.settings import Settings
+
+
+def _settings() -> Settings:
+    from soundscape.cli import App
+
+    return click.get_current_context().ensure_object(App).settings
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@contextlib.contextmanager
+def _database_errors() -> Iterator[None]:
+    """A database that cannot be reached is one clear message, not a traceback."""
+    import psycopg
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
+        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
+        raise ServiceError(
+            f"cannot reach the database: {first}",
+            hint="is it running? `soundscape infra status`; or set SOUNDSCAPE_POSTGRES__URL",
+        ) from None
+
+
+def tune_gc() -> None:
+    """The sink keeps two batches of parsed messages alive (~30 objects each); with
+    CPython's default thresholds the cycle collector rescans them again and again, which
+    cost 60 % more CPU per result here. Messages hold no cycles; refcounting frees them."""
+    gc.set_threshold(200_000, 50, 100)
+
+
+# ---- db -----------------------------------------------------------------------------------
+@click.group()
+def db() -> None:
+    """Schema migrations and partition maintenance of the results database.
+
+    Migrations ship inside the package and run as the writer role
+    (SOUNDSCAPE_POSTGRES__WRITER_USER); the reader role gets SELECT on everything.
+    """
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@click.option("--sql", "as_sql", is_flag=True, help="Print the SQL instead of running it.")
+def db_upgrade(revision: str, as_sql: bool) -> None:
+    """Migrate the schema to REVISION (default: the newest), then create partitions ahead.
+
+    Safe to run again: an up-to-date database is left as it is.
+    """
+    from soundscape.sinks import migrate
+    from soundscape.sinks.writer import ResultWriter
+
+    if as_sql:
+        click.echo(migrate.upgrade_sql(revision))
+        return
+    settings = _settings()
+    with _database_errors():
+        before = migrate.schema_status(settings).current
+        status = migrate.upgrade(settings, revision)
+        click.echo(f"schema at {status.current} (newest {status.head}); was {before or 'empty'}")
+        if status.up_to_date:
+            writer = ResultWriter(settings, application_name="soundscape-db")
+            try:
+                report = writer.maintain()
+            finally:
+                writer.close()
+            click.echo(f"partitions created: {len(report.created)}")
+
+
+@db.command("downgrade")
+@click.argument("revision", default="-1")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def db_downgrade(revision: str, yes: bool) -> None:
+    """Migrate the schema back to REVISION: `-1` (default) one step, `base` everything.
+
+    A downgrade that drops tables drops their data with them.
+    """
+    from soundscape.sinks import migrate
+
+    settings = _settings()
+    if not yes:
+        click.confirm(
+            f"Downgrade the database {settings.postgres.database} to {revision}? "
+            "Tables the downgrade drops lose their data", abort=True,
+        )
+    with _database_errors():
+        before = migrate.schema_status(settings).current
+        status = migrate.downgrade(settings, revision)
+    click.echo(f"schema at {status.current or 'base (empty)'} (newest {status.head}); "
+               f"was {before or 'empty'}")
+
+
+@db.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
+def db_status(as_json: bool) -> None:
+    """Schema revision, pending migrations, and the partitions of each time-series table.
+
+    Exit status 1 when migrations are pending.
+    """
+    from soundscape.sinks import migrate
+    from soundscape.sinks.connection import connect
+    from soundscape.sinks.partitions import PartitionManager
+
+    settings = _settings()
+    with _database_errors():
+        status = migrate.schema_status(settings)
+        partitions: dict[str, Any] = {}
+        if status.current is not None:
+            with connect(settings, application_name="soundscape-db") as conn:
+                for table, parts in PartitionManager(settings).catalogue(conn).items():
+                    spans = sorted(p.span for p, _ in parts)
+                    partitions[table] = {
+                        "count": len(parts),
+                        "from": spans[0].lower.isoformat() if spans else None,
+                        "to": spans[-1].upper.isoformat() if spans else None,
+                    }
+    sink = settings.sink
+    report = status.as_dict() | {
+        "partitions": partitions,
+        "partition_interval": sink.partition_interval,
+        "partitions_ahead": sink.partitions_ahead,
+        "retention_days": sink.retention_days or None,
+    }
+    if as_json:
+        _echo_json(report)
+    else:
+        state = "up to date" if status.up_to_date else f"pending: {', '.join(status.pending)}"
+        click.echo(f"schema: {status.current or 'empty'} (newest {status.head}), {state}")
+        for table, info in partitions.items():
+            click.echo(f"  {table:20} {info['count']:4} partitions  {info['from']} .. {info['to']}")
+        retention = f"{sink.retention_days} days" if sink.retention_days else "keep everything"
+        click.echo(f"partitions: one per {sink.partition_interval}, {sink.partitions_ahead} ahead; "
+                   f"retention: {retention}")
+    raise SystemExit(0 if status.up_to_date else 1)
+
+
+@db.command("maintain")
+@click.option("--dry-run", is_flag=True, help="Only say what would be created and dropped.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
+def db_maintain(dry_run: bool, as_json: bool) -> None:
+    """Create the partitions ahead and drop those past retention (SOUNDSCAPE_SINK__RETENTION_DAYS).
+
+    The sink does the same at start and every SOUNDSCAPE_SINK__MAINTENANCE_INTERVAL_S;
+    run this from cron when no sink runs, or to see what retention will drop.
+    """
+    from soundscape.sinks.writer import ResultWriter
+
+    settings = _settings()
+    writer = ResultWriter(settings, application_name="soundscape-db")
+    with _database_errors():
+        try:
+            report = writer.maintain(dry_run=dry_run)
+        finally:
+            writer.close()
+    if as_json:
+        _echo_json(report.as_dict() | {"dry_run": dry_run})
+        return
+    verb = "would be " if dry_run else ""
+    click.echo(f"{verb}created: {', '.join(report.created) or 'none'}")
+    click.echo(f"{verb}dropped: {', '.join(report.dropped) or 'none'}"
+               + ("" if report.horizon else " (no retention configured)"))
+
+
+# ---- the service --------------------------------------------------------------------------
+@click.command("sink")
+@click.option("--group-id", default=None, help="Kafka consumer group [SOUNDSCAPE_SINK__GROUP_ID].")
+@click.option("--metrics-port", type=int, default=None,
+              help="Port of /metrics and /healthz [SOUNDSCAPE_METRICS_PORT]; 0 turns them off.")
+def sink(group_id: str | None, metrics_port: int | None) -> None:
+    """Store detections, heartbeats and drift reports from Kafka in PostgreSQL.
+
+    Runs until SIGTERM or Ctrl-C, then finishes the batch in hand and commits it. Offsets
+    are committed only after the database commit; while the database is down, consumption
+    pauses and the batch is retried with backoff. Unparseable messages go to the
+    dead-letter topic (SOUNDSCAPE_TOPICS__RESULTS_DLQ). Start more sinks with the same
+    group to share the partitions.
+    """
+    from soundscape.logs import get_logger
+    from soundscape.observability import ObservabilityServer
+    from soundscape.sinks.service import SinkService
+
+    settings = _settings()
+    log = get_logger("soundscape.sinks")
+    tune_gc()
+    service = SinkService(settings, group_id=group_id)
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    server = (
+        ObservabilityServer(service.health, host=settings.metrics_host, port=port).start()
+        if port else None
+    )
+    if server is not None:
+        log.info("metrics and health", url=f"http://{settings.metrics_host}:{server.port}/metrics")
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("stop requested", signal=signal.Signals(signum).name)
+        service.request_stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stats = service.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if server is not None:
+            server.stop()
+    click.echo(f"sink stopped: {stats.stored} stored, {stats.duplicates} duplicates skipped, "
+               f"{stats.dead_lettered} dead-lettered", err=True)
+
+
+@click.command("sink")
+@click.option("--results", default=100_000, show_default=True, help="Results to write.")
+@click.option("--detections", default=3, show_default=True, help="Detection rows per result.")
+@click.option("--stations", default=50, show_default=True, help="Stations the results come from.")
+@click.option("--batch-size", type=int, default=None,
+              help="Results per transaction [SOUNDSCAPE_SINK__BATCH_SIZE].")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_sink(results: int, detections: int, stations: int, batch_size: int | None,
+               as_json: bool) -> None:
+    """Results/s into PostgreSQL: the writer alone, and the sink service end to end.
+
+    Uses a scratch schema and scratch topics (removed afterwards); needs `infra up`.
+    """
+    from soundscape.sinks.bench import run_sink_bench
+
+    if results < 1 or detections < 0 or stations < 1 or (batch_size is not None and batch_size < 1):
+        raise click.BadParameter("--results, --stations, --batch-size >= 1; --detections >= 0")
+    settings = _settings()
+    tune_gc()
+    with _database_errors():
+        figures = run_sink_bench(settings, results, detections, stations, batch_size,
+                                 progress=not as_json)
+    if as_json:
+        _echo_json(figures)
+    else:
+        for key, value in figures.items():
+            click.echo(f"{key:>30}: {value}")

@@ -1,0 +1,56 @@
+"""Connections of the sink and the `db` commands: writer role, UTC session, optional schema.
+
+The session time zone is pinned to UTC because partition bounds are read back as text.
+A schema other than the default (the benchmark uses a scratch one) is set as the
+search_path, so migrations, the sink and the queries need no schema-qualified names.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.pool import NullPool
+
+from soundscape.database import database_url, sqlalchemy_url
+from soundscape.errors import UserError
+from soundscape.settings import Settings
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def session_options(schema: str | None = None) -> str:
+    options = "-c timezone=UTC"
+    if schema is not None:
+        if not _SCHEMA_RE.match(schema):
+            raise UserError(f"bad schema name {schema!r}", hint="use [a-z_][a-z0-9_]*")
+        options += f" -c search_path={schema}"
+    return options
+
+
+def connect(
+    settings: Settings,
+    *,
+    schema: str | None = None,
+    application_name: str = "soundscape",
+    connect_timeout_s: int = 5,
+) -> psycopg.Connection[Any]:
+    """An autocommit connection as the writer; callers open transactions explicitly."""
+    return psycopg.connect(
+        database_url(settings, "writer"),
+        autocommit=True,
+        connect_timeout=connect_timeout_s,
+        options=session_options(schema),
+        application_name=application_name,
+    )
+
+
+def writer_engine(settings: Settings, schema: str | None = None) -> Engine:
+    """SQLAlchemy engine as the writer (migrations); no pool, as commands are short."""
+    return create_engine(
+        sqlalchemy_url(database_url(settings, "writer")),
+        poolclass=NullPool,
+        connect_args={"options": session_options(schema), "connect_timeout": 10},
+    )

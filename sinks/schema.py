@@ -1,0 +1,212 @@
+"""SQLAlchemy 2 models of the results database: what migrations create, in Python.
+
+The migrations under `migrations/versions` own the truth (a test checks that these models
+and a migrated database agree). The sink writes with COPY and plain SQL for speed; the
+models serve migrations, readers in Python, and that check.
+
+Time-series tables are range-partitioned by time (`PARTITION_KEYS`); a primary key on a
+partitioned table must contain the partition key, so results are keyed by
+(chunk_start, chunk_id): chunk_start is derived together with chunk_id, so the pair is
+as unique as chunk_id alone, and every write is idempotent on it. Time goes first so
+that live inserts land at the right-hand edge of the index, not at random pages.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    REAL,
+    SmallInteger,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Table -> column it is range-partitioned by (timestamptz).
+PARTITION_KEYS: dict[str, str] = {
+    "chunks": "chunk_start",
+    "detections": "chunk_start",
+    "station_heartbeats": "sent_at",
+    "drift_reports": "window_start",
+}
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Timestamp = TIMESTAMP(timezone=True)
+
+
+def _partitioned(table: str, *args: Any) -> tuple[Any, ...]:
+    return (*args, {"postgresql_partition_by": f"RANGE ({PARTITION_KEYS[table]})"})
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Station(Base):
+    """A field station; the sink adds it when its first result or heartbeat arrives."""
+
+    __tablename__ = "stations"
+    __table_args__ = (
+        CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude"),
+        CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude"),
+    )
+
+    station_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    latitude: Mapped[float | None] = mapped_column(Double)
+    longitude: Mapped[float | None] = mapped_column(Double)
+    elevation_m: Mapped[float | None] = mapped_column(Double)
+    #: Earliest and latest data time (chunk start, heartbeat sent) seen from the station.
+    first_seen: Mapped[datetime] = mapped_column(Timestamp)
+    last_seen: Mapped[datetime] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class ModelBundle(Base):
+    """A model bundle version that produced results; manifest fields come from the bundle."""
+
+    __tablename__ = "models"
+
+    bundle_version: Mapped[str] = mapped_column(Text, primary_key=True)
+    hashes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    labels: Mapped[list[str] | None] = mapped_column(JSONB)
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: Earliest and latest scoring time of a stored result made with this bundle.
+    first_used: Mapped[datetime] = mapped_column(Timestamp)
+    last_used: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Chunk(Base):
+    """One row per scored chunk: its top label, audio statistics and per-stage times."""
+
+    __tablename__ = "chunks"
+    __table_args__ = _partitioned(
+        "chunks",
+        PrimaryKeyConstraint("chunk_start", "chunk_id"),
+        CheckConstraint("source IN ('live', 'replay')", name="source"),
+        Index(None, "station_id", "chunk_start"),
+        Index(None, "chunk_start", postgresql_using="brin"),
+        Index(None, "written_at", postgresql_using="brin"),
+    )
+
+    chunk_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    chunk_start: Mapped[datetime] = mapped_column(Timestamp)
+    #: chunk_start exactly (timestamptz keeps microseconds); chunk_id derives from it.
+    chunk_start_ns: Mapped[int] = mapped_column(BigInteger)
+    station_id: Mapped[str] = mapped_column(Text)
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    bundle_version: Mapped[str] = mapped_column(Text)
+    top_label: Mapped[str] = mapped_column(Text)
+    top_probability: Mapped[float] = mapped_column(REAL)
+    #: [{"label": ..., "probability": ...}, ...], most probable first.
+    top_k: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    detection_count: Mapped[int] = mapped_column(SmallInteger)
+    rms_dbfs: Mapped[float] = mapped_column(REAL)
+    noise_floor_dbfs: Mapped[float] = mapped_column(REAL)
+    peak_dbfs: Mapped[float] = mapped_column(REAL)
+    clipping_ratio: Mapped[float] = mapped_column(REAL)
+    silence_ratio: Mapped[float] = mapped_column(REAL)
+    spectral_centroid_hz: Mapped[float] = mapped_column(REAL)
+    dc_offset: Mapped[float] = mapped_column(REAL)
+    captured_at: Mapped[datetime] = mapped_column(Timestamp)
+    published_at: Mapped[datetime] = mapped_column(Timestamp)
+    consumed_at: Mapped[datetime] = mapped_column(Timestamp)
+    scored_at: Mapped[datetime] = mapped_column(Timestamp)
+    #: When the sink's transaction stored the row: the last stage of the latency.
+    written_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    decode_ms: Mapped[float] = mapped_column(REAL)
+    features_ms: Mapped[float] = mapped_column(REAL)
+    inference_ms: Mapped[float] = mapped_column(REAL)
+    branch_ms: Mapped[dict[str, float]] = mapped_column(JSONB)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str] = mapped_column(Text)
+
+
+class DetectionRow(Base):
+    """One row per (chunk, label) above the label's threshold."""
+
+    __tablename__ = "detections"
+    __table_args__ = _partitioned(
+        "detections",
+        PrimaryKeyConstraint("chunk_start", "chunk_id", "label"),
+        Index(None, "station_id", "chunk_start"),
+        Index(None, "label", "chunk_start"),
+    )
+
+    chunk_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    chunk_start: Mapped[datetime] = mapped_column(Timestamp)
+    label: Mapped[str] = mapped_column(Text)
+    station_id: Mapped[str] = mapped_column(Text)
+    probability: Mapped[float] = mapped_column(REAL)
+
+
+class StationHeartbeat(Base):
+    """Station health, one row a minute a station."""
+
+    __tablename__ = "station_heartbeats"
+    __table_args__ = _partitioned(
+        "station_heartbeats",
+        PrimaryKeyConstraint("station_id", "sent_at"),
+    )
+
+    station_id: Mapped[str] = mapped_column(Text)
+    sent_at: Mapped[datetime] = mapped_column(Timestamp)
+    software_version: Mapped[str] = mapped_column(Text)
+    bundle_version: Mapped[str | None] = mapped_column(Text)
+    disk_free_bytes: Mapped[int] = mapped_column(BigInteger)
+    spool_depth: Mapped[int] = mapped_column(BigInteger)
+    spool_bytes: Mapped[int] = mapped_column(BigInteger)
+    oldest_spooled_chunk_start: Mapped[datetime | None] = mapped_column(Timestamp)
+    evicted_chunks: Mapped[int] = mapped_column(BigInteger)
+    cpu_temperature_c: Mapped[float | None] = mapped_column(REAL)
+    dropped_samples: Mapped[int] = mapped_column(BigInteger)
+    overruns: Mapped[int] = mapped_column(BigInteger)
+    gaps: Mapped[int] = mapped_column(BigInteger)
+    gap_ns_total: Mapped[int] = mapped_column(BigInteger)
+    clock_offset_ms: Mapped[float | None] = mapped_column(REAL)
+    written_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class DriftReportRow(Base):
+    """One drift check over one window for one station."""
+
+    __tablename__ = "drift_reports"
+    __table_args__ = _partitioned(
+        "drift_reports",
+        PrimaryKeyConstraint("station_id", "check_name", "window_start", "window_end"),
+        CheckConstraint("kind IN ('input', 'prediction', 'health')", name="kind"),
+        Index("ix_drift_reports_alerts", "window_start", postgresql_where="alert"),
+    )
+
+    station_id: Mapped[str] = mapped_column(Text)
+    #: The message's `check` (a reserved word in SQL).
+    check_name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    window_start: Mapped[datetime] = mapped_column(Timestamp)
+    window_end: Mapped[datetime] = mapped_column(Timestamp)
+    value: Mapped[float] = mapped_column(Double)
+    threshold: Mapped[float] = mapped_column(Double)
+    alert: Mapped[bool] = mapped_column(Boolean)
+    reference: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    detail: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    written_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())

@@ -1,0 +1,571 @@
+"""The sink: results from Kafka into PostgreSQL, each exactly once, nothing lost.
+
+    consume (read committed) -> parse -> batch -> write (writer thread) -> commit offsets
+
+- Offsets are committed only after the database committed the batch (and after the
+  dead-letter copies of its bad messages were acknowledged). A crash anywhere before
+  that redelivers the batch, and the idempotent writes skip what is already stored.
+- While batch N is written in the writer thread, the main thread fills batch N+1, so
+  parsing and PostgreSQL work at the same time.
+- Database down or restarting: consumption pauses (the consumer keeps polling, so it
+  stays in its group), the batch is retried with exponential backoff, nothing is
+  committed; when the database answers, the batch is written, committed, and
+  consumption resumes where it stopped.
+- A message that does not parse, or a value the database refuses, goes to the
+  dead-letter topic with the reason; the rest of its batch is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from soundscape.envelope import CHUNK_NAMESPACE, chunk_id_for
+from soundscape.errors import ServiceError
+from soundscape.kafka_clients import consumer_config
+from soundscape.logs import get_logger
+from soundscape.messages import Detection, DriftReport, Heartbeat, MessageError, parse
+from soundscape.settings import Settings
+from soundscape.sinks import metrics
+from soundscape.sinks.dead_letters import DeadLetters
+from soundscape.sinks.migrate import head_revision
+from soundscape.sinks.writer import (
+    DatabaseUnavailable,
+    ResultBatch,
+    ResultWriter,
+    RowsRejected,
+    WriteCounts,
+)
+
+log = get_logger(__name__)
+
+Result = Detection | Heartbeat | DriftReport
+
+
+@dataclass(slots=True)
+class Record:
+    message: Result
+    source: Message
+
+
+@dataclass
+class InFlight:
+    """Messages consumed and not yet committed: their parsed records and next offsets."""
+
+    records: list[Record] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    started: float = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return not self.offsets
+
+    def note(self, msg: Message) -> None:
+        if not self.offsets:
+            self.started = time.monotonic()
+        self.offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
+
+    def commit_list(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p, o) for (t, p), o in sorted(self.offsets.items())]
+
+
+@dataclass
+class Stored:
+    counts: WriteCounts
+    rejected: list[tuple[Record, str]]
+
+
+@dataclass
+class SinkStats:
+    consumed: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    commits: int = 0
+    outages: int = 0
+    retries: int = 0
+    written: WriteCounts = field(default_factory=WriteCounts)
+
+    @property
+    def stored(self) -> int:
+        """Messages that made a new row (the rest were duplicates or expired)."""
+        return self.written.chunks + self.written.heartbeats + self.written.drift_reports
+
+    @property
+    def duplicates(self) -> int:
+        return self.written.duplicates
+
+    def as_dict(self) -> dict[str, Any]:
+        w = self.written
+        return {
+            "consumed": self.consumed, "stored": self.stored, "duplicates": w.duplicates,
+            "expired": w.expired, "dead_lettered": self.dead_lettered, "batches": self.batches,
+            "commits": self.commits, "outages": self.outages, "retries": self.retries,
+            "rows_chunks": w.chunks, "rows_detections": w.detections,
+            "rows_heartbeats": w.heartbeats, "rows_drift_reports": w.drift_reports,
+        }
+
+
+def to_batch(records: list[Record]) -> ResultBatch:
+    batch = ResultBatch()
+    for record in records:
+        message = record.message
+        if isinstance(message, Detection):
+            batch.detections.append(message)
+        elif isinstance(message, Heartbeat):
+            batch.heartbeats.append(message)
+        else:
+            batch.drift.append(message)
+    return batch
+
+
+_NAMESPACE = CHUNK_NAMESPACE.bytes
+
+
+def derived_chunk_id_bytes(station_id: str, chunk_start: int) -> bytes:
+    """`chunk_id_for(...).bytes` without building a UUID object (UUIDv5 = SHA-1, RFC 4122):
+    the sink checks every detection, so this runs tens of thousands of times a second."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE + f"{station_id}/{chunk_start}".encode()).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return bytes(digest[:16])
+
+
+def check_identity(message: Result) -> None:
+    """A detection's chunk_id must be the derived one: every write is idempotent on it."""
+    if isinstance(message, Detection) and message.chunk_id.bytes != derived_chunk_id_bytes(
+        message.station_id, message.chunk_start
+    ):
+        expected = chunk_id_for(message.station_id, message.chunk_start)
+        raise MessageError(
+            f"Detection: chunk_id {message.chunk_id} is not the id of "
+            f"{message.station_id}/{message.chunk_start} ({expected})"
+        )
+
+
+class SinkService:
+    """`run()` blocks until `request_stop()`; `health()` may be called from any thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        schema: str | None = None,
+        group_id: str | None = None,
+        consumer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.group_id = group_id or settings.sink.group_id
+        self.stats = SinkStats()
+        self._stop = threading.Event()
+        self._kinds: dict[str, type[Result]] = {
+            settings.topics.detections: Detection,
+            settings.topics.heartbeats: Heartbeat,
+            settings.topics.drift: DriftReport,
+        }
+        self._writer = ResultWriter(settings, schema=schema)
+        self._dead_letters = DeadLetters(settings, rejected_by=f"sink/{self.group_id}")
+        self._consumer = Consumer(
+            consumer_config(settings, self.group_id, **(consumer_overrides or {}))
+        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
+        self._filling = InFlight()
+        self._pending: tuple[InFlight, Future[Stored]] | None = None
+        self._paused = False
+        self._database_up = False
+        self._running = False
+        self._assigned: set[tuple[str, int]] = set()
+        self._last_commit: float | None = None
+        self._last_maintenance = 0.0
+        self._last_progress = time.monotonic()
+
+    # ---- control -----------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def database_backend_pid(self) -> int | None:
+        return self._writer.backend_pid()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "healthy": self._running and self._database_up,
+            "running": self._running,
+            "database": "up" if self._database_up else "down",
+            "paused": self._paused,
+            "assigned_partitions": len(self._assigned),
+            "seconds_since_commit": (
+                round(time.monotonic() - self._last_commit, 1) if self._last_commit else None
+            ),
+            **self.stats.as_dict(),
+        }
+
+    def run(self) -> SinkStats:
+        self._running = True
+        try:
+            if not self._wait_for_database():
+                return self.stats
+            self._consumer.subscribe(
+                list(self._kinds), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            log.info("sink consuming", topics=list(self._kinds), group=self.group_id,
+                     batch_size=self.settings.sink.batch_size)
+            while not self.stopping:
+                if self._paused and self._pending is None:
+                    self._await_database()
+                    continue
+                self._fill()
+                if self._batch_ready():
+                    self._finish_pending()
+                    if not self.stopping:
+                        self._maybe_maintain()
+                    self._submit()
+                elif self._pending is not None and self._pending[1].done():
+                    self._finish_pending()
+                self._log_progress()
+            self._shutdown()
+        finally:
+            self._running = False
+            self._executor.shutdown(wait=True)
+            self._writer.close()
+        return self.stats
+
+    # ---- consuming ---------------------------------------------------------------------
+    def _fill(self) -> None:
+        """Consume until the batch is full or its time is up (or briefly, if empty)."""
+        sink = self.settings.sink
+        deadline = time.monotonic() + sink.batch_timeout_ms / 1000
+        while not self.stopping and len(self._filling.records) < sink.batch_size:
+            if not self._filling.empty:
+                deadline = min(deadline, self._filling.started + sink.batch_timeout_ms / 1000)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            wanted = min(sink.batch_size - len(self._filling.records), 1000)
+            for msg in self._consumer.consume(num_messages=wanted, timeout=min(remaining, 0.2)):
+                self._take(msg)
+
+    def _take(self, msg: Message) -> None:
+        error = msg.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error", error=error.str())
+            return
+        self.stats.consumed += 1
+        kind = self._kinds.get(msg.topic())
+        try:
+            if kind is None:
+                raise MessageError(f"no message type for topic {msg.topic()}")
+            message = parse(kind, msg.value())
+            check_identity(message)
+        except MessageError as exc:
+            self._dead_letter(msg, str(exc))
+        else:
+            self._filling.records.append(Record(message, msg))
+        self._filling.note(msg)
+
+    def _dead_letter(self, msg: Message, reason: str) -> None:
+        log.warning("message dead-lettered", topic=msg.topic(), partition=msg.partition(),
+                    offset=msg.offset(), reason=reason[:300])
+        self._dead_letters.send(msg, reason)
+        self.stats.dead_lettered += 1
+        metrics.MESSAGES.labels("dead_lettered").inc()
+
+    def _batch_ready(self) -> bool:
+        if self._filling.empty:
+            return False
+        full = len(self._filling.records) >= self.settings.sink.batch_size
+        waited = time.monotonic() - self._filling.started
+        return full or waited >= self.settings.sink.batch_timeout_ms / 1000 or self.stopping
+
+    # ---- writing -----------------------------------------------------------------------
+    def _submit(self) -> None:
+        inflight, self._filling = self._filling, InFlight()
+        self._pending = (inflight, self._executor.submit(self._store, inflight.records))
+
+    def _store(self, records: list[Record]) -> Stored:
+        """Write records; on a refused value, halve until the culprits stand alone."""
+        if not records:
+            return Stored(WriteCounts(), [])
+        started = time.monotonic()
+        try:
+            counts = self._writer.write(to_batch(records))
+        except RowsRejected as exc:
+            if len(records) == 1:
+                return Stored(WriteCounts(), [(records[0], f"database refused: {exc}")])
+            middle = len(records) // 2
+            first, second = self._store(records[:middle]), self._store(records[middle:])
+            first.counts.add(second.counts)
+            return Stored(first.counts, first.rejected + second.rejected)
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        metrics.BATCH_MESSAGES.observe(len(records))
+        return Stored(counts, [])
+
+    def _finish_pending(self) -> None:
+        """Wait for the batch being written; on an outage retry it here until it lands."""
+        if self._pending is None:
+            return
+        inflight, future = self._pending
+        try:
+            stored: Stored | None = future.result()
+        except DatabaseUnavailable as exc:
+            stored = self._retry_until_stored(inflight, exc)
+        if self._pending is None or self._pending[0] is not inflight:
+            return  # a rebalance dealt with it meanwhile
+        self._pending = None
+        if stored is not None:
+            self._complete(inflight, stored)
+
+    def _retry_until_stored(self, inflight: InFlight, error: Exception) -> Stored | None:
+        self._enter_outage(error)
+        delay = self.settings.sink.retry_initial_ms / 1000
+        while True:
+            if not self._sleep_polling(delay):
+                return None
+            if self._pending is None or self._pending[0] is not inflight:
+                return None
+            self.stats.retries += 1
+            metrics.RETRIES.inc()
+            try:
+                return self._store(inflight.records)
+            except DatabaseUnavailable as exc:
+                delay = min(delay * 2, self.settings.sink.retry_max_ms / 1000)
+                log.warning("database still unavailable", error=str(exc), retry_in_s=delay,
+                            waiting_messages=len(inflight.records))
+
+    def _complete(self, inflight: InFlight, stored: Stored) -> None:
+        for record, reason in stored.rejected:
+            self._dead_letter(record.source, reason)
+        if self._dead_letters.sent:
+            self._dead_letters.flush()
+        self._commit(inflight)
+        self._mark_database_up()
+        self._count(inflight, stored)
+
+    def _commit(self, inflight: InFlight) -> None:
+        try:
+            self._consumer.commit(offsets=inflight.commit_list(), asynchronous=False)
+        except KafkaException as exc:
+            # The rows are in; a redelivery after this is skipped as duplicates.
+            metrics.COMMITS.labels("failed").inc()
+            log.warning("offset commit failed; the batch may be redelivered", error=str(exc))
+            return
+        self.stats.commits += 1
+        self._last_commit = time.monotonic()
+        metrics.COMMITS.labels("ok").inc()
+        metrics.LAST_COMMIT.set_to_current_time()
+
+    def _count(self, inflight: InFlight, stored: Stored) -> None:
+        counts = stored.counts
+        new = counts.chunks + counts.heartbeats + counts.drift_reports
+        self.stats.batches += 1
+        self.stats.written.add(counts)
+        metrics.MESSAGES.labels("stored").inc(new)
+        metrics.MESSAGES.labels("duplicate").inc(counts.duplicates)
+        metrics.MESSAGES.labels("expired").inc(counts.expired)
+        for table in ("chunks", "detections", "heartbeats", "drift_reports"):
+            metrics.ROWS.labels(table).inc(getattr(counts, table))
+        metrics.PARTITIONS_CREATED.inc(len(counts.partitions_created))
+        now_ns = time.time_ns()
+        for record in inflight.records:  # live results only: replays are old by design
+            message = record.message
+            if isinstance(message, Detection) and message.source == "live":
+                metrics.RESULT_AGE.observe((now_ns - message.timing.captured_at) / 1e9)
+
+    # ---- outages -----------------------------------------------------------------------
+    def _enter_outage(self, error: Exception) -> None:
+        self._database_up = False
+        metrics.DATABASE_UP.set(0)
+        if not self._paused:
+            self.stats.outages += 1
+            self._set_paused(True)
+            log.error("database unavailable: consumption paused, nothing committed",
+                      error=str(error))
+
+    def _mark_database_up(self) -> None:
+        if not self._database_up:
+            self._database_up = True
+            metrics.DATABASE_UP.set(1)
+        if self._paused:
+            self._set_paused(False)
+            log.info("database back: consumption resumed")
+
+    def _set_paused(self, paused: bool) -> None:
+        assignment = self._consumer.assignment()
+        if assignment:
+            (self._consumer.pause if paused else self._consumer.resume)(assignment)
+        self._paused = paused
+        metrics.PAUSED.set(1 if paused else 0)
+
+    def _sleep_polling(self, seconds: float) -> bool:
+        """Wait, polling the (paused) consumer so it stays in its group; False on stop."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.stopping:
+                return False
+            msg = self._consumer.poll(min(0.1, max(deadline - time.monotonic(), 0)))
+            if msg is not None:
+                self._take(msg)  # fetched before the pause took effect: keep it
+        return not self.stopping
+
+    def _await_database(self) -> None:
+        """Paused with nothing to retry (a rebalance took the batch): probe until it answers."""
+        delay = self.settings.sink.retry_initial_ms / 1000
+        while self._sleep_polling(delay):
+            try:
+                self._writer.ping()
+            except DatabaseUnavailable:
+                delay = min(delay * 2, self.settings.sink.retry_max_ms / 1000)
+                continue
+            self._mark_database_up()
+            return
+
+    def _wait_for_database(self) -> bool:
+        """At start: wait until the database answers at the right schema; run maintenance."""
+        delay = self.settings.sink.retry_initial_ms / 1000
+        while not self.stopping:
+            try:
+                self._check_schema()
+                self._maintain()
+                self._mark_database_up()
+                return True
+            except DatabaseUnavailable as exc:
+                self._database_up = False
+                log.warning("waiting for the database", error=str(exc), retry_in_s=delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.settings.sink.retry_max_ms / 1000)
+        return False
+
+    def _check_schema(self) -> None:
+        import psycopg
+
+        conn = self._writer.connection()
+        head = head_revision()
+        try:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        except psycopg.errors.UndefinedTable:
+            row = None
+        except psycopg.OperationalError as exc:
+            self._writer.close()
+            raise DatabaseUnavailable(str(exc)) from exc
+        if row is None or row[0] != head:
+            raise ServiceError(
+                f"the database schema is at {row[0] if row else 'nothing'}, "
+                f"this sink needs {head}",
+                hint="run `soundscape db upgrade`",
+            )
+
+    # ---- maintenance -------------------------------------------------------------------
+    def _maintain(self) -> None:
+        report = self._writer.maintain()
+        self._last_maintenance = time.monotonic()
+        if report.created or report.dropped:
+            log.info("partition maintenance", **report.as_dict())
+
+    def _maybe_maintain(self) -> None:
+        interval = self.settings.sink.maintenance_interval_s
+        if interval and time.monotonic() - self._last_maintenance >= interval:
+            try:
+                self._maintain()
+            except DatabaseUnavailable as exc:
+                log.warning("partition maintenance postponed", error=str(exc))
+                self._last_maintenance = time.monotonic() - interval + 60
+
+    # ---- rebalances and stopping -------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned = {(p.topic, p.partition) for p in partitions}
+        if self._database_up:
+            self._paused = False  # a fresh assignment starts unpaused
+        else:
+            consumer.assign(partitions)  # assigning here stops the client assigning after us
+            consumer.pause(partitions)
+            self._paused = True
+        metrics.PAUSED.set(1 if self._paused else 0)
+        log.info("partitions assigned", count=len(partitions), paused=self._paused)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Before partitions move: store and commit what we hold, or let it go uncommitted."""
+        self._settle(try_store=not self._paused, why="partitions revoked")
+        self._assigned -= {(p.topic, p.partition) for p in partitions}
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle(try_store=False, why="partitions lost")
+        self._assigned -= {(p.topic, p.partition) for p in partitions}
+
+    def _settle(self, try_store: bool, why: str) -> None:
+        held: list[InFlight] = []
+        if self._pending is not None:
+            inflight, future = self._pending
+            self._pending = None
+            try:
+                stored = future.result()
+            except DatabaseUnavailable:
+                held.append(inflight)
+            else:
+                self._complete(inflight, stored) if try_store else held.append(inflight)
+        if not self._filling.empty:
+            held.append(self._filling)
+            self._filling = InFlight()
+        for inflight in held:
+            if try_store and self._store_once(inflight):
+                continue
+            log.warning("uncommitted messages left for redelivery", why=why,
+                        messages=len(inflight.records))
+
+    def _store_once(self, inflight: InFlight) -> bool:
+        try:
+            stored = self._store(inflight.records)
+        except DatabaseUnavailable:
+            return False
+        self._complete(inflight, stored)
+        return True
+
+    def _shutdown(self) -> None:
+        """Stop: store and commit what is held if the database answers; else leave it."""
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            try:
+                self._complete(pending[0], pending[1].result())
+            except DatabaseUnavailable:
+                self._filling.records[:0] = pending[0].records
+                for key, offset in pending[0].offsets.items():
+                    self._filling.offsets.setdefault(key, offset)
+        if not self._filling.empty and not self._paused:
+            inflight, self._filling = self._filling, InFlight()
+            if not self._store_once(inflight):
+                log.warning("stopping with uncommitted messages; they will be redelivered",
+                            messages=len(inflight.records))
+        self._consumer.close()
+        log.info("sink stopped", **self.stats.as_dict())
+
+    def _log_progress(self, every_s: float = 30.0) -> None:
+        if time.monotonic() - self._last_progress >= every_s:
+            self._last_progress = time.monotonic()
+            log.info("sink progress", paused=self._paused, **self.stats.as_dict())
+
+
+def run_until(service: SinkService, condition: Callable[[SinkService], bool],
+              timeout_s: float) -> threading.Thread:
+    """Run the service in a thread that stops it once `condition` holds (tests, bench)."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not condition(service):
+            time.sleep(0.05)
+        service.request_stop()
+
+    runner = threading.Thread(target=service.run, name="sink", daemon=True)
+    runner.start()
+    threading.Thread(target=watch, name="sink-watch", daemon=True).start()
+    return runner

@@ -1,0 +1,231 @@
+"""Write a batch of parsed results to PostgreSQL in one transaction, idempotently.
+
+COPY into staging tables, upsert stations and models, then INSERT ... ON CONFLICT DO
+NOTHING into the tables (see staging.py). Errors are sorted for the caller:
+`DatabaseUnavailable` (connection lost, server restarting, lock timeout: retry the same
+batch later) and `RowsRejected` (the database refuses some value: find the message and
+dead-letter it). Anything else is a bug or a schema problem and propagates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from soundscape.errors import ServiceError
+from soundscape.logs import get_logger
+from soundscape.messages import Detection, DriftReport, Heartbeat
+from soundscape.settings import Settings
+from soundscape.sinks import staging
+from soundscape.sinks.connection import connect
+from soundscape.sinks.partition_plan import floor_to_interval, retention_horizon
+from soundscape.sinks.partitions import MaintenanceReport, PartitionManager, to_ns
+
+log = get_logger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot take the batch now; nothing of it was committed."""
+
+
+class RowsRejected(Exception):
+    """The database refused a value in the batch (bad data, not a bad connection)."""
+
+
+@dataclass
+class ResultBatch:
+    detections: list[Detection] = field(default_factory=list)
+    heartbeats: list[Heartbeat] = field(default_factory=list)
+    drift: list[DriftReport] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.detections) + len(self.heartbeats) + len(self.drift)
+
+
+@dataclass
+class WriteCounts:
+    chunks: int = 0
+    detections: int = 0
+    heartbeats: int = 0
+    drift_reports: int = 0
+    #: Messages whose row was already stored (redelivered or replayed).
+    duplicates: int = 0
+    #: Messages older than the retention horizon, not stored.
+    expired: int = 0
+    partitions_created: list[str] = field(default_factory=list)
+
+    def add(self, other: WriteCounts) -> None:
+        for name in ("chunks", "detections", "heartbeats", "drift_reports", "duplicates", "expired"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.partitions_created += other.partitions_created
+
+
+class ResultWriter:
+    """Owns one connection (reopened after a failure); use from one thread."""
+
+    def __init__(
+        self, settings: Settings, schema: str | None = None, application_name: str = "soundscape-sink"
+    ) -> None:
+        self.settings = settings
+        self.schema = schema
+        self.application_name = application_name
+        self.partitions = PartitionManager(settings)
+        self._conn: psycopg.Connection[Any] | None = None
+
+    # ---- connection --------------------------------------------------------------------
+    def connection(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and not (self._conn.closed or self._conn.broken):
+            return self._conn
+        self.close()
+        try:
+            conn = connect(self.settings, schema=self.schema, application_name=self.application_name)
+            for table in staging.ALL:
+                conn.execute(table.create_sql())
+            self.partitions.refresh(conn)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(_first_line(exc)) from exc
+        self._conn = conn
+        return conn
+
+    def backend_pid(self) -> int | None:
+        """Process id of the server backend serving this writer (for CPU accounting)."""
+        return self._conn.info.backend_pid if self._conn is not None else None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None
+
+    def ping(self) -> None:
+        """Raise DatabaseUnavailable unless the database answers."""
+        try:
+            self.connection().execute("SELECT 1")
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise DatabaseUnavailable(_first_line(exc)) from exc
+
+    def maintain(self, now: datetime | None = None, dry_run: bool = False) -> MaintenanceReport:
+        try:
+            return self.partitions.maintain(self.connection(), now, dry_run=dry_run)
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise DatabaseUnavailable(_first_line(exc)) from exc
+
+    # ---- writing -----------------------------------------------------------------------
+    def write(self, batch: ResultBatch, now: datetime | None = None) -> WriteCounts:
+        counts = WriteCounts()
+        batch = self._drop_expired(batch, now or datetime.now(UTC), counts)
+        if not len(batch):
+            return counts
+        try:
+            try:
+                self._write(batch, counts)
+            except psycopg.errors.CheckViolation as exc:
+                if "no partition of relation" not in str(exc):
+                    raise
+                # Someone else dropped a partition this writer still believed in (e.g.
+                # `db maintain` with another retention): re-read the catalogue, once.
+                log.warning("partition missing; catalogue re-read", error=_first_line(exc))
+                self.partitions.refresh(self.connection())
+                self._write(batch, counts)
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise DatabaseUnavailable(_first_line(exc)) from exc
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            if "no partition of relation" in str(exc):
+                raise ServiceError(f"a row has no partition to go to: {_first_line(exc)}") from exc
+            raise RowsRejected(_first_line(exc)) from exc
+        counts.duplicates = (
+            len(batch.detections) - counts.chunks
+            + len(batch.heartbeats) - counts.heartbeats
+            + len(batch.drift) - counts.drift_reports
+        )
+        return counts
+
+    def _write(self, batch: ResultBatch, counts: WriteCounts) -> None:
+        conn = self.connection()
+        counts.partitions_created = self._ensure_partitions(conn, batch)
+        with conn.transaction(), conn.cursor() as cur:
+            self._copy(cur, staging.CHUNKS, map(staging.chunk_row, batch.detections))
+            self._copy(cur, staging.DETECTIONS,
+                       (row for d in batch.detections for row in staging.detection_rows(d)))
+            self._copy(cur, staging.HEARTBEATS, map(staging.heartbeat_row, batch.heartbeats))
+            self._copy(cur, staging.DRIFT, map(staging.drift_row, batch.drift))
+            self._upsert_seen(cur, batch)
+            counts.chunks = self._insert(cur, staging.CHUNKS, batch.detections)
+            counts.detections = self._insert(cur, staging.DETECTIONS, batch.detections)
+            counts.heartbeats = self._insert(cur, staging.HEARTBEATS, batch.heartbeats)
+            counts.drift_reports = self._insert(cur, staging.DRIFT, batch.drift)
+
+    @staticmethod
+    def _copy(cur: psycopg.Cursor[Any], table: staging.StagingTable, rows: Iterable[tuple[Any, ...]]) -> None:
+        iterator = iter(rows)
+        first = next(iterator, None)
+        if first is None:
+            return
+        with cur.copy(table.copy_sql()) as copy:
+            copy.set_types(table.types)
+            copy.write_row(first)
+            for row in iterator:
+                copy.write_row(row)
+
+    @staticmethod
+    def _insert(cur: psycopg.Cursor[Any], table: staging.StagingTable, items: list[Any]) -> int:
+        if not items:
+            return 0
+        cur.execute(table.insert)
+        return max(cur.rowcount, 0)
+
+    @staticmethod
+    def _upsert_seen(cur: psycopg.Cursor[Any], batch: ResultBatch) -> None:
+        stations = staging.seen_ranges(
+            [(d.station_id, d.chunk_start) for d in batch.detections]
+            + [(h.station_id, h.sent_at) for h in batch.heartbeats]
+            + [(r.station_id, r.window_start) for r in batch.drift]
+        )
+        if stations[0]:
+            cur.execute(staging.UPSERT_STATIONS, stations)
+        models = staging.seen_ranges(
+            [(d.bundle_version, d.timing.scored_at) for d in batch.detections]
+        )
+        if models[0]:
+            cur.execute(staging.UPSERT_MODELS, models)
+
+    def _ensure_partitions(self, conn: psycopg.Connection[Any], batch: ResultBatch) -> list[str]:
+        created: list[str] = []
+        chunk_times = {d.chunk_start for d in batch.detections}
+        for table, times in (
+            ("chunks", chunk_times),
+            ("detections", chunk_times if any(d.detections for d in batch.detections) else ()),
+            ("station_heartbeats", {h.sent_at for h in batch.heartbeats}),
+            ("drift_reports", {r.window_start for r in batch.drift}),
+        ):
+            if times:
+                created += self.partitions.ensure_covering(conn, table, times)
+        return created
+
+    def _drop_expired(self, batch: ResultBatch, now: datetime, counts: WriteCounts) -> ResultBatch:
+        """Rows older than the retention keeps would land in a partition about to be
+        dropped (or re-create a dropped one): they are counted, not stored."""
+        horizon = retention_horizon(now, self.settings.sink.retention_days)
+        if horizon is None:
+            return batch
+        cutoff = to_ns(floor_to_interval(horizon, self.settings.sink.partition_interval))
+        kept = ResultBatch(
+            [d for d in batch.detections if d.chunk_start >= cutoff],
+            [h for h in batch.heartbeats if h.sent_at >= cutoff],
+            [r for r in batch.drift if r.window_start >= cutoff],
+        )
+        counts.expired = len(batch) - len(kept)
+        return kept
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
