@@ -173,29 +173,45 @@ def infra_topics(ctx: App) -> None:
 
 # ---- demo and benchmarks ------------------------------------------------------------------
 @cli.command()
-@click.option("--chunks", default=120, show_default=True, help="Chunks to generate.")
-@click.option("--stations", default=4, show_default=True, help="Stations to spread them over.")
+@click.option("--stations", default=4, show_default=True, type=click.IntRange(1, 100),
+              help="Synthetic stations in the archive.")
+@click.option("--minutes", default=5, show_default=True, type=click.IntRange(1, 24 * 60),
+              help="Minutes of audio per station (6 chunks a minute).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16),
+              help="Inference workers in the consumer group.")
+@click.option("--seed", default=7, show_default=True, help="Seed of the synthetic archive.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_ctx
-def demo(ctx: App, chunks: int, stations: int) -> None:
-    """The main job, end to end: services up, chunks through Kafka and back, a summary."""
-    from soundscape.infra import stack
-    from soundscape.roundtrip import run_roundtrip
+def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, as_json: bool) -> None:
+    """The main job, end to end: services up, a synthetic multi-station archive replayed
+    into Kafka, scored by the workers, stored by the sink, summarised from PostgreSQL.
 
-    if chunks < 1 or stations < 1:
-        raise click.BadParameter("--chunks and --stations must be at least 1")
-    click.echo("== services")
-    click.get_current_context().invoke(infra_up)
-    click.echo(f"\n== {chunks} generated chunks from {stations} stations through Kafka")
-    result = run_roundtrip(ctx.settings, chunks, stations, progress=True)
-    summary = result.summary()
-    for key, value in summary.items():
-        click.echo(f"{key:>14}: {value}")
-    if result.mismatches():
-        raise UserError(
-            f"{len(result.mismatches())} chunks did not come back intact: "
-            + "; ".join(result.mismatches()[:5])
-        )
-    click.echo("\nall chunks came back byte-identical with their headers")
+    The services stay up afterwards (`soundscape infra status`, `soundscape infra down`).
+    """
+    from soundscape.demo import run_demo
+
+    report = run_demo(ctx.settings, stations=stations, minutes=minutes, workers=workers,
+                      seed=seed, progress=not as_json)
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    click.echo(f"\n== summary (bundle {report.bundle_version})")
+    click.echo(f"chunks: {report.chunks_stored} stored of {report.chunks_expected} replayed, "
+               f"{report.dead_lettered} dead-lettered; detections: {report.detections_stored}")
+    click.echo(f"throughput: {report.throughput} chunks/s through replay, workers and sink; "
+               f"stage seconds {report.seconds}")
+    click.echo("latency (ms):")
+    for stage, values in report.latency_ms.items():
+        click.echo(f"  {stage:22} " + "  ".join(f"{k} {v:>9,.1f}" for k, v in values.items()))
+    click.echo("detections by station: " + ", ".join(f"{k} {v}" for k, v in report.by_station.items()))
+    click.echo("detections by species:")
+    for species, count in report.by_species.items():
+        click.echo(f"  {species:28} {count}")
+    acc = report.accuracy
+    click.echo(f"against the archive's labels: precision {acc['precision']}, recall "
+               f"{acc['recall']}, F1 {acc['f1']}, exact match {acc['exact_match']}")
+    if report.chunks_stored + report.dead_lettered < report.chunks_expected:
+        raise UserError("some chunks were neither stored nor dead-lettered")
 
 
 @cli.group()
@@ -223,12 +239,15 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
 from soundscape.infra.images.cli import images  # noqa: E402
 from soundscape.models.cli import models as models_group  # noqa: E402
 from soundscape.models.frontend.cli import frontend as frontend_group  # noqa: E402
+from soundscape.processors.cli import bench_pipeline_cmd, worker  # noqa: E402
 from soundscape.producers.cli import bench_station, replay, station  # noqa: E402
 from soundscape.sinks.cli import bench_sink, db, sink  # noqa: E402
 from soundscape.synth_cli import synth as synth_group  # noqa: E402
 
 cli.add_command(images)
 cli.add_command(models_group)
+cli.add_command(worker)
+bench.add_command(bench_pipeline_cmd)
 cli.add_command(station)
 cli.add_command(replay)
 bench.add_command(bench_station)

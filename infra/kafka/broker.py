@@ -195,6 +195,10 @@ class KafkaBroker:
             "log.dirs": self.data_dir,
             "num.partitions": topics.partitions,
             "auto.create.topics.enable": "false",
+            # One local broker: 50 partitions each (the defaults) only slow the first group
+            # and the first transaction, which create these topics on demand.
+            "offsets.topic.num.partitions": 10,
+            "transaction.state.log.num.partitions": 10,
             "offsets.topic.replication.factor": 1,
             "transaction.state.log.replication.factor": 1,
             "transaction.state.log.min.isr": 1,

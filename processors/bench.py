@@ -1,0 +1,129 @@
+"""`soundscape bench pipeline`: sustained scoring throughput through the real broker.
+
+Chunks are published first (to topics of the run's own), then workers in one consumer
+group score them as fast as they can; the figures come from the detections themselves
+(consumed, scored and published times), so they measure the pipeline, not the harness.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer
+
+from soundscape.chunk_publisher import ChunkPublisher
+from soundscape.kafka_clients import consumer_config
+from soundscape.messages import Detection, parse
+from soundscape.roundtrip import generated_chunks
+from soundscape.settings import Settings
+
+STATION_CHUNKS_PER_S = 0.1  # one 10 s chunk every 10 s
+
+
+@dataclass
+class PipelineFigures:
+    bundle: str
+    chunks: int
+    workers: int
+    batch_size: int
+    seconds: float
+    chunks_per_s: float
+    stations_served: int
+    latency_ms: dict[str, float]
+    batch_sizes_mean: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def bench_pipeline(settings: Settings, bundle: Path, chunks: int, workers: int = 1,
+                   progress: bool = True) -> PipelineFigures:
+    from tqdm import tqdm
+
+    from soundscape.infra.kafka.topics import delete_topics, ensure_topics
+    from soundscape.processors.scoring import ModelScorer
+    from soundscape.processors.worker import InferenceWorker
+
+    run = uuid.uuid4().hex[:8]
+    topics = settings.topics.model_copy(update={
+        "audio": f"bench.{run}.audio", "detections": f"bench.{run}.detections",
+        "audio_dlq": f"bench.{run}.dlq", "heartbeats": f"bench.{run}.heartbeats",
+        "drift": f"bench.{run}.drift", "results_dlq": f"bench.{run}.results-dlq",
+    })
+    worker_settings = settings.worker.model_copy(update={"group_id": f"bench-{run}"})
+    settings = settings.model_copy(update={"topics": topics, "worker": worker_settings})
+    ensure_topics(settings)
+    try:
+        publisher = ChunkPublisher(settings)
+        start_ns = 1_700_000_000 * 10**9
+        for envelope, payload in tqdm(generated_chunks(chunks, 16, start_ns), total=chunks,
+                                      desc="publish", unit="chunk", disable=not progress):
+            publisher.publish(envelope, payload)
+        publisher.flush()
+
+        scorers = [ModelScorer.load(bundle, settings) for _ in range(workers)]
+        pool = [InferenceWorker(settings, s, worker_id=f"bench-{i}") for i, s in enumerate(scorers)]
+        stop = threading.Event()
+        threads = [threading.Thread(target=w.run, args=(stop,)) for w in pool]
+        bar = tqdm(total=chunks, desc="score", unit="chunk", disable=not progress)
+        for thread in threads:
+            thread.start()
+        try:
+            while sum(w.stats.scored + w.stats.dead_lettered for w in pool) < chunks:
+                if not any(t.is_alive() for t in threads):
+                    raise RuntimeError("bench workers stopped early; see the log above")
+                bar.update(sum(w.stats.scored for w in pool) - bar.n)
+                time.sleep(0.2)
+            bar.update(chunks - bar.n)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(120)
+            bar.close()
+        detections = _read_detections(settings, chunks)
+    finally:
+        delete_topics(settings, topics.all_names())
+
+    consumed = np.array([d.timing.consumed_at for d in detections], dtype=np.float64)
+    scored = np.array([d.timing.scored_at for d in detections], dtype=np.float64)
+    # From the first batch's consumption to the last batch's scoring: the sustained rate.
+    seconds = max((scored.max() - consumed.min()) / 1e9, 1e-9)
+    per_s = len(detections) / seconds
+    queue_and_score = (scored - consumed) / 1e6
+    return PipelineFigures(
+        bundle=scorers[0].version,
+        chunks=len(detections),
+        workers=workers,
+        batch_size=settings.worker.batch_size,
+        seconds=round(seconds, 2),
+        chunks_per_s=round(per_s, 2),
+        stations_served=int(per_s / STATION_CHUNKS_PER_S),
+        latency_ms={
+            "consumed_to_scored_p50": round(float(np.percentile(queue_and_score, 50)), 1),
+            "consumed_to_scored_p95": round(float(np.percentile(queue_and_score, 95)), 1),
+            "consumed_to_scored_p99": round(float(np.percentile(queue_and_score, 99)), 1),
+        },
+        batch_sizes_mean=round(float(np.mean([d.batch_size for d in detections])), 1),
+    )
+
+
+def _read_detections(settings: Settings, expected: int, timeout_s: float = 120) -> list[Detection]:
+    consumer = Consumer(consumer_config(settings, f"bench-reader-{time.time_ns()}"))
+    consumer.subscribe([settings.topics.detections])
+    found: dict[str, Detection] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(found) < expected and time.monotonic() < deadline:
+            for msg in consumer.consume(500, timeout=1.0):
+                if msg.error() is None:
+                    detection = parse(Detection, msg.value())
+                    found[str(detection.chunk_id)] = detection
+    finally:
+        consumer.close()
+    return list(found.values())

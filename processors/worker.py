@@ -1,0 +1,328 @@
+"""The inference worker: audio chunks in, one detection per chunk out, exactly once.
+
+Each batch is one Kafka transaction: its detections, its dead letters and its consumed
+offsets commit together or not at all, so a crash anywhere neither loses nor duplicates a
+result (downstream consumers read committed). Batches form by size or time; the next
+batch decodes on threads while the current one is scored. Scaling out is Kafka's job:
+more workers in the same consumer group share the partitions.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from soundscape.kafka_clients import ENVELOPE_OVERHEAD_BYTES, consumer_config, producer_config
+from soundscape.logs import get_logger
+from soundscape.processors import worker_metrics as metrics
+from soundscape.processors.audio_stats import audio_stats
+from soundscape.processors.chunk_decoder import (
+    MODEL_SAMPLE_RATE,
+    Decoded,
+    Rejected,
+    decode_chunk,
+)
+from soundscape.processors.results import build_detection, dlq_headers
+from soundscape.processors.scoring import ModelScorer, Scored
+from soundscape.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Batch:
+    messages: list[Message]
+    consumed_at: int
+    decoded: list[Future[Decoded | Rejected]]  # decoding on the pool's threads
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    scored: int = 0
+    dead_lettered: int = 0
+    aborted_batches: int = 0
+    last_loop: float = field(default_factory=time.monotonic)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class InferenceWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        scorer: ModelScorer,
+        worker_id: str | None = None,
+        on_batch_committed: Callable[[int], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.scorer = scorer
+        self.worker_id = worker_id or default_worker_id()
+        self.stats = WorkerStats()
+        self._on_batch_committed = on_batch_committed
+        w = settings.worker
+        self._pool = ThreadPoolExecutor(max_workers=w.decode_threads, thread_name_prefix="decode")
+        self._pending: Batch | None = None
+        self._failures = 0
+        self._max_payload = settings.kafka.max_message_bytes
+        self.consumer = Consumer(
+            consumer_config(
+                settings,
+                w.group_id,
+                **{
+                    "max.poll.interval.ms": w.max_poll_interval_ms,
+                    "session.timeout.ms": 45_000,
+                    "client.id": f"worker-{self.worker_id}",
+                },
+            )
+        )
+        self.producer = Producer(
+            producer_config(
+                settings,
+                **{
+                    # Unique per process: KIP-447 fences zombies through the group's
+                    # generation, so the id need not survive restarts.
+                    "transactional.id": f"{w.group_id}-{self.worker_id}-{uuid.uuid4().hex[:8]}",
+                    "transaction.timeout.ms": w.transaction_timeout_ms,
+                    "message.max.bytes": self._max_payload + 2 * ENVELOPE_OVERHEAD_BYTES,
+                    "linger.ms": 2,
+                },
+            )
+        )
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def run(self, stop: threading.Event, max_chunks: int | None = None) -> WorkerStats:
+        """Work until `stop` is set (or max_chunks handled); then finish the batch in hand."""
+        topic = self.settings.topics.audio
+        self.producer.init_transactions(30)
+        self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        log.info("worker started", worker=self.worker_id, topic=topic,
+                 bundle=self.scorer.version, batch_size=self.settings.worker.batch_size)
+        last_lag = 0.0
+        try:
+            while not stop.is_set():
+                self.stats.last_loop = time.monotonic()
+                batch = self._poll_batch()
+                if not self._finish_pending(following=batch):
+                    batch = None  # rewound with the aborted batch: Kafka hands it back
+                self._pending = batch
+                if max_chunks is not None and self.stats.scored + self.stats.dead_lettered >= max_chunks:
+                    break
+                if time.monotonic() - last_lag > 10:
+                    self._update_lag()
+                    last_lag = time.monotonic()
+            self._finish_pending()
+        finally:
+            self.close()
+        log.info("worker stopped", worker=self.worker_id, batches=self.stats.batches,
+                 scored=self.stats.scored, dead_lettered=self.stats.dead_lettered)
+        return self.stats
+
+    def close(self) -> None:
+        """Leave the group (partitions move at once) and release threads."""
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError):
+            pass
+        self._pool.shutdown(wait=True)
+
+    def health(self) -> dict[str, Any]:
+        stale = time.monotonic() - self.stats.last_loop
+        limit = max(30.0, self.settings.worker.max_poll_interval_ms / 1000 / 2)
+        return {
+            "healthy": stale < limit,
+            "worker": self.worker_id,
+            "bundle": self.scorer.version,
+            "seconds_since_loop": round(stale, 1),
+            "batches": self.stats.batches,
+            "scored": self.stats.scored,
+            "dead_lettered": self.stats.dead_lettered,
+        }
+
+    # ---- batching ----------------------------------------------------------------------
+    def _poll_batch(self) -> Batch | None:
+        w = self.settings.worker
+        messages = self.consumer.consume(num_messages=w.batch_size, timeout=w.batch_timeout_ms / 1000)
+        consumed_at = time.time_ns()
+        good = []
+        for msg in messages:
+            err = msg.error()
+            if err is None:
+                good.append(msg)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume error", error=str(err))
+        if not good:
+            return None
+        limit = self._max_payload
+        decoded = [
+            self._pool.submit(decode_chunk, m.headers(), m.value(), m.key(), limit) for m in good
+        ]
+        return Batch(good, consumed_at, decoded)
+
+    # ---- one batch, one transaction ----------------------------------------------------
+    def _finish_pending(self, following: Batch | None = None) -> bool:
+        """Score and commit the batch in hand. On a failed transaction: abort, rewind to
+        the batch's first offsets (and those of `following`, already fetched) and return
+        False, so both are fetched again and redone exactly once."""
+        batch, self._pending = self._pending, None
+        if batch is None:
+            return True
+        try:
+            self._process(batch)
+            self._failures = 0
+            return True
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.fatal():
+                raise
+            self._failures += 1
+            log.warning("transaction failed; aborted, batch will be redone",
+                        failures=self._failures, error=str(exc))
+            self._abort([batch] + ([following] if following else []))
+            if self._failures >= 5:
+                raise RuntimeError("five transactions failed in a row; giving up") from exc
+            return False
+
+    def _process(self, batch: Batch) -> None:
+        results = [future.result() for future in batch.decoded]
+        good = [(m, r) for m, r in zip(batch.messages, results, strict=True) if isinstance(r, Decoded)]
+        outcomes = self.scorer.score(np.stack([r.pcm for _, r in good])) if good else []
+        scored_at = time.time_ns()
+        if outcomes:
+            for stage, ms in outcomes_timings(outcomes).items():
+                metrics.STAGE.labels(stage).observe(ms / 1000)
+
+        self.producer.begin_transaction()
+        dlq = 0
+        for msg, result in zip(batch.messages, results, strict=True):
+            if isinstance(result, Rejected):
+                self._dead_letter(msg, result)
+                dlq += 1
+        for (msg, decoded), outcome in zip(good, outcomes, strict=True):
+            if isinstance(outcome, Rejected):
+                self._dead_letter(msg, outcome)
+                dlq += 1
+                continue
+            detection = build_detection(
+                envelope=decoded.envelope,
+                probabilities=outcome.probabilities,
+                labels=self.scorer.labels,
+                thresholds=self.scorer.thresholds,
+                k=self.settings.worker.top_k,
+                bundle_version=self.scorer.version,
+                audio=audio_stats(decoded.pcm, MODEL_SAMPLE_RATE),
+                consumed_at=batch.consumed_at,
+                scored_at=scored_at,
+                decode_ms=decoded.decode_ms,
+                features_ms=outcome.features_ms,
+                inference_ms=outcome.inference_ms,
+                branch_ms=outcome.branch_ms,
+                batch_size=len(batch.messages),
+                worker_id=self.worker_id,
+            )
+            self.producer.produce(self.settings.topics.detections, key=msg.key(),
+                                  value=detection.to_bytes())
+            metrics.END_TO_END.observe(max(0, scored_at - decoded.envelope.published_at) / 1e9)
+        self.producer.send_offsets_to_transaction(
+            _next_offsets(batch.messages), self.consumer.consumer_group_metadata(), 30
+        )
+        self.producer.commit_transaction(60)
+
+        scored = len(batch.messages) - dlq
+        self.stats.batches += 1
+        self.stats.scored += scored
+        self.stats.dead_lettered += dlq
+        metrics.BATCHES.inc()
+        metrics.BATCH_SIZE.observe(len(batch.messages))
+        metrics.CHUNKS.labels("scored").inc(scored)
+        metrics.CHUNKS.labels("dead_lettered").inc(dlq)
+        if self._on_batch_committed is not None:
+            self._on_batch_committed(len(batch.messages))
+
+    def _dead_letter(self, msg: Message, rejected: Rejected) -> None:
+        headers = dlq_headers(
+            msg.headers(), reason=rejected.reason, detail=rejected.detail,
+            worker_id=self.worker_id, topic=msg.topic(), partition=msg.partition(),
+            offset=msg.offset(),
+        )
+        self.producer.produce(self.settings.topics.audio_dlq, key=msg.key(), value=msg.value(),
+                              headers=headers)
+        metrics.DLQ.labels(rejected.reason).inc()
+        log.info("chunk dead-lettered", reason=rejected.reason, detail=rejected.detail[:200],
+                 source=f"{msg.topic()}/{msg.partition()}/{msg.offset()}")
+
+    def _abort(self, batches: list[Batch]) -> None:
+        """Abort the transaction and rewind to the batches' first offsets to redo them."""
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException as exc:
+            log.warning("abort failed", error=str(exc))
+        self.stats.aborted_batches += 1
+        metrics.ABORTS.inc()
+        firsts: dict[tuple[str, int], int] = {}
+        for msg in (m for batch in batches for m in batch.messages):
+            key = (msg.topic(), msg.partition())
+            firsts[key] = min(firsts.get(key, msg.offset()), msg.offset())
+        for (topic, partition), offset in firsts.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException:
+                pass  # no longer ours: the new owner starts from the committed offset
+
+    # ---- rebalances --------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("partitions assigned", partitions=[p.partition for p in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Finish the batch in hand before the partitions move, so nothing is redone."""
+        log.info("partitions revoked", partitions=[p.partition for p in partitions])
+        try:
+            self._finish_pending()
+        except KafkaException as exc:
+            log.warning("could not finish batch at revoke; it will be redone", error=str(exc))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions lost (session timeout): our transaction would be fenced; drop the batch."""
+        batch, self._pending = self._pending, None
+        if batch is not None:
+            log.warning("partitions lost; dropping batch in hand", chunks=len(batch.messages))
+
+    def _update_lag(self) -> None:
+        try:
+            assignment = self.consumer.assignment()
+            positions = self.consumer.position(assignment)
+            for tp in positions:
+                _low, high = self.consumer.get_watermark_offsets(tp, timeout=2, cached=True)
+                if tp.offset >= 0 and high >= 0:
+                    metrics.LAG.labels(str(tp.partition)).set(max(0, high - tp.offset))
+        except KafkaException:
+            pass
+
+
+def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
+    last: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        key = (msg.topic(), msg.partition())
+        last[key] = max(last.get(key, -1), msg.offset())
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+def outcomes_timings(outcomes: list[Scored | Rejected]) -> dict[str, float]:
+    """The batch's per-stage timings (ms), from its first scored item."""
+    for outcome in outcomes:
+        if isinstance(outcome, Scored):
+            return outcome.branch_ms
+    return {}

@@ -1,0 +1,225 @@
+"""The inference worker against the real broker: exactly one detection per chunk, across
+two workers, a SIGKILL in the middle of a batch, and a mix of good and malformed chunks."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from confluent_kafka import Consumer, Producer
+
+from soundscape.audio_codec import encode
+from soundscape.chunk_publisher import ChunkPublisher
+from soundscape.envelope import ChunkEnvelope
+from soundscape.infra.process import free_port
+from soundscape.kafka_clients import bootstrap_servers, consumer_config, producer_config
+from soundscape.messages import Detection, parse
+from soundscape.processors.scoring import ModelScorer
+from soundscape.processors.worker import InferenceWorker
+from soundscape.roundtrip import generated_chunks
+from soundscape.settings import Settings
+
+START_NS = 1_750_000_000 * 10**9
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Path:
+    """The committed demo bundle; SOUNDSCAPE_TEST_BUNDLE runs these tests on another one."""
+    if os.environ.get("SOUNDSCAPE_TEST_BUNDLE"):
+        return Path(os.environ["SOUNDSCAPE_TEST_BUNDLE"])
+    from soundscape.models import DEMO_BUNDLE
+
+    return DEMO_BUNDLE
+
+
+def publish(settings: Settings, count: int, stations: int = 4) -> set[str]:
+    publisher = ChunkPublisher(settings)
+    ids = set()
+    for envelope, payload in generated_chunks(count, stations, START_NS):
+        ids.add(str(publisher.publish(envelope, payload).chunk_id))
+    publisher.flush()
+    return ids
+
+
+def read_all(settings: Settings, topic: str, expected: int, timeout_s: float = 120) -> list:
+    """Every committed message on `topic` (read_committed), waiting for `expected` of them."""
+    consumer = Consumer(consumer_config(settings, f"reader-{time.time_ns()}"))
+    consumer.subscribe([topic])
+    messages: list = []
+    deadline = time.monotonic() + timeout_s
+    idle_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            batch = [m for m in consumer.consume(500, timeout=1.0) if m.error() is None]
+            messages += batch
+            if batch:
+                idle_since = time.monotonic()
+            # Wait a little past `expected` so duplicates would show up too.
+            if len(messages) >= expected and time.monotonic() - idle_since > 3:
+                break
+    finally:
+        consumer.close()
+    return messages
+
+
+def worker_env(settings: Settings, bundle: Path) -> dict[str, str]:
+    topics = settings.topics
+    return os.environ | {
+        "SOUNDSCAPE_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers(settings),
+        "SOUNDSCAPE_TOPICS__AUDIO": topics.audio,
+        "SOUNDSCAPE_TOPICS__DETECTIONS": topics.detections,
+        "SOUNDSCAPE_TOPICS__AUDIO_DLQ": topics.audio_dlq,
+        "SOUNDSCAPE_WORKER__GROUP_ID": f"workers-{topics.audio}",
+        "SOUNDSCAPE_WORKER__BUNDLE": str(bundle),
+        "SOUNDSCAPE_WORKER__BATCH_SIZE": "8",
+        "SOUNDSCAPE_WORKER__DECODE_THREADS": "1",
+        "SOUNDSCAPE_LOG_FORMAT": "json",
+        "SOUNDSCAPE_STATE_DIR": str(settings.state_dir),
+    }
+
+
+def start_worker(env: dict[str, str], worker_id: str, log: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "soundscape", "worker", "--worker-id", worker_id,
+         "--metrics-port", str(port)],
+        env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+    )
+    return proc, port
+
+
+def health(port: int) -> dict:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return json.loads(response.read())
+    except Exception:  # noqa: BLE001 - not up yet
+        return {}
+
+
+def test_two_workers_and_a_sigkill_give_exactly_one_detection_each(
+    kafka_settings: Settings, bundle: Path, tmp_path: Path
+) -> None:
+    count = int(os.environ.get("SOUNDSCAPE_TEST_WORKER_CHUNKS", "96"))
+    sent = publish(kafka_settings, count)
+    env = worker_env(kafka_settings, bundle)
+    first, port_a = start_worker(env, "w-a", tmp_path / "a.log")
+    second, port_b = start_worker(env, "w-b", tmp_path / "b.log")
+    try:
+        # Kill one worker once both are scoring: its batch in hand is in an open transaction.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if health(port_a).get("batches", 0) >= 1 and health(port_b).get("batches", 0) >= 1:
+                break
+            if first.poll() is not None or second.poll() is not None:
+                break
+            time.sleep(0.2)
+        if not (health(port_a).get("batches", 0) >= 1 and health(port_b).get("batches", 0) >= 1):
+            pytest.fail("workers did not start scoring:\n" + (tmp_path / "a.log").read_text()[-3000:]
+                        + (tmp_path / "b.log").read_text()[-3000:])
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        # Restarted under the same id, it fences the dead one's open transaction at once.
+        first, port_a = start_worker(env, "w-a", tmp_path / "a2.log")
+        messages = read_all(kafka_settings, kafka_settings.topics.detections, count, timeout_s=300)
+    finally:
+        for proc in (first, second):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (first, second):
+            proc.wait(60)
+    ids = Counter(str(parse(Detection, m.value()).chunk_id) for m in messages)
+    duplicates = {cid: n for cid, n in ids.items() if n > 1}
+    assert not duplicates, f"{len(duplicates)} chunks scored twice"
+    assert set(ids) == sent, f"missing {len(sent - set(ids))}, unexpected {len(set(ids) - sent)}"
+    workers = Counter(parse(Detection, m.value()).worker_id for m in messages)
+    assert set(workers) <= {"w-a", "w-b"} and len(workers) == 2, workers
+
+
+def _envelope(payload: bytes, **kw: object) -> ChunkEnvelope:
+    fields = dict(station_id="mix-1", chunk_start=START_NS, sample_rate=32000, seq=0,
+                  captured_at=START_NS) | kw
+    return ChunkEnvelope.for_payload(payload, **fields)  # type: ignore[arg-type]
+
+
+def _nan_wav() -> bytes:
+    audio = np.zeros(320_000, np.float32)
+    audio[1000:1010] = np.nan
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, 32000, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+def test_malformed_chunks_go_to_the_dlq_with_their_reason(kafka_settings: Settings,
+                                                          bundle: Path) -> None:
+    good = [encode(np.sin(np.linspace(0, 3000, 320_000)).astype(np.float32) * 0.1, 32000)
+            for _ in range(3)]
+    flac = encode(np.zeros(320_000, np.float32), 32000)
+    producer = Producer(producer_config(kafka_settings))
+    topic = kafka_settings.topics.audio
+    expected_reasons = {}
+
+    def send(payload: bytes, headers: list, key: bytes = b"mix-1") -> None:
+        producer.produce(topic, value=payload, key=key, headers=headers)
+
+    for i, payload in enumerate(good):
+        send(payload, _envelope(payload, chunk_start=START_NS + i * 10**10, seq=i).to_headers())
+    bad = {
+        "garbage": (b"\x00garbage" * 1000, None),
+        "wrong headers": (flac, [("station_id", b"mix-1"), ("codec", b"flac")]),
+        "truncated": (flac[: len(flac) // 3], None),
+        "nan": (_nan_wav(), "wav"),
+        "schema": (flac, "schema"),
+    }
+    for n, (name, (payload, variant)) in enumerate(bad.items()):
+        start = START_NS + (100 + n) * 10**10
+        if isinstance(variant, list):
+            headers = variant
+        else:
+            env = _envelope(payload, chunk_start=start, seq=100 + n,
+                            codec="wav" if variant == "wav" else "flac")
+            headers = env.to_headers()
+            if variant == "schema":
+                headers = [(k, b"9" if k == "schema_version" else v) for k, v in headers]
+        send(payload, headers)
+        expected_reasons[name] = {
+            "garbage": "undecodable_audio", "wrong headers": "bad_headers",
+            "truncated": "undecodable_audio", "nan": "non_finite_audio",
+            "schema": "unsupported_schema",
+        }[name]
+    producer.flush(30)
+
+    scorer = ModelScorer.load(bundle, kafka_settings)
+    settings = kafka_settings.model_copy(update={"worker": kafka_settings.worker.model_copy(
+        update={"group_id": f"mix-{topic}", "batch_size": 16})})
+    worker = InferenceWorker(settings, scorer, worker_id="mix-worker")
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), kwargs={"max_chunks": 8})
+    thread.start()
+    thread.join(180)
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+
+    detections = read_all(kafka_settings, kafka_settings.topics.detections, 3)
+    dead = read_all(kafka_settings, kafka_settings.topics.audio_dlq, 5)
+    assert len(detections) == 3
+    assert all(parse(Detection, m.value()).worker_id == "mix-worker" for m in detections)
+    reasons = sorted(dict(m.headers())["dlq_reason"].decode() for m in dead)
+    assert reasons == sorted(expected_reasons.values())
+    for message in dead:
+        headers = dict(message.headers())
+        assert headers["dlq_worker"] == b"mix-worker" and headers["dlq_detail"]
+    payloads = {m.value() for m in dead}
+    assert bad["garbage"][0] in payloads  # the original payload travels to the DLQ
+    assert worker.stats.scored == 3 and worker.stats.dead_lettered == 5
