@@ -17,19 +17,20 @@ _DIR = click.Path(file_okay=False, path_type=Path)
 @click.command("train-demo")
 @click.option("--out", type=_DIR, default=Path("demo-bundle"), show_default=True,
               help="Folder of the fp32 bundle (the int8 variant goes to OUT-int8).")
-@click.option("--chunks", type=click.IntRange(20, 1_000_000), default=1200, show_default=True,
+@click.option("--chunks", type=click.IntRange(20, 1_000_000), default=1600, show_default=True,
               help="Labelled synthetic 10 s chunks to make (65% train the branches, 20% the "
                    "meta model, 15% tune the thresholds).")
 @click.option("--epochs", type=click.IntRange(1, 1000), default=4, show_default=True,
-              help="Passes over the branches' chunks (ResNet makes twice as many, the "
-                   "raw-waveform CNN half).")
+              help="Passes over the branches' chunks (ResNet makes 3x as many, EfficientNet "
+                   "1.5x, the raw-waveform CNN half).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Names the synthetic data set and seeds every random choice.")
 @click.option("--int8/--no-int8", default=True, show_default=True,
               help="Also make the int8 variant (static quantization) in OUT-int8.")
-@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True,
-              help="CPU threads for PyTorch and onnxruntime (results are reproducible for "
-                   "the same seed and thread count).")
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="CPU threads for PyTorch and onnxruntime. Results are reproducible for the "
+                   "same seed and thread count; on a shared machine one thread measured twice "
+                   "as fast as two.")
 @click.option("--force", is_flag=True, help="Replace OUT (and OUT-int8) if they exist.")
 def train_demo_cmd(out: Path, chunks: int, epochs: int, seed: int, int8: bool, threads: int,
                    force: bool) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 from soundscape.bundle import Bundle, load_bundle
 from soundscape.errors import UserError
 from soundscape.fusion import FusionModel
+from soundscape.models.labelled import EVAL_SEED, synthetic_pcm_labelled
 from soundscape.models.metrics import (
     NONE,
     class_scores,
@@ -32,7 +33,7 @@ from soundscape.models.metrics import (
     decisions,
     macro_f1,
 )
-from soundscape.models.labelled import EVAL_SEED, synthetic_pcm_labelled
+from soundscape.synthetic import SPECIES_NAMES
 
 Progress = Callable[[str], None]
 #: A recording's last partial window is scored (zero-padded) when it is at least this long.
@@ -264,6 +265,10 @@ def evaluate(path: Path, options: EvaluateOptions, progress: Progress = print,
               for b in (bundle, *variants)]
     if not models[0].has_frontend:
         raise UserError(f"{bundle.root}: has no front-end graph, so it cannot score audio")
+    if options.manifest is None and bundle.labels != SPECIES_NAMES:
+        raise UserError(f"{bundle.root}: its labels are not the synthetic species, so synthetic "
+                        "chunks cannot measure it",
+                        hint="give recordings of its labels with --manifest CSV")
     clips = (recording_clips(options.manifest, bundle) if options.manifest
              else synthetic_clips(options.chunks, options.seed))
     progress(f"scoring {clips.source} with {len(models)} bundle(s)")

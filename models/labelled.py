@@ -9,7 +9,7 @@ arrays, and sets with different seeds draw independent chunks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +24,6 @@ from soundscape.synthetic import CHUNK_SECONDS, SAMPLE_RATE, SPECIES_NAMES, soun
 #: chunks come from independent seed streams (`chunk_seed`), so no clip is shared.
 TRAIN_SEED = 0
 EVAL_SEED = 20_250_401
-
-Progress = Callable[[str], None]
 
 
 @dataclass
