@@ -65,7 +65,7 @@ def _runner(model: FusionModel, audio: bool) -> Callable[[dict[str, np.ndarray]]
         result = model.score_audio(feeds["pcm"]) if audio else model.score(feeds)
         if result.errors:
             raise RuntimeError(f"benchmark inputs were refused: {result.errors}")
-        return result.timings
+        return {**result.timings, "whole_call": result.seconds}
 
     return run
 
