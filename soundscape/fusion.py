@@ -236,8 +236,8 @@ class FusionModel:
         rows = np.asarray(prepared.index, dtype=np.int64)
         probabilities[rows] = scored.probabilities
         errors = {**prepared.errors, **{prepared.index[i]: why for i, why in scored.errors.items()}}
-        timings = {**scored.timings, "total": time.perf_counter() - started}
-        return ScoreResult(probabilities, dict(sorted(errors.items())), timings)
+        return ScoreResult(probabilities, dict(sorted(errors.items())), scored.timings,
+                           time.perf_counter() - started)
 
     def branch_probabilities(self, branch_inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """The meta model's input for a clean batch: [batch, 4C] sigmoids (for calibration)."""
