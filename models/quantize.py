@@ -203,11 +203,22 @@ def _write_variant_manifest(bundle: Bundle, root: Path, precision: str,
     return load_bundle(root)
 
 
+def even_batch(count: int, largest: int) -> int:
+    """The largest batch size up to `largest` that splits `count` items evenly."""
+    return next(size for size in range(min(largest, max(count, 1)), 0, -1) if count % size == 0)
+
+
 class _Reader:
-    """onnxruntime's CalibrationDataReader over one input array, in small batches."""
+    """onnxruntime's CalibrationDataReader over one input array, in small batches.
+
+    Every batch has the same size (the largest divisor of the count up to `batch`):
+    onnxruntime's histogram calibrators (percentile, entropy) stack the outputs of all
+    batches and fail on a shorter last one.
+    """
 
     def __init__(self, name: str, array: np.ndarray, batch: int = 8) -> None:
-        self._parts = [array[i:i + batch] for i in range(0, len(array), batch)]
+        size = even_batch(len(array), batch)
+        self._parts = [array[i:i + size] for i in range(0, len(array), size)]
         self._name = name
         self._next = 0
 

@@ -81,3 +81,17 @@ def test_variants_come_only_from_fp32(bundles: dict[str, Path], tmp_path: Path) 
         make_variant(bundles["fp32"], tmp_path / "x", "int4")
     with pytest.raises(UserError, match=r"cannot keep \['frontend'\] float"):
         make_variant(bundles["fp32"], tmp_path / "x", "int8", VariantOptions(float_roles=("frontend",)))
+
+
+def test_int8_calibrates_on_a_count_that_is_no_multiple_of_the_batch(bundles: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    # onnxruntime's percentile calibrator stacks every batch's outputs; a short last batch
+    # used to crash it.
+    options = VariantOptions(calibration_samples=13, held_out_samples=8,
+                             float_roles=("effnet_b3_lora", "resnet50", "embedder"))
+    report = make_variant(bundles["fp32"], tmp_path / "int8-13", "int8", options,
+                          progress=lambda _line: None)
+    int8 = load_bundle(tmp_path / "int8-13")
+    assert int8.manifest.precision == "int8"
+    assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(int8.path("wave_cnn"))
+    assert report is not None
