@@ -13,7 +13,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,6 +74,7 @@ class InferenceWorker:
         w = settings.worker
         self._pool = ThreadPoolExecutor(max_workers=w.decode_threads, thread_name_prefix="decode")
         self._pending: Batch | None = None
+        self._assigned: set[tuple[str, int]] = set()
         self._failures = 0
         self._max_payload = settings.kafka.max_message_bytes
         self.consumer = Consumer(
@@ -83,7 +83,10 @@ class InferenceWorker:
                 w.group_id,
                 **{
                     "max.poll.interval.ms": w.max_poll_interval_ms,
-                    "session.timeout.ms": 45_000,
+                    # Heartbeats come from librdkafka's own thread, so long batches do
+                    # not need a long session; a short one moves a crashed worker's
+                    # partitions sooner.
+                    "session.timeout.ms": w.session_timeout_ms,
                     "client.id": f"worker-{self.worker_id}",
                 },
             )
@@ -92,9 +95,12 @@ class InferenceWorker:
             producer_config(
                 settings,
                 **{
-                    # Unique per process: KIP-447 fences zombies through the group's
-                    # generation, so the id need not survive restarts.
-                    "transactional.id": f"{w.group_id}-{self.worker_id}-{uuid.uuid4().hex[:8]}",
+                    # Stable per worker slot: a restarted worker's init_transactions fences
+                    # its predecessor and aborts the transaction it left open at once, so
+                    # neither read-committed readers nor the partitions' next owner (whose
+                    # offset fetch waits on pending transactional commits) wait out
+                    # transaction.timeout.ms. Two live workers must not share an id.
+                    "transactional.id": f"{w.group_id}-{self.worker_id}",
                     "transaction.timeout.ms": w.transaction_timeout_ms,
                     "message.max.bytes": self._max_payload + 2 * ENVELOPE_OVERHEAD_BYTES,
                     "linger.ms": 2,
@@ -147,6 +153,7 @@ class InferenceWorker:
             "worker": self.worker_id,
             "bundle": self.scorer.version,
             "seconds_since_loop": round(stale, 1),
+            "partitions": sorted(p for _topic, p in self._assigned),
             "batches": self.stats.batches,
             "scored": self.stats.scored,
             "dead_lettered": self.stats.dead_lettered,
@@ -161,7 +168,9 @@ class InferenceWorker:
         for msg in messages:
             err = msg.error()
             if err is None:
-                good.append(msg)
+                if (msg.topic(), msg.partition()) in self._assigned:
+                    good.append(msg)
+                # else: fetched before a revoke in this same call; the new owner reads it
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consume error", error=str(err))
         if not good:
@@ -205,6 +214,7 @@ class InferenceWorker:
             for stage, ms in outcomes_timings(outcomes).items():
                 metrics.STAGE.labels(stage).observe(ms / 1000)
 
+        began = time.monotonic()
         self.producer.begin_transaction()
         dlq = 0
         for msg, result in zip(batch.messages, results, strict=True):
@@ -236,10 +246,20 @@ class InferenceWorker:
             self.producer.produce(self.settings.topics.detections, key=msg.key(),
                                   value=detection.to_bytes())
             metrics.END_TO_END.observe(max(0, scored_at - decoded.envelope.published_at) / 1e9)
+        produced = time.monotonic()
         self.producer.send_offsets_to_transaction(
             _next_offsets(batch.messages), self.consumer.consumer_group_metadata(), 30
         )
+        offsets_sent = time.monotonic()
         self.producer.commit_transaction(60)
+        committed = time.monotonic()
+        phases = {"produce_s": round(produced - began, 3),
+                  "send_offsets_s": round(offsets_sent - produced, 3),
+                  "commit_s": round(committed - offsets_sent, 3)}
+        metrics.TRANSACTION.observe(committed - began)
+        # Slow transactions are what a stalled pipeline shows first; say where the time went.
+        (log.warning if committed - began > 10 else log.debug)(
+            "batch committed", chunks=len(batch.messages), **phases)
 
         scored = len(batch.messages) - dlq
         self.stats.batches += 1
@@ -284,6 +304,7 @@ class InferenceWorker:
 
     # ---- rebalances --------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned |= {(p.topic, p.partition) for p in partitions}
         log.info("partitions assigned", partitions=[p.partition for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -293,9 +314,12 @@ class InferenceWorker:
             self._finish_pending()
         except KafkaException as exc:
             log.warning("could not finish batch at revoke; it will be redone", error=str(exc))
+        finally:
+            self._assigned -= {(p.topic, p.partition) for p in partitions}
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions lost (session timeout): our transaction would be fenced; drop the batch."""
+        self._assigned -= {(p.topic, p.partition) for p in partitions}
         batch, self._pending = self._pending, None
         if batch is not None:
             log.warning("partitions lost; dropping batch in hand", chunks=len(batch.messages))

@@ -16,3 +16,6 @@ END_TO_END = Histogram("soundscape_worker_end_to_end_seconds",
                        "From publish by the station to scored",
                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
 LAG = Gauge("soundscape_worker_consumer_lag", "Messages behind the partition's end", ["partition"])
+TRANSACTION = Histogram("soundscape_worker_transaction_seconds",
+                        "From begin_transaction to committed, per batch",
+                        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))

@@ -39,6 +39,8 @@ def common_config(settings: Settings) -> dict[str, Any]:
         # librdkafka's own log lines go through logging (and so structlog), not raw stderr.
         "logger": logging.getLogger("soundscape.librdkafka"),
     }
+    if kafka.debug:
+        config["debug"] = kafka.debug
     if kafka.security_protocol.startswith("SASL"):
         if not kafka.sasl_username or kafka.sasl_password is None:
             raise UserError(

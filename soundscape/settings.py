@@ -76,6 +76,9 @@ class KafkaSettings(BaseModel):
     sasl_password: SecretStr | None = None
     ssl_ca_location: Path | None = None
     start_timeout_s: float = Field(90.0, gt=0)
+    debug: str | None = Field(
+        None, description="librdkafka debug contexts for every client, e.g. cgrp,eos,fetch"
+    )
 
 
 class PostgresSettings(BaseModel):
@@ -106,6 +109,10 @@ class WorkerSettings(BaseModel):
     top_k: int = Field(5, ge=1, le=100, description="Labels kept per result")
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     transaction_timeout_ms: int = Field(60_000, ge=1_000)
+    session_timeout_ms: int = Field(
+        15_000, ge=6_000, le=300_000,
+        description="a worker silent this long (crashed) leaves the group; its partitions move",
+    )
 
 
 class SinkSettings(BaseModel):

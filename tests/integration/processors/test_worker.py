@@ -125,15 +125,28 @@ def test_two_workers_and_a_sigkill_give_exactly_one_detection_each(
     kafka_settings: Settings, bundle: Path, tmp_path: Path
 ) -> None:
     count = int(os.environ.get("SOUNDSCAPE_TEST_WORKER_CHUNKS", "96"))
-    sent = publish(kafka_settings, count)
     env = worker_env(kafka_settings, bundle)
+    started = time.monotonic()
     first, port_a = start_worker(env, "w-a", tmp_path / "a.log")
     second, port_b = start_worker(env, "w-b", tmp_path / "b.log")
     try:
+        # Publish once the group has settled with both workers, each holding partitions:
+        # chunks published earlier may all be scored by the first worker to join (it holds
+        # every partition until the second arrives), and the second would have nothing.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not (
+            health(port_a).get("partitions") and health(port_b).get("partitions")
+        ):
+            if first.poll() is not None or second.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert health(port_a).get("partitions") and health(port_b).get("partitions"), (
+            "workers did not join the group:\n" + (tmp_path / "a.log").read_text()[-3000:]
+            + (tmp_path / "b.log").read_text()[-3000:])
+        # Six stations: every one of the topic's three partitions gets chunks.
+        sent = publish(kafka_settings, count, stations=6)
         # Kill one worker once both are scoring: its batch in hand is in an open transaction.
-        # Generous: on a loaded 2-core machine the first transactions after the group's
-        # rebalance have been seen to take minutes (under investigation, see README).
-        deadline = time.monotonic() + 420
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if health(port_a).get("batches", 0) >= 1 and health(port_b).get("batches", 0) >= 1:
                 break
@@ -143,11 +156,15 @@ def test_two_workers_and_a_sigkill_give_exactly_one_detection_each(
         if not (health(port_a).get("batches", 0) >= 1 and health(port_b).get("batches", 0) >= 1):
             pytest.fail("workers did not start scoring:\n" + (tmp_path / "a.log").read_text()[-3000:]
                         + (tmp_path / "b.log").read_text()[-3000:])
+        scoring_after = time.monotonic() - started
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         # Restarted under the same id, it fences the dead one's open transaction at once.
         first, port_a = start_worker(env, "w-a", tmp_path / "a2.log")
+        killed = time.monotonic()
         messages = read_all(kafka_settings, kafka_settings.topics.detections, count, timeout_s=300)
+        print(f"both workers scoring after {scoring_after:.1f} s; all {count} detections "
+              f"{time.monotonic() - killed:.1f} s after the kill")
     finally:
         for proc in (first, second):
             proc.send_signal(signal.SIGTERM)
