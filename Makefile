@@ -12,9 +12,10 @@ demo: setup          ## the main job, end to end
 	$(VENV)/bin/soundscape demo
 
 # Every test against local Kafka and PostgreSQL processes, then the integration tests again
-# against the same services in containers started by testcontainers (images built here).
+# against the same services in containers started by testcontainers (images built here),
+# with the docker-compose.yml stack test (marker `compose`), which needs the engine too.
 test: setup-test
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -m "not compose"
 	SOUNDSCAPE_TEST_BACKEND=containers SOUNDSCAPE_IMAGES__PULL=never $(VENV)/bin/python -m pytest -m integration
 
 unit: setup          ## only the tests that need no service

@@ -3,8 +3,9 @@
 # Maven for Kafka, the PostgreSQL 15 server) and a virtualenv (.venv) holding the project
 # with its extras. Safe to run again: it installs only what is missing or changed.
 #
-#   --docker           also Debian's Docker engine and debootstrap (the testcontainers
-#                      backend and docker-compose build their images locally with them)
+#   --docker           also Debian's Docker engine, docker-compose and debootstrap (the
+#                      testcontainers backend and docker-compose.yml run on images built
+#                      locally with them)
 #   SOUNDSCAPE_EXTRAS  pip extras to install (default: dev = serve + tests)
 #   SOUNDSCAPE_VENV    virtualenv folder (default: .venv)
 set -euo pipefail
@@ -13,7 +14,7 @@ WITH_DOCKER=0
 for arg in "$@"; do
   case "$arg" in
     --docker) WITH_DOCKER=1 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "error: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -25,7 +26,7 @@ PYTHON=${PYTHON:-python3}
 # device without a microphone: a PulseAudio null sink whose monitor PortAudio records.
 DEBIAN_PACKAGES=(openjdk-17-jre-headless maven postgresql-15 postgresql-client-15 util-linux
   pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 sox)
-DOCKER_PACKAGES=(docker.io debootstrap)
+DOCKER_PACKAGES=(docker.io docker-compose debootstrap)
 ((WITH_DOCKER)) && DEBIAN_PACKAGES+=("${DOCKER_PACKAGES[@]}")
 
 step() { printf '\n== %s\n' "$*"; }

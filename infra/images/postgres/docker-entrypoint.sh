@@ -35,4 +35,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   as_pg pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
   echo "PostgreSQL init process complete; ready for start up."
 fi
-exec runuser -u postgres -- postgres -D "$PGDATA" -c listen_addresses='*' "$@"
+# setpriv execs (runuser would stay PID 1 and not pass the stop signal on: postgres
+# would be killed after the grace period instead of shutting down).
+exec setpriv --reuid=postgres --regid=postgres --init-groups \
+  postgres -D "$PGDATA" -c listen_addresses='*' "$@"

@@ -1,0 +1,229 @@
+"""docker-compose.yml end to end: the stack comes up from the locally built images (host
+networking), a replay of demo data through it gives one row per chunk in its PostgreSQL,
+and `down -v` leaves nothing of it behind.
+
+Marked `compose`: `make test` runs it in the containers pass only (the Docker engine is
+set up there; the local pass deselects it). Its own project name and free ports keep it
+apart from every other test and from a stack a user runs. Skipped only where no Docker
+engine or docker-compose is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from soundscape.settings import Settings
+
+pytestmark = pytest.mark.compose
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DEMO_MINUTES = 1  # per station: 6 chunks of 10 s
+STATIONS = ("compose-01", "compose-02")  # the replay service's archive folders
+EXPECTED_CHUNKS = len(STATIONS) * DEMO_MINUTES * 6
+LONG_RUNNING = ("kafka", "postgres", "worker", "sink", "drift")
+METRICS_PORTS = {"worker": "WORKER_METRICS_PORT", "sink": "SINK_METRICS_PORT",
+                 "drift": "DRIFT_METRICS_PORT"}
+
+
+def compose_command() -> list[str] | None:
+    """Debian's docker-compose (v1), else the docker compose plugin (v2)."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker") and subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0:
+        return ["docker", "compose"]
+    return None
+
+
+def wait_until(what: str, probe: Callable[[], T], done: Callable[[T], bool],
+               timeout_s: float, every_s: float = 2.0) -> T:
+    """Probe until done(answer); fail with the last answer, which says what was missing."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = probe()
+        if done(answer):
+            return answer
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not reached in {timeout_s:.0f} s (last: {answer!r})")
+        time.sleep(every_s)
+
+
+@dataclass
+class Stack:
+    """One compose project: its name, the variables it runs with, its timings."""
+
+    command: list[str]
+    project: str
+    env: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def compose(self, *args: str, timeout_s: float = 300,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*self.command, "-p", self.project, "-f", str(COMPOSE_FILE), *args],
+            capture_output=True, text=True, timeout=timeout_s, cwd=ROOT,
+            env={**os.environ, **self.env},
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"`compose {' '.join(args)}` exited {result.returncode}:\n"
+                        f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return result
+
+    def _docker(self, *args: str) -> list[str]:
+        out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+        return out.split()
+
+    def containers(self, service: str | None = None) -> list[str]:
+        labels = [f"label=com.docker.compose.project={self.project}"]
+        if service:
+            labels.append(f"label=com.docker.compose.service={service}")
+        return self._docker("ps", "-a", "-q", *(a for lbl in labels for a in ("--filter", lbl)))
+
+    def volumes(self) -> list[str]:
+        return self._docker("volume", "ls", "-q", "--filter",
+                            f"label=com.docker.compose.project={self.project}")
+
+    def state(self, service: str) -> dict[str, Any]:
+        """The service's container state (Status, ExitCode, Health ...); {} if none."""
+        ids = self.containers(service)
+        if not ids:
+            return {}
+        out = subprocess.run(["docker", "inspect", "--format", "{{json .State}}", ids[0]],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        return dict(json.loads(out))
+
+    def health(self, service: str) -> dict[str, Any]:
+        """GET /healthz of a project service (host networking: its port on loopback)."""
+        url = f"http://127.0.0.1:{self.env[METRICS_PORTS[service]]}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return dict(json.load(answer))
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            return {"error": str(exc)}
+
+    def postgres_url(self) -> str:
+        return (f"postgresql://soundscape_reader:{self.env['SOUNDSCAPE_READER_PASSWORD']}"
+                f"@127.0.0.1:{self.env['POSTGRES_PORT']}/soundscape")
+
+    def down(self) -> None:
+        self.compose("--profile", "demo", "down", "-v", "--remove-orphans", "-t", "30",
+                     timeout_s=240)
+
+
+@pytest.fixture
+def stack(run_state_dir: Path) -> Iterator[Stack]:
+    """The images (the project's rebuilt when the tree changed), and a project of its own;
+    torn down whatever happens, with the services' logs printed for a failing test."""
+    from soundscape.infra.images.builder import engine_running, ensure_images, start_engine
+    from soundscape.infra.process import free_port
+
+    command = compose_command()
+    if command is None:
+        pytest.skip("no docker-compose: `bash infra/setup.sh --docker` installs Debian's")
+    if not (shutil.which("dockerd") or engine_running()):
+        pytest.skip("no Docker engine: `bash infra/setup.sh --docker` installs docker.io")
+    start_engine()
+    settings = Settings(state_dir=run_state_dir)
+    started = time.monotonic()
+    images = ensure_images(settings, ["postgres", "kafka", "soundscape"])
+    print(f"\nimages: {images}")
+    names = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "POSTGRES_PORT", "GRAFANA_PORT",
+             "GPU_WORKER_METRICS_PORT", *METRICS_PORTS.values())
+    env = {name: str(free_port()) for name in names} | {
+        "SOUNDSCAPE_IMAGE": settings.images.project_tag,
+        "SOUNDSCAPE_KAFKA_IMAGE": settings.images.kafka_tag,
+        "SOUNDSCAPE_POSTGRES_IMAGE": settings.images.postgres_tag,
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+        "SOUNDSCAPE_WRITER_PASSWORD": secrets.token_urlsafe(16),
+        "SOUNDSCAPE_READER_PASSWORD": secrets.token_urlsafe(16),
+        "DEMO_MINUTES": str(DEMO_MINUTES),
+    }
+    running = Stack(command, f"soundscape-test-{uuid.uuid4().hex[:8]}", env)
+    running.timings["images_s"] = time.monotonic() - started
+    try:
+        yield running
+    finally:
+        if running.containers():
+            print(running.compose("logs", "--no-color", "--tail", "40",
+                                  check=False, timeout_s=60).stdout[-12000:])
+        running.down()
+
+
+def test_compose_stack_replays_demo_data_into_its_postgres(stack: Stack) -> None:
+    import psycopg
+
+    started = time.monotonic()
+    stack.compose("up", "-d", timeout_s=420)
+    setup = stack.state("setup")
+    assert setup.get("Status") == "exited" and setup.get("ExitCode") == 0, setup
+
+    wait_until("every long-running service healthy",
+               lambda: {s: stack.state(s).get("Health", {}).get("Status") for s in LONG_RUNNING},
+               lambda health: set(health.values()) == {"healthy"}, 240)
+    stack.timings["up_s"] = time.monotonic() - started
+
+    replay = stack.compose("--profile", "demo", "run", "--rm", "--no-deps", "-T", "replay",
+                           timeout_s=300)
+    summary = json.loads(replay.stdout[replay.stdout.index("\n{") + 1:])
+    assert summary["chunks"] == EXPECTED_CHUNKS and summary["failed_deliveries"] == 0, summary
+    stack.timings["replay_s"] = time.monotonic() - started - stack.timings["up_s"]
+
+    def stored() -> int:
+        with psycopg.connect(stack.postgres_url(), connect_timeout=10) as conn:
+            return int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    wait_until(f"{EXPECTED_CHUNKS} chunks stored", stored, lambda n: n >= EXPECTED_CHUNKS, 300)
+    stack.timings["stored_s"] = time.monotonic() - started
+    with psycopg.connect(stack.postgres_url(), connect_timeout=10) as conn:
+        rows = conn.execute(
+            "SELECT station_id, count(*), count(DISTINCT chunk_id), min(chunk_start),"
+            " max(chunk_start), bool_and(source = 'replay'), sum(detection_count)"
+            " FROM chunks GROUP BY station_id ORDER BY station_id").fetchall()
+        detections = conn.execute("SELECT count(*) FROM detections d JOIN chunks c"
+                                  " USING (chunk_start, chunk_id)").fetchone()[0]
+    per_station = EXPECTED_CHUNKS // len(STATIONS)
+    assert [r[0] for r in rows] == list(STATIONS)
+    for station, count, distinct, first, last, replayed, _ in rows:
+        # exactly one row per replayed chunk, none twice, abutting 10 s chunks
+        assert (count, distinct) == (per_station, per_station), station
+        assert (last - first).total_seconds() == 10 * (per_station - 1), station
+        assert replayed, station
+    assert detections == sum(r[6] for r in rows) > 0
+
+    # The drift checks read the same detections topic: every chunk once, still healthy.
+    drift = wait_until("drift checks processed every chunk", lambda: stack.health("drift"),
+                       lambda h: h.get("processed", 0) >= EXPECTED_CHUNKS, 120)
+    assert drift["processed"] == EXPECTED_CHUNKS and drift["healthy"], drift
+    assert stack.state("drift").get("Health", {}).get("Status") == "healthy"
+    sink = stack.health("sink")
+    assert sink["healthy"] and sink["database"] == "up", sink
+
+    # Down cleanly: every service stops on its own within the grace period (137 would be
+    # the SIGKILL after it), then nothing of the project is left.
+    started_down = time.monotonic()
+    stack.compose("stop", "-t", "30", timeout_s=240)
+    exits = {s: stack.state(s).get("ExitCode") for s in LONG_RUNNING}
+    stack.timings["stop_s"] = time.monotonic() - started_down
+    assert all(code in (0, 143) for code in exits.values()), exits
+    stack.down()
+    stack.timings["down_s"] = time.monotonic() - started_down
+    assert stack.containers() == [] and stack.volumes() == []
+    print(f"\ncompose timings: { {k: round(v, 1) for k, v in stack.timings.items()} }, "
+          f"{EXPECTED_CHUNKS} chunks, {detections} detections, exit codes {exits}")
