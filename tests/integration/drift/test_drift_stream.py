@@ -153,4 +153,7 @@ def test_restart_with_lost_local_state_recovers_from_kafka_exactly_once(
         last_end[m.station_id] = max(last_end.get(m.station_id, 0), m.chunk_start + 10**10)
     published = {(r.station_id, r.check, r.window_start, r.value, r.alert) for r in reports
                  if r.window_start >= START_NS}
-    assert published == batch_equivalent(settings, last_end)
+    expected = batch_equivalent(settings, last_end)
+    assert published == expected, (
+        f"{len(published)} published, {len(expected)} from the batch checks; only published: "
+        f"{sorted(published - expected)[:12]}; only batch: {sorted(expected - published)[:12]}")
