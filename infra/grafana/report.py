@@ -117,6 +117,25 @@ def series(columns: list[str], rows: list[tuple[Any, ...]]) -> dict[str, tuple[l
     return out
 
 
+def break_gaps(xs: list[datetime], ys: list[float]) -> tuple[list[datetime], list[float]]:
+    """Insert a NaN where consecutive points lie over 1.5 typical steps apart, so a
+    station's outage shows as a break in its line instead of a slope across it."""
+    if len(xs) < 3:
+        return xs, ys
+    steps = sorted((b - a).total_seconds() for a, b in zip(xs, xs[1:]))
+    typical = steps[len(steps) // 2]
+    if typical <= 0:
+        return xs, ys
+    out_x, out_y = [xs[0]], [ys[0]]
+    for (a, b), y in zip(zip(xs, xs[1:]), ys[1:]):
+        if (b - a).total_seconds() > 1.5 * typical:
+            out_x.append(a + (b - a) / 2)
+            out_y.append(float("nan"))
+        out_x.append(b)
+        out_y.append(y)
+    return out_x, out_y
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
@@ -148,6 +167,7 @@ def draw(result: PanelResult, folder: Path) -> Path | None:
         if "threshold" in panel.options:
             ax.axhline(panel.options["threshold"], color="red", linestyle="--", linewidth=1)
         for name, (xs, ys) in sorted(lines.items()):
+            xs, ys = break_gaps(xs, ys)
             ax.plot(xs, ys, label=name, linewidth=1.2, drawstyle="steps-post"
                     if panel.options.get("drawStyle") == "bars" else "default")
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
