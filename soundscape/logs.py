@@ -18,6 +18,10 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     )
     numeric = getattr(logging, level.upper())
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
+    # Libraries whose INFO lines ("setup plugin ...", "Context impl ...") are noise next to
+    # the services' own; their warnings still show.
+    for noisy in ("alembic",):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
