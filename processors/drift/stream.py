@@ -22,11 +22,13 @@ import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
+from faust.transport import by_url
+from faust.transport.consumer import TransactionManager
 
 from soundscape.errors import ServiceError, UserError
 from soundscape.kafka_clients import admin_config, bootstrap_servers, producer_config
@@ -124,6 +126,78 @@ def _credentials(settings: Settings) -> Any:
     return faust.SSLCredentials(context) if context is not None else None
 
 
+class ChangelogSends:
+    """Table changes on their way from faust's producer buffer to the producer.
+
+    faust 0.15 sends a table change to its changelog through that buffer (a table is a
+    dict: setting a key cannot await the send), drained by a background task, while the
+    commit timer adds the offsets of the events processed so far to the transaction and
+    commits it without looking at the buffer. The changes of the last events before a
+    commit then land in the next transaction; when that one never commits (the worker
+    stops, and its last commit covers no new offsets of that partition, or fails), they
+    are lost while their events count as done, and a worker recovering the tables from
+    the changelog (a new machine, lost RocksDB files) misses those chunks for good.
+    """
+
+    def __init__(self, buffer: Any) -> None:
+        self.buffer = buffer
+        self.sending = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._send = buffer._send_pending
+        buffer._send_pending = self.send  # the background task's and ours
+
+    async def send(self, message: Any) -> None:
+        self.sending += 1
+        self.idle.clear()
+        try:
+            await self._send(message)
+        finally:
+            self.sending -= 1
+            if not self.sending:
+                self.idle.set()
+
+    async def flush(self) -> None:
+        """Hand every buffered change to the (transactional) producer, in order, and wait
+        for the background task's one. (`ProducerBuffer.flush` waits 0.1 s at most.)"""
+        while True:
+            try:
+                message = self.buffer.pending.get_nowait()
+            except asyncio.QueueEmpty:
+                if not self.sending:
+                    return
+                await self.idle.wait()
+            else:
+                await self.send(message)
+                self.buffer.message_sent.set()
+
+
+class TableWritesFirst(TransactionManager):
+    """faust's transaction manager, committing a transaction only once the table changes
+    made so far are in it: every change then commits with its event's offset, or before."""
+
+    async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        await cast(DriftApp, self.app).changelog_sends.flush()
+        return await super().commit(offsets, start_new_transaction=start_new_transaction)
+
+
+class DriftApp(faust.App):
+    """faust's app with the transaction manager above."""
+
+    changelog_sends: ChangelogSends
+
+    def _new_producer(self) -> Any:
+        producer = super()._new_producer()
+        self.changelog_sends = ChangelogSends(producer.buffer)
+        return producer
+
+    def _new_transport(self) -> Any:
+        base = by_url(self.conf.broker_consumer[0])
+        transport = type("DriftTransport", (base,), {"TransactionManager": TableWritesFirst,
+                                                   "__module__": __name__})
+        return transport(self.conf.broker_consumer, self)
+
+
 class DriftStream:
     """The faust app, its topics, tables, agent and timer, built from Settings."""
 
@@ -138,7 +212,7 @@ class DriftStream:
         except OSError as exc:
             raise UserError(f"cannot make the drift state folder {state}: {exc.strerror}",
                             hint="set SOUNDSCAPE_DRIFT__DATA_DIR to a writable folder") from None
-        self.app = faust.App(
+        self.app = DriftApp(
             drift.app_id,
             broker=servers,
             broker_credentials=_credentials(settings),
