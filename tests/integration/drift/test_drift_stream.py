@@ -107,21 +107,12 @@ def test_stream_alerts_on_noise_and_species_change_within_one_window(
     assert len(from_stream) > 200
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known limitation (README, Drift checks): after losing its RocksDB state, drift "
-           "run rebuilds the tables from faust's changelogs, which can miss the table "
-           "changes of some chunks near the restart; about half of the runs here",
-)
-def test_restart_with_lost_local_state_recovers_from_kafka_exactly_once(
-    stream_settings: Settings, tmp_path: Path
-) -> None:
-    """Stop half-way, delete the RocksDB folder, go on: the state comes back from the
-    changelog topics, and every report is published once, as one run would, with the
-    values of one run."""
+def _restart_halfway(settings: Settings, tmp_path: Path, lose_state: bool) -> None:
+    """Publish half an hour, run drift until its windows are out, stop it (deleting its
+    RocksDB folder if `lose_state`), publish the rest, run it again: every report must be
+    published once, with the values the batch checks give."""
     import shutil
 
-    settings = stream_settings
     messages = hour_of_stations()
     half = START_NS + 30 * 60 * 10**9
     writer = ResultWriter(settings)  # the chunks, for the batch checks to compare with
@@ -138,7 +129,8 @@ def test_restart_with_lost_local_state_recovers_from_kafka_exactly_once(
                  300, "the windows of the first half", first.alive)
     finally:
         assert first.stop() == 0, first.log.read_text()[-3000:]
-    shutil.rmtree(settings.drift.data_dir or "")  # the local state is gone
+    if lose_state:
+        shutil.rmtree(settings.drift.data_dir or "")  # the local state is gone
 
     publish(settings, [m for m in messages if m.chunk_start >= half])
     second = DriftProcess(settings, tmp_path / "second.log")
@@ -163,8 +155,34 @@ def test_restart_with_lost_local_state_recovers_from_kafka_exactly_once(
     expected = batch_equivalent(settings, last_end)
     # Every window is checked and reported once, as in one uninterrupted run ...
     assert {r[:3] for r in published} == {r[:3] for r in expected}
-    # ... and with its values (this is what fails: see the xfail above).
+    # ... and with its values.
     differing = published - expected
     assert not differing, (
         f"{len(differing)} of {len(expected)} reports differ from the batch checks; "
         f"stream: {sorted(differing)[:8]}; batch: {sorted(expected - published)[:8]}")
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known bug (README, Drift checks): a stop and start of drift run loses a few "
+           "chunks of the windows open at the stop (false gap alerts); 3 of 4 runs here",
+)
+def test_restart_keeping_local_state_reports_as_one_run(
+    stream_settings: Settings, tmp_path: Path
+) -> None:
+    """A stop and start half-way (a deploy, a reboot) changes no report."""
+    _restart_halfway(stream_settings, tmp_path, lose_state=False)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known limitation (README, Drift checks): after losing its RocksDB state, drift "
+           "run rebuilds the tables from faust's changelogs, which can miss the table "
+           "changes of some chunks near the restart; about half of the runs here",
+)
+def test_restart_with_lost_local_state_recovers_from_kafka_exactly_once(
+    stream_settings: Settings, tmp_path: Path
+) -> None:
+    """Stop half-way, delete the RocksDB folder, go on: the state comes back from the
+    changelog topics, and the reports are those of one run."""
+    _restart_halfway(stream_settings, tmp_path, lose_state=True)
