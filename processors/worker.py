@@ -74,7 +74,8 @@ class InferenceWorker:
         w = settings.worker
         self._pool = ThreadPoolExecutor(max_workers=w.decode_threads, thread_name_prefix="decode")
         self._pending: Batch | None = None
-        self._assigned: set[tuple[str, int]] = set()
+        # Rebound, never changed in place: /healthz reads it from the server's thread.
+        self._assigned: frozenset[tuple[str, int]] = frozenset()
         self._failures = 0
         self._max_payload = settings.kafka.max_message_bytes
         self.consumer = Consumer(
@@ -304,7 +305,7 @@ class InferenceWorker:
 
     # ---- rebalances --------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned |= {(p.topic, p.partition) for p in partitions}
+        self._assigned = self._assigned | {(p.topic, p.partition) for p in partitions}
         log.info("partitions assigned", partitions=[p.partition for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -315,11 +316,11 @@ class InferenceWorker:
         except KafkaException as exc:
             log.warning("could not finish batch at revoke; it will be redone", error=str(exc))
         finally:
-            self._assigned -= {(p.topic, p.partition) for p in partitions}
+            self._assigned = self._assigned - {(p.topic, p.partition) for p in partitions}
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions lost (session timeout): our transaction would be fenced; drop the batch."""
-        self._assigned -= {(p.topic, p.partition) for p in partitions}
+        self._assigned = self._assigned - {(p.topic, p.partition) for p in partitions}
         batch, self._pending = self._pending, None
         if batch is not None:
             log.warning("partitions lost; dropping batch in hand", chunks=len(batch.messages))

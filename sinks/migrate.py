@@ -7,7 +7,6 @@ installed wheel migrates without an alembic.ini. Migrations run as the writer ro
 from __future__ import annotations
 
 import io
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +23,6 @@ from soundscape.sinks.partition_plan import is_partition_name
 from soundscape.sinks.schema import PARTITION_KEYS
 
 SCRIPT_LOCATION = "soundscape.sinks:migrations"
-
-# Alembic's INFO lines ("Context impl PostgresqlImpl", ...) are noise next to our summary.
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
