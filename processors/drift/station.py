@@ -109,7 +109,9 @@ class StationDrift:
         if start < meta.next_window:
             meta.late += 1
             return Ingested("late", reports)
-        pane = self.store.get(start) or Pane(start)
+        # A pane the station's metadata does not list is left over from changes Kafka
+        # aborted (a stored pane and its listing commit together): start it afresh.
+        pane = (self.store.get(start) if start in meta.panes else None) or Pane(start)
         if not pane.add(obs):
             meta.duplicates += 1
             return Ingested("duplicate", reports)

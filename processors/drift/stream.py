@@ -3,10 +3,19 @@
 One agent reads soundscape.detections.v1 (partitions shared by every worker with the same
 `drift.app_id`), feeds each station's `StationDrift`, and publishes what it reports to
 soundscape.drift.v1; the sink stores those in drift_reports. The state lives in two faust
-tables (RocksDB files under `drift.data_dir`, changelogs in Kafka): station metadata by
+tables (changelogs in Kafka, a RocksDB cache under `drift.data_dir`): station metadata by
 station, and pane summaries by station and pane. The app runs with faust's
-exactly_once guarantee: it reads committed results only, and its table changes, reports
-and offsets commit together, so a crash neither loses nor repeats a window.
+exactly_once guarantee: it reads committed results only, and each chunk's table changes,
+reports and offset commit in one transaction, so a stop or a crash neither loses nor
+repeats a window.
+
+faust-streaming 0.15 needs four repairs for that guarantee to hold, each below with its
+reason: table changes flushed into the transaction before it commits (`ChangelogSends`,
+`TableWritesFirst`), no commit in the middle of a chunk (`DriftApp.event_lock`), reports
+sent in the chunk's transaction (`DriftStream._send`), and no fetching from the
+detections before the consumer has sought back to the committed offsets after a
+rebalance (`SeekFirstConsumer`). The local RocksDB files are emptied at each start
+(`fresh_state_dir`).
 
 A timer looks for stations gone silent. Those are the one report not made while
 processing a chunk (there is none), so they go out through an ordinary idempotent
@@ -16,19 +25,24 @@ producer; their windows are deterministic, so a repeat is stored once.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
+import shutil
 import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import faust
+from aiokafka.errors import IllegalOperation
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from faust.transport import by_url
 from faust.transport.consumer import TransactionManager
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.types import TP
 
 from soundscape.errors import ServiceError, UserError
 from soundscape.kafka_clients import admin_config, bootstrap_servers, producer_config
@@ -173,18 +187,90 @@ class ChangelogSends:
 
 
 class TableWritesFirst(TransactionManager):
-    """faust's transaction manager, committing a transaction only once the table changes
-    made so far are in it: every change then commits with its event's offset, or before."""
+    """faust's transaction manager, committing between chunks only, once the table changes
+    made so far are in the transaction: every chunk's changes and reports then commit
+    together, with its offset or before it (a chunk redelivered after that is a duplicate
+    to the station's panes, and changes nothing)."""
 
     async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
-        await cast(DriftApp, self.app).changelog_sends.flush()
-        return await super().commit(offsets, start_new_transaction=start_new_transaction)
+        app = cast(DriftApp, self.app)
+        async with app.event_lock:
+            await app.changelog_sends.flush()
+            try:
+                return await super().commit(offsets, start_new_transaction=start_new_transaction)
+            except IllegalOperation as exc:
+                if start_new_transaction:
+                    raise
+                # faust 0.15 sometimes ends its transactions twice while stopping; the
+                # second finds none open. Kafka aborts what the first left, and the next
+                # worker redoes it from the committed offsets.
+                log.warning("last commit while stopping failed; the next start redoes the "
+                            "work since the commit before", error=str(exc))
+                return False
+
+
+class SeekFirstConsumer(AIOKafkaConsumer):
+    """faust's consumer, fetching a rebalanced stream partition only after seeking it.
+
+    At the end of a rebalance faust 0.15 resumes the stream partitions, then seeks them to
+    the committed offsets, then empties the stream queues (faust-streaming issue 596).
+    Records fetched in between reach the agent and are dropped from the queue, or are
+    dropped as already read when fetched again from the committed offset: a restart with
+    a backlog lost a few chunks of each station. So from an assignment on, stream
+    partitions stay paused until faust has sent `on_rebalance_complete` and sought them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._holding = False
+        self._seek_allowed = False
+        self._held: set[TP] = set()
+        super().__init__(*args, **kwargs)
+
+    def hold_streams(self) -> None:
+        """Called when partitions are assigned: keep stream partitions paused."""
+        self._holding, self._seek_allowed = True, False
+
+    def allow_release(self) -> None:
+        """Called on `on_rebalance_complete`: the next seek to committed releases them."""
+        self._seek_allowed = True
+
+    def resume_partitions(self, tps: Any) -> None:
+        tpset = {tp if isinstance(tp, TP) else TP(tp.topic, tp.partition) for tp in tps}
+        if self._holding:
+            held = {tp for tp in tpset if not self._is_changelog_tp(tp)}
+            self._held |= held
+            tpset -= held
+        super().resume_partitions(tpset)
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        if self._holding and self._seek_allowed:
+            held, self._held = self._held, set()
+            self._holding = self._seek_allowed = False
+            super().resume_partitions(held)
 
 
 class DriftApp(faust.App):
-    """faust's app with the transaction manager above."""
+    """faust's app with the transaction manager and consumer above.
+
+    `event_lock` is held while one chunk is processed and while a transaction commits:
+    a commit in the middle of a chunk (at its report's send) would put the chunk's table
+    changes in one transaction and its report in the next.
+    """
 
     changelog_sends: ChangelogSends
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.event_lock = asyncio.Lock()
+        self.on_rebalance_complete.connect(self._release_streams)
+
+    async def _release_streams(self, sender: Any = None, **kwargs: Any) -> None:
+        cast(SeekFirstConsumer, self.consumer).allow_release()
+
+    async def _on_partitions_assigned(self, assigned: Any, *args: Any, **kwargs: Any) -> None:
+        cast(SeekFirstConsumer, self.consumer).hold_streams()
+        await super()._on_partitions_assigned(assigned, *args, **kwargs)
 
     def _new_producer(self) -> Any:
         producer = super()._new_producer()
@@ -194,8 +280,37 @@ class DriftApp(faust.App):
     def _new_transport(self) -> Any:
         base = by_url(self.conf.broker_consumer[0])
         transport = type("DriftTransport", (base,), {"TransactionManager": TableWritesFirst,
+                                                   "Consumer": SeekFirstConsumer,
                                                    "__module__": __name__})
         return transport(self.conf.broker_consumer, self)
+
+
+def fresh_state_dir(state: Path) -> IO[str]:
+    """Empty the app's RocksDB folder and lock it for this process (the lock file stays open).
+
+    In exactly_once mode faust writes table changes to RocksDB at once, also those of
+    transactions Kafka then aborts, and (0.15) never records which changelog offset the
+    files hold, so every start reads the whole changelog anyway: over leftover files it
+    would keep the aborted changes of keys the changelog lacks. Starting empty costs
+    nothing more and leaves exactly the committed state.
+    """
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        lock = (state / ".lock").open("a")
+    except OSError as exc:
+        raise UserError(f"cannot use the drift state folder {state}: {exc.strerror}",
+                        hint="set SOUNDSCAPE_DRIFT__DATA_DIR to a writable folder") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise UserError(f"another drift worker uses {state}",
+                        hint="give each worker on a machine its own "
+                             "SOUNDSCAPE_DRIFT__DATA_DIR") from None
+    for entry in state.iterdir():
+        if entry.name != ".lock":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    return lock
 
 
 class DriftStream:
@@ -207,11 +322,7 @@ class DriftStream:
         partitions = detections_partitions(settings)
         servers = [f"kafka://{s.strip()}" for s in bootstrap_servers(settings).split(",")]
         state = data_dir(settings) / drift.app_id
-        try:
-            state.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot make the drift state folder {state}: {exc.strerror}",
-                            hint="set SOUNDSCAPE_DRIFT__DATA_DIR to a writable folder") from None
+        self._state_lock = fresh_state_dir(state)
         self.app = DriftApp(
             drift.app_id,
             broker=servers,
@@ -260,27 +371,43 @@ class DriftStream:
 
     async def _process(self, stream: Any) -> None:
         async for event in stream.events():
-            try:
-                message = parse(Detection, event.value)
-            except MessageError as exc:
-                metrics.CHUNKS.labels("invalid").inc()
-                log.warning("detection skipped", error=str(exc),
-                            partition=event.message.partition, offset=event.message.offset)
-                continue
-            drift = self.station(message.station_id)
-            result = drift.ingest(Observation.from_detection(message))
-            drift.meta.partition = event.message.partition
-            self.last_offsets[event.message.partition] = event.message.offset
-            self.last_event_at[event.message.partition] = time.monotonic()
-            self.stations[message.station_id] = drift.meta.to_json()
-            metrics.CHUNKS.labels(result.outcome).inc()
-            self.event_time = max(self.event_time, drift.meta.watermark)
-            metrics.EVENT_TIME.set(self.event_time / NS)
-            self.processed += 1
-            for report in result.reports:
-                await self.drift_topic.send(key=report.station_id.encode(),
-                                            value=report.to_bytes())
-                self._count(report)
+            async with self.app.event_lock:
+                await self._process_one(event)
+
+    async def _process_one(self, event: Any) -> None:
+        partition = event.message.partition
+        try:
+            message = parse(Detection, event.value)
+        except MessageError as exc:
+            metrics.CHUNKS.labels("invalid").inc()
+            log.warning("detection skipped", error=str(exc), partition=partition,
+                        offset=event.message.offset)
+            return
+        drift = self.station(message.station_id)
+        result = drift.ingest(Observation.from_detection(message))
+        drift.meta.partition = partition
+        self.last_offsets[partition] = event.message.offset
+        self.last_event_at[partition] = time.monotonic()
+        self.stations[message.station_id] = drift.meta.to_json()
+        metrics.CHUNKS.labels(result.outcome).inc()
+        self.event_time = max(self.event_time, drift.meta.watermark)
+        metrics.EVENT_TIME.set(self.event_time / NS)
+        self.processed += 1
+        for report in result.reports:
+            await self._send(report, partition)
+            self._count(report)
+
+    async def _send(self, report: DriftReport, partition: int) -> None:
+        """Send a report in the transaction of the chunk that closed its window.
+
+        (faust's `Topic.send` picks a transaction by the drift topic's partition, which
+        here has none: the report would go out at once, outside any transaction, and a
+        restart after an aborted transaction would publish it again.)
+        """
+        group = self.app.assignor.group_for_topic(self.settings.topics.detections)
+        await self.app.producer.send(
+            self.settings.topics.drift, report.station_id.encode(), report.to_bytes(),
+            None, None, None, transactional_id=f"{self.app.conf.id}-{group}-{partition}")
 
     def _count(self, report: DriftReport) -> None:
         self.reported += 1

@@ -87,6 +87,26 @@ def test_redelivered_and_late_chunks_are_counted_not_used() -> None:
     assert reports
 
 
+def test_a_pane_the_metadata_does_not_list_is_left_over_and_starts_afresh() -> None:
+    """Kafka aborted the chunks that made a pane while the store kept it: the committed
+    metadata does not list it, so those chunks, redelivered, count once (not as
+    duplicates of a pane no window would read)."""
+    obs = hour()
+    station = fresh()
+    feed(station, obs[:60])  # the first 10-min pane, committed
+    committed = StationMeta.from_json(json.loads(json.dumps(station.meta.to_json())))
+    feed(station, obs[60:70])  # a new pane, then the transaction is aborted
+    assert station.meta.panes[-1] not in committed.panes
+    again = StationDrift(committed, station.store, TUMBLING, clock=lambda: 42)
+    redone = [again.ingest(o) for o in obs[60:70]]
+    assert {r.outcome for r in redone} == {"used"}
+    reference = fresh()
+    feed(reference, obs[:60])
+    assert [r for i in redone for r in i.reports] == feed(reference, obs[60:70])
+    assert again.meta.to_json() == reference.meta.to_json()
+    assert feed(again, obs[70:]) == feed(reference, obs[70:])
+
+
 def test_silence_is_reported_once_and_empty_windows_are_skipped() -> None:
     station = fresh()
     first = list(observations("st", T0, 60, seed=1))  # 10 min
