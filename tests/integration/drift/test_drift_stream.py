@@ -107,11 +107,29 @@ def test_stream_alerts_on_noise_and_species_change_within_one_window(
     assert len(from_stream) > 200
 
 
-def _restart_halfway(settings: Settings, tmp_path: Path, lose_state: bool) -> None:
-    """Publish half an hour, run drift until its windows are out, stop it (deleting its
-    RocksDB folder if `lose_state`), publish the rest, run it again: every report must be
-    published once, with the values the batch checks give."""
+def _health(port: int) -> dict:
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+            return json.loads(response.read())
+    except OSError:
+        return {}
+
+
+def _restart(settings: Settings, tmp_path: Path, how: str) -> None:
+    """Stop drift run part-way and start it again; every report must be published once,
+    with the values the batch checks give over the same chunks.
+
+    `stop` and `lose_state`: publish half an hour, run until its windows are out, stop
+    (SIGTERM; `lose_state` then deletes the RocksDB folder), publish the rest, run again.
+    `kill`: publish the hour, SIGKILL the worker while it works through that backlog (its
+    open transaction never commits), run again.
+    """
     import shutil
+    import signal
+    import socket
 
     messages = hour_of_stations()
     half = START_NS + 30 * 60 * 10**9
@@ -121,18 +139,35 @@ def _restart_halfway(settings: Settings, tmp_path: Path, lose_state: bool) -> No
     finally:
         writer.close()
 
-    publish(settings, [m for m in messages if m.chunk_start < half])
-    first = DriftProcess(settings, tmp_path / "first.log")
-    try:
-        wait_for(lambda: any(r.window_start == START_NS + 15 * 60 * 10**9
-                             for r in drift_messages(settings, idle_s=1.0)),
-                 300, "the windows of the first half", first.alive)
-    finally:
-        assert first.stop() == 0, first.log.read_text()[-3000:]
-    if lose_state:
-        shutil.rmtree(settings.drift.data_dir or "")  # the local state is gone
+    if how == "kill":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        publish(settings, messages)
+        first = DriftProcess(settings.model_copy(update={"metrics_port": port}),
+                             tmp_path / "first.log")
+        try:
+            wait_for(lambda: _health(port).get("processed", 0) >= 300, 120,
+                     "300 chunks processed", first.alive)
+            processed = _health(port).get("processed", 0)
+            first.process.send_signal(signal.SIGKILL)
+            assert first.process.wait(30) == -signal.SIGKILL
+            assert processed < len(messages), "the backlog was done before the kill"
+        finally:
+            first.stop()
+    else:
+        publish(settings, [m for m in messages if m.chunk_start < half])
+        first = DriftProcess(settings, tmp_path / "first.log")
+        try:
+            wait_for(lambda: any(r.window_start == START_NS + 15 * 60 * 10**9
+                                 for r in drift_messages(settings, idle_s=1.0)),
+                     300, "the windows of the first half", first.alive)
+        finally:
+            assert first.stop() == 0, first.log.read_text()[-3000:]
+        if how == "lose_state":
+            shutil.rmtree(settings.drift.data_dir or "")  # the local state is gone
+        publish(settings, [m for m in messages if m.chunk_start >= half])
 
-    publish(settings, [m for m in messages if m.chunk_start >= half])
     second = DriftProcess(settings, tmp_path / "second.log")
     try:
         wait_for(lambda: any(r.window_start == START_NS + 45 * 60 * 10**9
@@ -162,27 +197,24 @@ def _restart_halfway(settings: Settings, tmp_path: Path, lose_state: bool) -> No
         f"stream: {sorted(differing)[:8]}; batch: {sorted(expected - published)[:8]}")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (README, Drift checks): a stop and start of drift run loses a few "
-           "chunks of the windows open at the stop (false gap alerts); 3 of 4 runs here",
-)
 def test_restart_keeping_local_state_reports_as_one_run(
     stream_settings: Settings, tmp_path: Path
 ) -> None:
     """A stop and start half-way (a deploy, a reboot) changes no report."""
-    _restart_halfway(stream_settings, tmp_path, lose_state=False)
+    _restart(stream_settings, tmp_path, "stop")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known limitation (README, Drift checks): after losing its RocksDB state, drift "
-           "run rebuilds the tables from faust's changelogs, which can miss the table "
-           "changes of some chunks near the restart; about half of the runs here",
-)
 def test_restart_with_lost_local_state_recovers_from_kafka_exactly_once(
     stream_settings: Settings, tmp_path: Path
 ) -> None:
     """Stop half-way, delete the RocksDB folder, go on: the state comes back from the
     changelog topics, and the reports are those of one run."""
-    _restart_halfway(stream_settings, tmp_path, lose_state=True)
+    _restart(stream_settings, tmp_path, "lose_state")
+
+
+def test_kill_during_a_backlog_reports_as_one_run(
+    stream_settings: Settings, tmp_path: Path
+) -> None:
+    """SIGKILL mid-backlog (a power cut): Kafka aborts the open transaction, and the next
+    start redoes its chunks from the committed offsets; no report is lost or repeated."""
+    _restart(stream_settings, tmp_path, "kill")
