@@ -9,12 +9,12 @@ exactly_once guarantee: it reads committed results only, and each chunk's table 
 reports and offset commit in one transaction, so a stop or a crash neither loses nor
 repeats a window.
 
-faust-streaming 0.15 needs four repairs for that guarantee to hold, each below with its
+faust-streaming 0.15 needs five repairs for that guarantee to hold, each below with its
 reason: table changes flushed into the transaction before it commits (`ChangelogSends`,
 `TableWritesFirst`), no commit in the middle of a chunk (`DriftApp.event_lock`), reports
-sent in the chunk's transaction (`DriftStream._send`), and no fetching from the
+sent in the chunk's transaction (`DriftStream._send`), no fetching from the
 detections before the consumer has sought back to the committed offsets after a
-rebalance (`SeekFirstConsumer`). The local RocksDB files are emptied at each start
+rebalance (`SeekFirstConsumer`), and local RocksDB files emptied at each start
 (`fresh_state_dir`).
 
 A timer looks for stations gone silent. Those are the one report not made while
@@ -40,7 +40,7 @@ from aiokafka.errors import IllegalOperation
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from faust.transport import by_url
-from faust.transport.consumer import TransactionManager
+from faust.transport.consumer import TransactionManager, ensure_TPset
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 
@@ -235,7 +235,7 @@ class SeekFirstConsumer(AIOKafkaConsumer):
         self._seek_allowed = True
 
     def resume_partitions(self, tps: Any) -> None:
-        tpset = {tp if isinstance(tp, TP) else TP(tp.topic, tp.partition) for tp in tps}
+        tpset = ensure_TPset(tps)
         if self._holding:
             held = {tp for tp in tpset if not self._is_changelog_tp(tp)}
             self._held |= held
