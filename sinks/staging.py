@@ -3,7 +3,8 @@
 A batch is COPYed into temporary staging tables that hold the wire values (ns integers,
 JSON text), then moved with one INSERT ... SELECT ... ON CONFLICT DO NOTHING per table:
 PostgreSQL converts the times (ns_to_timestamptz) and stamps written_at, and a row that
-is already there (a redelivery, a replayed topic) is skipped, never doubled.
+is already there (a redelivery, a replayed topic) is skipped, never doubled. A chunk's
+detection rows go in only with its chunk row (STORED_CHUNKS).
 """
 
 from __future__ import annotations
@@ -56,21 +57,24 @@ CHUNKS = StagingTable(
         ("branch_ms", "text"), ("batch_size", "integer"), ("worker_id", "text"),
     ),
     """
-    INSERT INTO chunks (
-        chunk_id, chunk_start, chunk_start_ns, station_id, sample_rate, source, bundle_version,
-        top_label, top_probability, top_k, detection_count, rms_dbfs, noise_floor_dbfs,
-        peak_dbfs, clipping_ratio, silence_ratio, spectral_centroid_hz, dc_offset,
-        captured_at, published_at, consumed_at, scored_at, written_at,
-        decode_ms, features_ms, inference_ms, branch_ms, batch_size, worker_id)
-    SELECT chunk_id, ns_to_timestamptz(chunk_start_ns), chunk_start_ns, station_id, sample_rate,
-        source, bundle_version, top_label, top_probability, top_k::jsonb, detection_count,
-        rms_dbfs, noise_floor_dbfs, peak_dbfs, clipping_ratio, silence_ratio,
-        spectral_centroid_hz, dc_offset, ns_to_timestamptz(captured_ns),
-        ns_to_timestamptz(published_ns), ns_to_timestamptz(consumed_ns),
-        ns_to_timestamptz(scored_ns), statement_timestamp(),
-        decode_ms, features_ms, inference_ms, branch_ms::jsonb, batch_size, worker_id
-    FROM stage_chunks
-    ON CONFLICT (chunk_start, chunk_id) DO NOTHING
+    WITH stored AS (
+        INSERT INTO chunks (
+            chunk_id, chunk_start, chunk_start_ns, station_id, sample_rate, source, bundle_version,
+            top_label, top_probability, top_k, detection_count, rms_dbfs, noise_floor_dbfs,
+            peak_dbfs, clipping_ratio, silence_ratio, spectral_centroid_hz, dc_offset,
+            captured_at, published_at, consumed_at, scored_at, written_at,
+            decode_ms, features_ms, inference_ms, branch_ms, batch_size, worker_id)
+        SELECT chunk_id, ns_to_timestamptz(chunk_start_ns), chunk_start_ns, station_id, sample_rate,
+            source, bundle_version, top_label, top_probability, top_k::jsonb, detection_count,
+            rms_dbfs, noise_floor_dbfs, peak_dbfs, clipping_ratio, silence_ratio,
+            spectral_centroid_hz, dc_offset, ns_to_timestamptz(captured_ns),
+            ns_to_timestamptz(published_ns), ns_to_timestamptz(consumed_ns),
+            ns_to_timestamptz(scored_ns), statement_timestamp(),
+            decode_ms, features_ms, inference_ms, branch_ms::jsonb, batch_size, worker_id
+        FROM stage_chunks
+        ON CONFLICT (chunk_start, chunk_id) DO NOTHING
+        RETURNING chunk_id)
+    INSERT INTO stage_stored_chunks SELECT chunk_id FROM stored
     """,
 )
 
@@ -82,6 +86,7 @@ DETECTIONS = StagingTable(
     INSERT INTO detections (chunk_id, chunk_start, label, station_id, probability)
     SELECT chunk_id, ns_to_timestamptz(chunk_start_ns), label, station_id, probability
     FROM stage_detections
+    WHERE chunk_id IN (SELECT chunk_id FROM stage_stored_chunks)
     ON CONFLICT (chunk_start, chunk_id, label) DO NOTHING
     """,
 )
@@ -130,6 +135,13 @@ DRIFT = StagingTable(
 )
 
 ALL = (CHUNKS, DETECTIONS, HEARTBEATS, DRIFT)
+
+#: The chunk ids the CHUNKS insert stored (not already there). A chunk's detections are
+#: stored with its chunk row only: a result scored again (a replay, a redelivery after an
+#: aborted transaction) may keep a slightly different set of labels, and rows of both
+#: would contradict the chunk row's detection_count and double the chunk in the counts.
+STORED_CHUNKS = ("CREATE TEMP TABLE IF NOT EXISTS stage_stored_chunks (chunk_id uuid) "
+                 "ON COMMIT DELETE ROWS")
 
 #: Stations and models are upserted from per-batch aggregates, in key order, so that
 #: concurrent sinks lock the same rows in the same order (no deadlocks).

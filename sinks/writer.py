@@ -85,6 +85,7 @@ class ResultWriter:
             conn = connect(self.settings, schema=self.schema, application_name=self.application_name)
             for table in staging.ALL:
                 conn.execute(table.create_sql())
+            conn.execute(staging.STORED_CHUNKS)
             self.partitions.refresh(conn)
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(_first_line(exc)) from exc
@@ -152,10 +153,11 @@ class ResultWriter:
     def _write(self, batch: ResultBatch, counts: WriteCounts) -> None:
         conn = self.connection()
         counts.partitions_created = self._ensure_partitions(conn, batch)
+        results = _first_of_each_chunk(batch.detections)
         with conn.transaction(), conn.cursor() as cur:
-            self._copy(cur, staging.CHUNKS, map(staging.chunk_row, batch.detections))
+            self._copy(cur, staging.CHUNKS, map(staging.chunk_row, results))
             self._copy(cur, staging.DETECTIONS,
-                       (row for d in batch.detections for row in staging.detection_rows(d)))
+                       (row for d in results for row in staging.detection_rows(d)))
             self._copy(cur, staging.HEARTBEATS, map(staging.heartbeat_row, batch.heartbeats))
             self._copy(cur, staging.DRIFT, map(staging.drift_row, batch.drift))
             self._upsert_seen(cur, batch)
@@ -225,6 +227,17 @@ class ResultWriter:
         )
         counts.expired = len(batch) - len(kept)
         return kept
+
+
+def _first_of_each_chunk(detections: list[Detection]) -> list[Detection]:
+    """One result per chunk: the first, as in the table (a batch can hold a redelivery)."""
+    seen: set[Any] = set()
+    first = []
+    for d in detections:
+        if d.chunk_id not in seen:
+            seen.add(d.chunk_id)
+            first.append(d)
+    return first if len(first) < len(detections) else detections
 
 
 def _first_line(exc: BaseException) -> str:
