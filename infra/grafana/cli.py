@@ -112,9 +112,12 @@ def grafana_demo_data(hours: int, end: datetime, as_json: bool) -> None:
     from soundscape.infra.grafana import demo_data
 
     settings = _settings()
+    # The total counts every 10 s slot; the outage and the gaps leave some empty, so the
+    # bar ends at the chunks really written.
     with tqdm(total=hours * 360 * len(demo_data.STATIONS), unit="chunk", desc="results",
               disable=as_json) as bar:
         summary = demo_data.fill(settings, end, hours, progress=bar.update)
+        bar.total = bar.n
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
         return
