@@ -3,8 +3,9 @@
 Pure functions of summaries and settings; the stream (`soundscape drift run`) and the
 batch checks (`soundscape drift check`) both call them through `StationDrift`, so the
 two give the same reports for the same chunks. Thresholds are the `drift` settings
-(README, "Drift checks"); the label and confidence tests also need significance at
-`alpha`, so that a small window's sampling noise alone never alerts.
+(README, "Drift checks"); the level, noise floor, centroid, silence, label and confidence
+tests also need significance at `alpha`, so that a small window's sampling noise alone
+never alerts.
 """
 
 from __future__ import annotations
@@ -107,12 +108,23 @@ def input_checks(window: Summary, reference: Summary, ref: ReferenceInfo,
     ))
     silent_now, silent_before = window.mean("silence_ratio"), reference.mean("silence_ratio")
     moved = silent_now - silent_before
+    p_value = _ks_p_value(window, reference, "silence_ratio")
     outcomes.append(CheckOutcome(
-        "silence", "input", moved, drift.silence_change, abs(moved) > drift.silence_change,
-        ref | {"reference_mean": silent_before, "window_mean": silent_now},
+        "silence", "input", moved, drift.silence_change,
+        abs(moved) > drift.silence_change and p_value < drift.alpha,
+        ref | {"reference_mean": silent_before, "window_mean": silent_now, "p_value": p_value},
         f"{silent_now:.0%} of frames silent against {silent_before:.0%}",
     ))
     return outcomes
+
+
+def _ks_p_value(window: Summary, reference: Summary, name: str) -> float:
+    """KS p-value of a histogrammed quantity; 0 (significant: the threshold alone decides)
+    where a summary has no histogram of it (stream state kept before it was added)."""
+    now, before = window.dense(name), reference.dense(name)
+    if not now.any() or not before.any():
+        return 0.0
+    return measures.ks_from_histograms(now, before)[1]
 
 
 def label_categories(window: Summary, reference: Summary, top: int) -> list[str]:

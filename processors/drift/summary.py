@@ -75,11 +75,13 @@ class Binning:
 
 
 #: Histogrammed quantities: bins fine enough for the thresholds (0.5 dB, 100 Hz, 0.01).
+#: silence_ratio is also averaged (MEANS); its histogram serves the significance test.
 BINNINGS: dict[str, Binning] = {
     "confidence": Binning(0.0, 1.0, 100),
     "rms_dbfs": Binning(-120.0, 0.0, 240),
     "noise_floor_dbfs": Binning(-120.0, 0.0, 240),
     "spectral_centroid_hz": Binning(0.0, 24_000.0, 240),
+    "silence_ratio": Binning(0.0, 1.0, 100),
 }
 #: Averaged quantities (shares of samples or frames).
 MEANS = ("clipping_ratio", "silence_ratio")
@@ -99,7 +101,8 @@ class Summary:
         self.labels[obs.top_label] += 1
         values = {"confidence": obs.top_probability, "rms_dbfs": obs.rms_dbfs,
                   "noise_floor_dbfs": obs.noise_floor_dbfs,
-                  "spectral_centroid_hz": obs.spectral_centroid_hz}
+                  "spectral_centroid_hz": obs.spectral_centroid_hz,
+                  "silence_ratio": obs.silence_ratio}
         for name, binning in BINNINGS.items():
             self.histograms[name][binning.index(values[name])] += 1
         self.sums["clipping_ratio"] += obs.clipping_ratio

@@ -74,6 +74,22 @@ def test_clipping_silence_and_centroid_changes_alert_their_checks() -> None:
     assert centroid.alert and centroid.value == pytest.approx(-0.52, abs=0.06)
 
 
+def test_a_silence_share_that_swings_from_chunk_to_chunk_alerts_only_when_significant() -> None:
+    """Rain or wind stopping for a chunk makes a station's silent share swing; a few such
+    chunks move a small window's mean past the threshold without any change in the site."""
+    from dataclasses import replace
+
+    def swinging(count: int, seed: int, silent_every: int) -> Summary:
+        return Summary.of(replace(o, silence_ratio=0.9 if i % silent_every == 0 else 0.0)
+                          for i, o in enumerate(observations("s", T0, count, seed)))
+
+    small = by_check(swinging(6, 1, 2), swinging(12, 2, 4))["silence"]
+    assert small.value > DRIFT.silence_change and not small.alert
+    assert small.reference["p_value"] > DRIFT.alpha
+    large = by_check(swinging(360, 1, 2), swinging(2160, 2, 4))["silence"]
+    assert large.value > DRIFT.silence_change and large.alert
+
+
 def test_labels_beyond_the_top_are_pooled() -> None:
     window, reference = summary(360, 1), summary(2160, 2)
     top = checks.label_categories(window, reference, 3)
