@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 
 from soundscape.database import database_url
+from soundscape.errors import ServiceError
 from soundscape.messages import DriftReport
 from soundscape.processors.drift import checks
 from soundscape.processors.drift.station import (
@@ -141,3 +142,21 @@ def check(settings: Settings, since: datetime, until: datetime,
         for station in progress(chosen):
             reports += check_station(settings, conn, station, since, until, baseline)
     return reports
+
+
+def store(settings: Settings, reports: list[DriftReport]) -> int:
+    """Write reports to drift_reports through the sink's writer (idempotent); returns how
+    many were new."""
+    from soundscape.sinks.writer import DatabaseUnavailable, ResultBatch, ResultWriter
+
+    stored = 0
+    writer = ResultWriter(settings, application_name="soundscape-drift-check")
+    try:
+        for first in range(0, len(reports), 2000):
+            stored += writer.write(ResultBatch(drift=reports[first:first + 2000])).drift_reports
+    except DatabaseUnavailable as exc:
+        raise ServiceError(f"cannot store the reports: {exc}",
+                           hint="is the database up? `soundscape infra status`") from None
+    finally:
+        writer.close()
+    return stored

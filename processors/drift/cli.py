@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from soundscape.cli_time import TIME
-from soundscape.errors import ServiceError, UserError
+from soundscape.errors import UserError
 from soundscape.processors.drift.checks import CHECKS
 from soundscape.settings import Settings
 
@@ -91,7 +91,7 @@ def drift_check(stations: tuple[str, ...], since: datetime, until: datetime, ale
     if stations and not reports:
         click.echo(f"no data for {', '.join(stations)} in the range", err=True)
     if store:
-        _store(settings, reports)
+        batch.store(settings, reports)
     if publish:
         from soundscape.processors.drift.publish import publish as send
 
@@ -135,20 +135,6 @@ def _print_table(reports: list[Any]) -> None:
         flag = "ALERT" if r.alert else "ok"
         click.echo(f"{r.station_id:16} {iso(r.window_start)[:16]} {r.check:18} "
                    f"{r.value:>10.4g} / {r.threshold:<8.4g} {flag:5} {r.detail}")
-
-
-def _store(settings: Settings, reports: list[Any]) -> None:
-    from soundscape.sinks.writer import DatabaseUnavailable, ResultBatch, ResultWriter
-
-    writer = ResultWriter(settings, application_name="soundscape-drift-check")
-    try:
-        for first in range(0, len(reports), 2000):
-            writer.write(ResultBatch(drift=reports[first:first + 2000]))
-    except DatabaseUnavailable as exc:
-        raise ServiceError(f"cannot store the reports: {exc}",
-                           hint="is the database up? `soundscape infra status`") from None
-    finally:
-        writer.close()
 
 
 def _database_errors() -> Any:
