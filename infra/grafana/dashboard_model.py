@@ -295,12 +295,13 @@ DRIFT = Dashboard(
               columns=("time", "metric", "rms_dbfs"),
               sql=_series("station_id", "chunks",
                           "percentile_cont(0.5) WITHIN GROUP (ORDER BY rms_dbfs)", "rms_dbfs")),
-        Panel("Drift: value / threshold (above 1 alerts)", "timeseries", width=24,
-              columns=("time", "metric", "ratio"), report=True, min_interval="",
+        Panel("Drift: value / threshold (past 1: alerts when significant)", "timeseries",
+              width=24, columns=("time", "metric", "ratio"), report=True, min_interval="",
               options={"threshold": 1.0},
               description="Each check's value over its threshold, per station and window "
-                          "(at the window's end). Label and confidence checks also need "
-                          "significance to alert.",
+                          "(at the window's end). All checks but clipping, gaps and silent "
+                          "also need significance to alert: a small window can pass 1 "
+                          "without alerting.",
               sql="SELECT window_end AS time, station_id || ' ' || check_name AS metric,\n"
                   "       abs(value) / nullif(threshold, 0) AS ratio\n"
                   "FROM drift_reports\n"

@@ -140,8 +140,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def draw(result: PanelResult, folder: Path) -> Path | None:
-    """A PNG of a timeseries, bar or map panel; None for tables."""
+def draw(result: PanelResult, folder: Path,
+         span: tuple[datetime, datetime] | None = None) -> Path | None:
+    """A PNG of a timeseries, bar or map panel; None for tables. A time series spans the
+    report's range (`span`) at least, and series of one or two points get markers (a
+    short range: one bucket per series, which a line alone does not show)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,8 +171,12 @@ def draw(result: PanelResult, folder: Path) -> Path | None:
             ax.axhline(panel.options["threshold"], color="red", linestyle="--", linewidth=1)
         for name, (xs, ys) in sorted(lines.items()):
             xs, ys = break_gaps(xs, ys)
-            ax.plot(xs, ys, label=name, linewidth=1.2, drawstyle="steps-post"
-                    if panel.options.get("drawStyle") == "bars" else "default")
+            ax.plot(xs, ys, label=name, linewidth=1.2, marker="o" if len(xs) <= 2 else None,
+                    drawstyle="steps-post" if panel.options.get("drawStyle") == "bars"
+                    else "default")
+        if span is not None:
+            times = [x for xs, _ in lines.values() for x in xs]
+            ax.set_xlim(min([span[0], *times]), max([span[1], *times]))
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
         ax.set_ylabel(unit)
         if len(lines) <= 16:
@@ -281,7 +288,7 @@ def make(settings: Any, since: datetime, until: datetime, out: Path,
                 report.stats.append((panel.title, rows[0][0] if rows else None))
                 continue
             result = PanelResult(dashboard, panel, columns, rows)
-            image = draw(result, out)
+            image = draw(result, out, (since, until))
             if image is not None:
                 result.image = image.name
                 report.files.append(image)
