@@ -184,7 +184,8 @@ def infra_topics(ctx: App) -> None:
 @pass_ctx
 def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, as_json: bool) -> None:
     """The main job, end to end: services up, a synthetic multi-station archive replayed
-    into Kafka, scored by the workers, stored by the sink, summarised from PostgreSQL.
+    into Kafka, scored by the workers, stored by the sink, summarised from PostgreSQL,
+    checked for drift (into drift_reports) and drawn as a report (PNGs, index.html).
 
     The services stay up afterwards (`soundscape infra status`, `soundscape infra down`).
     """
@@ -210,6 +211,12 @@ def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, as_json
     acc = report.accuracy
     click.echo(f"against the archive's labels: precision {acc['precision']}, recall "
                f"{acc['recall']}, F1 {acc['f1']}, exact match {acc['exact_match']}")
+    click.echo(f"drift checks (1-minute windows against the 2 minutes before): "
+               f"{report.drift_reports} reports in drift_reports, "
+               f"{len(report.drift_alerts)} alerting")
+    for alert in report.drift_alerts:
+        click.echo(f"  ALERT {alert}")
+    click.echo(f"report (the dashboards' panels as plots): {report.report_page}")
     if report.chunks_stored + report.dead_lettered < report.chunks_expected:
         raise UserError("some chunks were neither stored nor dead-lettered")
 

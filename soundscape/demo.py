@@ -2,7 +2,9 @@
 
 services up -> schema migrated -> a synthetic multi-station archive written -> replayed
 into Kafka -> inference workers score it (exactly once) -> the sink stores the results ->
-a summary read back from PostgreSQL, with accuracy against the archive's labels.
+a summary read back from PostgreSQL, with accuracy against the archive's labels -> the
+drift checks over the stored chunks, into drift_reports -> the dashboards' panels drawn
+as a report (PNGs and index.html) beside the archive.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class DemoReport:
     by_station: dict[str, int] = field(default_factory=dict)
     accuracy: dict[str, float] = field(default_factory=dict)
     bundle_version: str = ""
+    period: tuple[str, str] = ("", "")  # the archive's [start, end), ISO UTC
+    drift_reports: int = 0
+    drift_alerts: list[str] = field(default_factory=list)
+    report_page: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__ | {"throughput_chunks_per_s": self.throughput}
@@ -51,13 +57,32 @@ class DemoReport:
         return round(self.chunks_stored / seconds, 2) if seconds else 0.0
 
 
+def station_name(index: int) -> str:
+    return f"demo-{index + 1:02d}"
+
+
+def _demo_start(settings: Settings, stations: list[str], minutes: int) -> datetime:
+    """The archive ends now, unless an earlier run's chunks reach later: then it goes on
+    where they end, like a station that kept recording. Chunk ids derive from station and
+    start, so an overlap would give chunks already stored (their first results stay, and
+    the summary would compare them with audio they were not scored on)."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    start = now - timedelta(minutes=minutes, seconds=now.second % 10)
+    with psycopg.connect(database_url(settings), autocommit=True) as conn:
+        last = conn.execute("SELECT max(chunk_start_ns) FROM chunks WHERE station_id = ANY(%s)",
+                            (stations,)).fetchone()[0]
+    if last is not None:
+        start = max(start, datetime.fromtimestamp((last + 10 * _NS) // _NS, timezone.utc))
+    return start
+
+
 def write_demo_archive(root: Path, stations: int, minutes: int, seed: int,
                        start: datetime) -> dict[str, Path]:
     from soundscape.synthetic import write_archive
 
     folders = {}
     for index in range(stations):
-        station = f"demo-{index + 1:02d}"
+        station = station_name(index)
         folder = root / station
         write_archive(folder, start, minutes * 60, file_seconds=300, seed=seed + index)
         folders[station] = folder
@@ -93,15 +118,15 @@ def run_demo(settings: Settings, *, stations: int = 4, minutes: int = 5, workers
     migrate.upgrade(settings)
     clock["services"] = time.monotonic() - started
 
-    # A fresh start time each run: new chunk ids, so every stage really runs again.
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    start = now - timedelta(minutes=minutes, seconds=now.second % 10)
+    start = _demo_start(settings, [station_name(i) for i in range(stations)], minutes)
     root = settings.state_dir / "demo" / start.strftime("%Y%m%dT%H%M%S")
     mark = time.monotonic()
     folders = write_demo_archive(root, stations, minutes, seed, start)
     truth = expected_labels(folders, start)
     clock["archive"] = time.monotonic() - mark
-    report = DemoReport(stations=list(folders), chunks_expected=len(truth))
+    end = start + timedelta(minutes=minutes)
+    report = DemoReport(stations=list(folders), chunks_expected=len(truth),
+                        period=(start.isoformat(), end.isoformat()))
 
     stop = threading.Event()
     scorers = [ModelScorer.load(DEMO_BUNDLE, settings) for _ in range(workers)]
@@ -127,9 +152,35 @@ def run_demo(settings: Settings, *, stations: int = 4, minutes: int = 5, workers
         for thread in threads:
             thread.join(60)
     report.dead_lettered = sum(w.stats.dead_lettered for w in pool)
-    report.seconds = {k: round(v, 2) for k, v in clock.items()}
     _summarise(settings, report, truth)
+    mark = time.monotonic()
+    _drift_and_report(settings, report, start, end, root)
+    clock["drift_and_report"] = time.monotonic() - mark
+    report.seconds = {k: round(v, 2) for k, v in clock.items()}
     return report
+
+
+def demo_drift_settings(settings: Settings) -> Settings:
+    """The drift checks at the demo's scale: 1-minute windows, each against the 2 minutes
+    before it, checked once a window holds 6 chunks (the service's defaults are hours)."""
+    drift = settings.drift.model_copy(update={
+        "window_s": 60, "hop_s": 60, "grace_s": 0, "reference": "previous",
+        "reference_windows": 2, "min_chunks": 6})
+    return settings.model_copy(update={"drift": drift})
+
+
+def _drift_and_report(settings: Settings, report: DemoReport, since: datetime,
+                      until: datetime, root: Path) -> None:
+    """`soundscape drift check --store` and `soundscape report` over the demo's stations."""
+    from soundscape.infra.grafana.report import make
+    from soundscape.processors.drift import batch
+
+    reports = batch.check(demo_drift_settings(settings), since, until, report.stations)
+    batch.store(settings, reports)
+    report.drift_reports = len(reports)
+    report.drift_alerts = [f"{r.station_id} {r.check}: {r.detail}" for r in reports if r.alert]
+    made = make(settings, since, until, root / "report", report.stations)
+    report.report_page = str(made.files[-1])
 
 
 def _wait_stored(settings: Settings, chunk_ids: set[str], report: DemoReport, progress: bool,
