@@ -75,13 +75,14 @@ class Binning:
 
 
 #: Histogrammed quantities: bins fine enough for the thresholds (0.5 dB, 100 Hz, 0.01).
-#: silence_ratio is also averaged (MEANS); its histogram serves the significance test.
+#: silence_ratio is also averaged (MEANS); its histogram, 0.05 bins (a quarter of the
+#: threshold), serves the significance test only and keeps the panes small.
 BINNINGS: dict[str, Binning] = {
     "confidence": Binning(0.0, 1.0, 100),
     "rms_dbfs": Binning(-120.0, 0.0, 240),
     "noise_floor_dbfs": Binning(-120.0, 0.0, 240),
     "spectral_centroid_hz": Binning(0.0, 24_000.0, 240),
-    "silence_ratio": Binning(0.0, 1.0, 100),
+    "silence_ratio": Binning(0.0, 1.0, 20),
 }
 #: Averaged quantities (shares of samples or frames).
 MEANS = ("clipping_ratio", "silence_ratio")
