@@ -237,7 +237,7 @@ def _first_of_each_chunk(detections: list[Detection]) -> list[Detection]:
         if d.chunk_id not in seen:
             seen.add(d.chunk_id)
             first.append(d)
-    return first if len(first) < len(detections) else detections
+    return first
 
 
 def _first_line(exc: BaseException) -> str:

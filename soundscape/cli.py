@@ -189,7 +189,7 @@ def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, as_json
 
     The services stay up afterwards (`soundscape infra status`, `soundscape infra down`).
     """
-    from soundscape.demo import run_demo
+    from soundscape.demo import describe_windows, run_demo
 
     report = run_demo(ctx.settings, stations=stations, minutes=minutes, workers=workers,
                       seed=seed, progress=not as_json)
@@ -211,7 +211,7 @@ def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, as_json
     acc = report.accuracy
     click.echo(f"against the archive's labels: precision {acc['precision']}, recall "
                f"{acc['recall']}, F1 {acc['f1']}, exact match {acc['exact_match']}")
-    click.echo(f"drift checks (1-minute windows against the 2 minutes before): "
+    click.echo(f"drift checks ({describe_windows(ctx.settings)}): "
                f"{report.drift_reports} reports in drift_reports, "
                f"{len(report.drift_alerts)} alerting")
     for alert in report.drift_alerts:

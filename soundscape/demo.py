@@ -169,6 +169,13 @@ def demo_drift_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"drift": drift})
 
 
+def describe_windows(settings: Settings) -> str:
+    """The drift windows in words, for the summary (from the settings the checks used)."""
+    drift = demo_drift_settings(settings).drift
+    return (f"{drift.window_s // 60}-minute windows against the "
+            f"{drift.window_s * drift.reference_windows // 60} minutes before")
+
+
 def _drift_and_report(settings: Settings, report: DemoReport, since: datetime,
                       until: datetime, root: Path) -> None:
     """`soundscape drift check --store` and `soundscape report` over the demo's stations."""
