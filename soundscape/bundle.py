@@ -33,6 +33,15 @@ META = "meta"
 ROLES = (FRONTEND, EMBEDDER, *BRANCHES, META)
 REQUIRED_ROLES = ROLES[1:]  # a bundle fed branch inputs may leave out the front-end
 
+#: Roles of a windowed bundle (kind "windowed": one classifier over fixed windows at its
+#: own sample rate, e.g. BirdNET v2.4): the classifier, and optionally a species-range
+#: model (latitude, longitude, week -> how likely each label is there and then).
+CLASSIFIER = "classifier"
+RANGE = "range"
+WINDOWED_ROLES = (CLASSIFIER, RANGE)
+
+Kind = Literal["fusion", "windowed"]
+
 Precision = Literal["fp32", "fp16", "int8"]
 Dim = int | str
 
@@ -95,6 +104,35 @@ class FeatureParams(BaseModel):
         return self
 
 
+class WindowParams(BaseModel):
+    """How a windowed classifier sees a chunk: windows of `samples` at `sample_rate`,
+    starting every `hop_samples`; scores pool over windows per label (max)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample_rate: int = Field(gt=0)
+    samples: int = Field(gt=0, description="samples per window")
+    hop_samples: int = Field(gt=0, description="default hop; samples - hop is the overlap")
+    pooling: Literal["max"] = "max"
+    embedding_dim: int = Field(gt=0)
+    min_source_rate: int = Field(
+        16_000, gt=0, description="chunks recorded below this rate are refused, not upsampled")
+    label_format: Literal["plain", "scientific_common"] = "plain"
+    location_threshold: float = Field(0.03, ge=0, le=1,
+                                      description="range-model score a species needs to be in range")
+    sensitivity: float = Field(1.0, ge=0.5, le=1.5,
+                               description="default slope of the logit -> probability sigmoid")
+    default_threshold: float = Field(0.25, ge=0, le=1,
+                                     description="detection threshold of labels `thresholds` omits")
+
+    @model_validator(mode="after")
+    def _hop(self) -> WindowParams:
+        if self.hop_samples > self.samples:
+            raise ValueError(f"hop_samples {self.hop_samples} > samples {self.samples}: "
+                             "windows would skip audio")
+        return self
+
+
 class Agreement(BaseModel):
     """How often a reduced-precision variant picks the same top-1 label as its fp32 source."""
 
@@ -111,11 +149,13 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="allow")  # newer tools may add fields; old ones ignore them
 
     format: int = MANIFEST_FORMAT
+    kind: Kind = "fusion"
     version: str = Field(min_length=1, max_length=128)
     precision: Precision
     num_classes: int = Field(gt=0)
     labels: LabelsEntry
     features: FeatureParams = FeatureParams()
+    window: WindowParams | None = None
     graphs: dict[str, GraphEntry]
     thresholds: dict[str, float] = Field(default_factory=dict)
     agreement_with_fp32: Agreement | None = None
@@ -124,10 +164,15 @@ class Manifest(BaseModel):
     def _known(self) -> Manifest:
         if self.format != MANIFEST_FORMAT:
             raise ValueError(f"manifest format {self.format}; this version reads {MANIFEST_FORMAT}")
-        unknown = sorted(set(self.graphs) - set(ROLES))
+        roles, required = ((WINDOWED_ROLES, (CLASSIFIER,)) if self.kind == "windowed"
+                           else (ROLES, REQUIRED_ROLES))
+        if (self.kind == "windowed") != (self.window is not None):
+            raise ValueError("a windowed bundle needs `window`, and only a windowed one has it")
+        unknown = sorted(set(self.graphs) - set(roles))
         if unknown:
-            raise ValueError(f"unknown graph roles {unknown}; known: {list(ROLES)}")
-        missing = [role for role in REQUIRED_ROLES if role not in self.graphs]
+            raise ValueError(f"unknown graph roles {unknown} for a {self.kind} bundle; "
+                             f"known: {list(roles)}")
+        missing = [role for role in required if role not in self.graphs]
         if missing:
             raise ValueError(f"graphs lack the roles {missing}")
         bad = {k: v for k, v in self.thresholds.items() if not 0.0 <= v <= 1.0}
@@ -136,11 +181,32 @@ class Manifest(BaseModel):
         return self
 
 
+def _spec(name: str, *dims: int) -> TensorSpec:
+    return TensorSpec(name=name, shape=["batch", *dims])
+
+
+def expected_windowed_io(window: WindowParams,
+                         num_classes: int) -> dict[str, dict[str, list[TensorSpec]]]:
+    """The windowed contract: the classifier maps a window of audio to logits and its
+    embedding; the range model maps (latitude, longitude, week) to per-label scores."""
+    return {
+        CLASSIFIER: {"inputs": [_spec("audio", window.samples)],
+                     "outputs": [_spec("logits", num_classes),
+                                 _spec("embedding", window.embedding_dim)]},
+        RANGE: {"inputs": [_spec("site", 3)], "outputs": [_spec("scores", num_classes)]},
+    }
+
+
+def manifest_io(manifest: Manifest) -> dict[str, dict[str, list[TensorSpec]]]:
+    if manifest.kind == "windowed":
+        assert manifest.window is not None
+        return expected_windowed_io(manifest.window, manifest.num_classes)
+    return expected_io(manifest.features, manifest.num_classes)
+
+
 def expected_io(features: FeatureParams, num_classes: int) -> dict[str, dict[str, list[TensorSpec]]]:
     """The contract: every role's input and output tensors for these features and classes."""
-
-    def spec(name: str, *dims: int) -> TensorSpec:
-        return TensorSpec(name=name, shape=["batch", *dims])
+    spec = _spec
 
     mel = (1, features.n_mels, features.frames)
     logits = [spec("logits", num_classes)]
@@ -172,16 +238,30 @@ class Bundle:
         return self.manifest.version
 
     @property
+    def kind(self) -> Kind:
+        return self.manifest.kind
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate the model reads audio at: chunks are resampled to it before scoring."""
+        window = self.manifest.window
+        return window.sample_rate if window is not None else self.manifest.features.sample_rate
+
+    @property
     def has_frontend(self) -> bool:
         return FRONTEND in self.manifest.graphs
 
     def path(self, role: str) -> Path:
         return self.root / self.manifest.graphs[role].file
 
-    def thresholds(self) -> np.ndarray:
-        """Per-label thresholds in label order; labels the manifest does not name get 0.5."""
+    def thresholds(self, default: float | None = None) -> np.ndarray:
+        """Per-label thresholds in label order; labels the manifest does not name get
+        `default`, else the windowed bundle's default, else 0.5."""
+        if default is None:
+            window = self.manifest.window
+            default = window.default_threshold if window is not None else 0.5
         table = self.manifest.thresholds
-        return np.array([table.get(label, 0.5) for label in self.labels], dtype=np.float32)
+        return np.array([table.get(label, default) for label in self.labels], dtype=np.float32)
 
     def sizes(self) -> dict[str, int]:
         """Bytes on disk per graph role."""
@@ -239,7 +319,7 @@ def load_bundle(root: Path | str, *, verify_hashes: bool = True) -> Bundle:
     unknown = sorted(set(manifest.thresholds) - set(labels))
     if unknown:
         raise BundleError(f"{root / MANIFEST}: thresholds name unknown labels {unknown[:5]}")
-    contract = expected_io(manifest.features, manifest.num_classes)
+    contract = manifest_io(manifest)
     for role, entry in manifest.graphs.items():
         _check_file(root, entry.file, entry.sha256, verify_hashes)
         for kind in ("inputs", "outputs"):
@@ -314,6 +394,8 @@ def write_manifest(root: Path, manifest: Manifest) -> Path:
     """Write bundle.json (sorted, indented: diffs between versions stay readable)."""
     path = Path(root) / MANIFEST
     data = manifest.model_dump(mode="json", exclude_none=True)
+    if manifest.kind == "windowed":
+        data.pop("features", None)  # the front-end's parameters; a windowed bundle has none
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
 

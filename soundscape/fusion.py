@@ -44,6 +44,8 @@ from soundscape.models.frontend.inputs import (
     prepare_batch,
 )
 from soundscape.models.frontend.params import FeatureParams as FrontendParams
+from soundscape.ort_sessions import import_onnxruntime, session_options
+from soundscape.ort_sessions import providers as _providers
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -143,27 +145,13 @@ class FusionModel:
         length_tolerance_ms: float = DEFAULT_LENGTH_TOLERANCE_MS,
         max_nonfinite_fraction: float = DEFAULT_MAX_NONFINITE_FRACTION,
     ) -> None:
-        try:
-            import onnxruntime
-        except ImportError:
-            raise BundleError(
-                "onnxruntime is not installed",
-                hint="install the serve extra (pip install 'soundscape[serve]') or gpu",
-            ) from None
+        onnxruntime = import_onnxruntime()
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.max_batch = max_batch
         self.length_tolerance_ms = length_tolerance_ms
         self.max_nonfinite_fraction = max_nonfinite_fraction
         self.device, providers = _providers(onnxruntime, device, device_id)
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        # The CPU arena keeps every session's peak: one batch of 256 through the full CNN14
-        # left gigabytes reserved per session (the fp32 + int8 bench ran out of 24 GB).
-        # Without it peak memory at batch 64 fell from 4.2 to 1.5 GB, at the same speed.
-        options.enable_cpu_mem_arena = False
-        if intra_op_threads:
-            options.intra_op_num_threads = intra_op_threads
+        options = session_options(onnxruntime, intra_op_threads)
         self._graphs = {
             role: _Graph(onnxruntime, self.bundle, role, options, providers)
             for role in self.bundle.manifest.graphs
@@ -305,23 +293,6 @@ class FusionModel:
         graph.session.run_with_iobinding(binding)
         timings[role] = timings.get(role, 0.0) + time.perf_counter() - started
         return outputs
-
-
-def _providers(ort_module: Any, device: str, device_id: int) -> tuple[str, list[Any]]:
-    available = ort_module.get_available_providers()
-    cuda = "CUDAExecutionProvider" in available
-    if device == "cuda" and not cuda:
-        raise BundleError(
-            f"device 'cuda' asked for, but onnxruntime offers only {available}",
-            hint="install onnxruntime-gpu (the gpu extra) on a CUDA host, or set "
-                 "SOUNDSCAPE_MODELS__DEVICE=cpu",
-        )
-    if device not in ("auto", "cuda", "cpu"):
-        raise BundleError(f"unknown device {device!r}", hint="one of auto, cuda, cpu")
-    if cuda and device != "cpu":
-        # CPU stays listed: nodes without CUDA kernels (STFT in a front-end) fall back to it.
-        return "cuda", [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
-    return "cpu", ["CPUExecutionProvider"]
 
 
 def _validate(

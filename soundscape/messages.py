@@ -35,9 +35,26 @@ class _Message(BaseModel):
 
 
 class LabelScore(BaseModel):
+    """A label's score for a chunk. Windowed bundles (BirdNET) also say where in the chunk
+    the best window lies and whether the species is expected at the station (the range
+    model); fusion bundles leave those fields out."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     label: str = Field(min_length=1, max_length=200)
     probability: Probability
+    common_name: str | None = Field(None, max_length=200)
+    window_start_s: float | None = Field(None, ge=0.0, le=10.0)
+    window_end_s: float | None = Field(None, ge=0.0, le=10.0)
+    in_range: bool | None = Field(None, description="None: no location known, or no range model")
+
+
+class WindowScores(BaseModel):
+    """One analysis window of a windowed bundle: where it lies in the chunk, its best labels."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    start_s: float = Field(ge=0.0, le=10.0)
+    end_s: float = Field(ge=0.0, le=10.0)
+    top_k: list[LabelScore] = Field(default_factory=list)
 
 
 class AudioStats(BaseModel):
@@ -82,6 +99,11 @@ class Detection(_Message):
     timing: StageTimes
     batch_size: int = Field(ge=1)
     worker_id: str = Field(min_length=1, max_length=200)
+    # Windowed bundles only: the per-window scores behind the chunk's max-pooled result,
+    # and (when `worker.keep_embedding`) the chunk's embedding, the mean of its windows',
+    # as base64 of little-endian float16 (2 bytes a dimension).
+    windows: list[WindowScores] | None = None
+    embedding_f16: str | None = Field(None, max_length=65_536)
 
     @field_validator("top_k")
     @classmethod
