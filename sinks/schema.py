@@ -31,7 +31,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, TIMESTAMP, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Table -> column it is range-partitioned by (timestamptz).
@@ -78,6 +78,10 @@ class Station(Base):
     first_seen: Mapped[datetime] = mapped_column(Timestamp)
     last_seen: Mapped[datetime] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    #: Scientific names; when set, only these are in range here (the worker's range filter).
+    include_species: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    #: Scientific names never in range here, whatever the range model says.
+    exclude_species: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
 
 
 class ModelBundle(Base):
@@ -139,6 +143,10 @@ class Chunk(Base):
     branch_ms: Mapped[dict[str, float]] = mapped_column(JSONB)
     batch_size: Mapped[int] = mapped_column(Integer)
     worker_id: Mapped[str] = mapped_column(Text)
+    #: Windowed bundles: [{"start_s", "end_s", "top_k": [...]}, ...]; NULL for fusion.
+    windows: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    #: Windowed bundles with `worker.keep_embedding`: little-endian float16, 2 bytes a dim.
+    embedding: Mapped[bytes | None] = mapped_column(BYTEA)
 
 
 class DetectionRow(Base):
@@ -157,6 +165,13 @@ class DetectionRow(Base):
     label: Mapped[str] = mapped_column(Text)
     station_id: Mapped[str] = mapped_column(Text)
     probability: Mapped[float] = mapped_column(REAL)
+    #: Windowed bundles only (NULL for fusion): the label's common name, the window of
+    #: the chunk (seconds) it scored best in, and whether the species is expected at the
+    #: station's location and week (NULL: no location or no range model).
+    common_name: Mapped[str | None] = mapped_column(Text)
+    window_start_s: Mapped[float | None] = mapped_column(REAL)
+    window_end_s: Mapped[float | None] = mapped_column(REAL)
+    in_range: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class StationHeartbeat(Base):

@@ -9,6 +9,8 @@ detection rows go in only with its chunk row (STORED_CHUNKS).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +40,30 @@ class StagingTable:
         return [type_ for _, type_ in self.columns]
 
 
+class BadValue(ValueError):
+    """A message field the database cannot store as it came (the writer rejects the row)."""
+
+
 def _json(value: Any) -> str:
-    """Compact JSON text (pydantic-core's encoder: several times faster than json.dumps)."""
-    return to_json(value).decode()
+    """Compact JSON text (pydantic-core's encoder: several times faster than json.dumps).
+
+    Fields that are None are left out: fusion results' label scores stay exactly
+    {"label", "probability"} as before windowed bundles, and windowed ones stay small."""
+    return to_json(value, exclude_none=True).decode()
+
+
+def embedding_bytes(text: str | None) -> bytes | None:
+    """The message's base64 embedding as the bytes stored (bytea: a quarter smaller, and
+    readable as float16 with numpy.frombuffer(..., "<f2")); None stays NULL."""
+    if text is None:
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadValue(f"embedding_f16 is not base64: {exc}") from None
+    if len(raw) % 2:
+        raise BadValue(f"embedding_f16 has {len(raw)} bytes, not 2 a float16 dimension")
+    return raw
 
 
 CHUNKS = StagingTable(
@@ -55,6 +78,7 @@ CHUNKS = StagingTable(
         ("published_ns", "bigint"), ("consumed_ns", "bigint"), ("scored_ns", "bigint"),
         ("decode_ms", "real"), ("features_ms", "real"), ("inference_ms", "real"),
         ("branch_ms", "text"), ("batch_size", "integer"), ("worker_id", "text"),
+        ("windows", "text"), ("embedding", "bytea"),
     ),
     """
     WITH stored AS (
@@ -63,14 +87,16 @@ CHUNKS = StagingTable(
             top_label, top_probability, top_k, detection_count, rms_dbfs, noise_floor_dbfs,
             peak_dbfs, clipping_ratio, silence_ratio, spectral_centroid_hz, dc_offset,
             captured_at, published_at, consumed_at, scored_at, written_at,
-            decode_ms, features_ms, inference_ms, branch_ms, batch_size, worker_id)
+            decode_ms, features_ms, inference_ms, branch_ms, batch_size, worker_id, windows,
+            embedding)
         SELECT chunk_id, ns_to_timestamptz(chunk_start_ns), chunk_start_ns, station_id, sample_rate,
             source, bundle_version, top_label, top_probability, top_k::jsonb, detection_count,
             rms_dbfs, noise_floor_dbfs, peak_dbfs, clipping_ratio, silence_ratio,
             spectral_centroid_hz, dc_offset, ns_to_timestamptz(captured_ns),
             ns_to_timestamptz(published_ns), ns_to_timestamptz(consumed_ns),
             ns_to_timestamptz(scored_ns), statement_timestamp(),
-            decode_ms, features_ms, inference_ms, branch_ms::jsonb, batch_size, worker_id
+            decode_ms, features_ms, inference_ms, branch_ms::jsonb, batch_size, worker_id,
+            windows::jsonb, embedding
         FROM stage_chunks
         ON CONFLICT (chunk_start, chunk_id) DO NOTHING
         RETURNING chunk_id)
@@ -81,10 +107,13 @@ CHUNKS = StagingTable(
 DETECTIONS = StagingTable(
     "stage_detections",
     (("chunk_id", "uuid"), ("chunk_start_ns", "bigint"), ("label", "text"),
-     ("station_id", "text"), ("probability", "real")),
+     ("station_id", "text"), ("probability", "real"), ("common_name", "text"),
+     ("window_start_s", "real"), ("window_end_s", "real"), ("in_range", "boolean")),
     """
-    INSERT INTO detections (chunk_id, chunk_start, label, station_id, probability)
-    SELECT chunk_id, ns_to_timestamptz(chunk_start_ns), label, station_id, probability
+    INSERT INTO detections (chunk_id, chunk_start, label, station_id, probability,
+        common_name, window_start_s, window_end_s, in_range)
+    SELECT chunk_id, ns_to_timestamptz(chunk_start_ns), label, station_id, probability,
+        common_name, window_start_s, window_end_s, in_range
     FROM stage_detections
     WHERE chunk_id IN (SELECT chunk_id FROM stage_stored_chunks)
     ON CONFLICT (chunk_start, chunk_id, label) DO NOTHING
@@ -169,6 +198,7 @@ WHERE excluded.first_used < models.first_used OR excluded.last_used > models.las
 
 
 def chunk_row(d: Detection) -> tuple[Any, ...]:
+    """Raises BadValue for an embedding that is not base64 of float16 values."""
     a, t = d.audio, d.timing
     top = d.top_k[0]
     return (
@@ -179,12 +209,14 @@ def chunk_row(d: Detection) -> tuple[Any, ...]:
         a.silence_ratio, a.spectral_centroid_hz, a.dc_offset, t.captured_at, t.published_at,
         t.consumed_at, t.scored_at, t.decode_ms, t.features_ms, t.inference_ms,
         _json(t.branch_ms), d.batch_size, d.worker_id,
+        None if d.windows is None else _json(d.windows), embedding_bytes(d.embedding_f16),
     )
 
 
 def detection_rows(d: Detection) -> Iterator[tuple[Any, ...]]:
-    for score in d.detections:
-        yield d.chunk_id, d.chunk_start, score.label, d.station_id, score.probability
+    for s in d.detections:
+        yield (d.chunk_id, d.chunk_start, s.label, d.station_id, s.probability, s.common_name,
+               s.window_start_s, s.window_end_s, s.in_range)
 
 
 def heartbeat_row(h: Heartbeat) -> tuple[Any, ...]:

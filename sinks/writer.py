@@ -3,8 +3,9 @@
 COPY into staging tables, upsert stations and models, then INSERT ... ON CONFLICT DO
 NOTHING into the tables (see staging.py). Errors are sorted for the caller:
 `DatabaseUnavailable` (connection lost, server restarting, lock timeout: retry the same
-batch later) and `RowsRejected` (the database refuses some value: find the message and
-dead-letter it). Anything else is a bug or a schema problem and propagates.
+batch later) and `RowsRejected` (the database, or the writer before it, refuses some
+value: find the message and dead-letter it). Anything else is a bug or a schema problem
+and propagates.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class DatabaseUnavailable(Exception):
 
 
 class RowsRejected(Exception):
-    """The database refused a value in the batch (bad data, not a bad connection)."""
+    """A value in the batch was refused (bad data, not a bad connection): by the database,
+    or by the writer (an embedding that is not base64 of float16 values)."""
 
 
 @dataclass
@@ -143,6 +145,8 @@ class ResultWriter:
             if "no partition of relation" in str(exc):
                 raise ServiceError(f"a row has no partition to go to: {_first_line(exc)}") from exc
             raise RowsRejected(_first_line(exc)) from exc
+        except staging.BadValue as exc:  # refused here, before the database saw it
+            raise RowsRejected(str(exc)) from exc
         counts.duplicates = (
             len(batch.detections) - counts.chunks
             + len(batch.heartbeats) - counts.heartbeats

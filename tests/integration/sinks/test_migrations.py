@@ -28,6 +28,15 @@ SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = 'public'
 """
 
+#: The columns 0003 adds (on the parent tables; partitions have them too).
+WINDOWED_COLUMNS = """
+SELECT count(*) FROM information_schema.columns
+WHERE table_schema = 'public' AND (table_name, column_name) IN (
+    ('detections', 'common_name'), ('detections', 'window_start_s'),
+    ('detections', 'window_end_s'), ('detections', 'in_range'), ('chunks', 'windows'),
+    ('chunks', 'embedding'), ('stations', 'include_species'), ('stations', 'exclude_species'))
+"""
+
 
 def _write_some(settings: Settings) -> None:
     start = (time.time_ns() // NS - 86_400) * NS
@@ -43,14 +52,14 @@ def _write_some(settings: Settings) -> None:
 
 
 def test_upgrade_and_downgrade_on_an_empty_database(db_settings: Settings) -> None:
-    assert migrate.schema_status(db_settings).pending == ["0001", "0002"]
+    assert migrate.schema_status(db_settings).pending == ["0001", "0002", "0003"]
     status = migrate.upgrade(db_settings)
     assert status.up_to_date and status.current == migrate.head_revision()
     assert scalar(db_settings, OBJECTS) == 8  # 6 tables, 2 views
     assert scalar(db_settings, FUNCTIONS) == 3
 
     status = migrate.downgrade(db_settings, "base")
-    assert status.current is None and status.pending == ["0001", "0002"]
+    assert status.current is None and status.pending == ["0001", "0002", "0003"]
     assert scalar(db_settings, OBJECTS) == 0 and scalar(db_settings, FUNCTIONS) == 0
     assert migrate.upgrade(db_settings).up_to_date  # and up again
 
@@ -60,6 +69,13 @@ def test_upgrade_and_downgrade_with_data(db_settings: Settings) -> None:
     _write_some(db_settings)
     before = table_counts(db_settings)
     assert before["chunks"] == 40 and before["detections"] == 120
+
+    migrate.downgrade(db_settings, "0002")  # the windowed columns go, the rows stay
+    assert table_counts(db_settings) == before
+    assert scalar(db_settings, WINDOWED_COLUMNS) == 0
+    migrate.upgrade(db_settings)
+    assert scalar(db_settings, WINDOWED_COLUMNS) == 8
+    assert scalar(db_settings, "SELECT count(*) FROM chunks WHERE windows IS NULL") == 40
 
     migrate.downgrade(db_settings, "0001")  # the queries go, the data stays
     assert table_counts(db_settings) == before
