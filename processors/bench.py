@@ -127,3 +127,43 @@ def _read_detections(settings: Settings, expected: int, timeout_s: float = 120) 
     finally:
         consumer.close()
     return list(found.values())
+
+
+def graph_rate(bundle: Path, chunks: int = 32, threads: int = 0) -> dict[str, float]:
+    """A windowed bundle's graph alone, on PCM already at its rate: ms per 10 s chunk on
+    `threads` threads (0: onnxruntime's default, one per core) and chunks/s; best of 3."""
+    from soundscape.windowed import WindowedModel
+
+    model = WindowedModel(bundle, device="cpu", intra_op_threads=threads)
+    rng = np.random.default_rng(0)
+    pcm = (rng.standard_normal((chunks, model.sample_rate * 10)) * 0.05).astype(np.float32)
+    model.score_chunks(pcm[:2])  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        began = time.perf_counter()
+        model.score_chunks(pcm)
+        best = min(best, time.perf_counter() - began)
+    return {"ms_per_chunk": round(best / chunks * 1e3, 1), "chunks_per_s": round(chunks / best, 2)}
+
+
+def bench_windowed(settings: Settings, bundle: Path, baseline: Path, chunks: int,
+                   progress: bool = True) -> dict[str, Any]:
+    """A windowed bundle (BirdNET) beside a baseline bundle (the demo's) in one run: the
+    graph alone on one thread and on all cores, then both through the broker and a worker."""
+    one = graph_rate(bundle, chunks=8, threads=1)
+    every = graph_rate(bundle, chunks=min(chunks, 64))
+    through = bench_pipeline(settings, bundle, chunks, progress=progress)
+    base = bench_pipeline(settings, baseline, chunks, progress=progress)
+    return {
+        "bundle": through.bundle,
+        "graph_1_thread_ms_per_chunk": one["ms_per_chunk"],
+        "graph_all_cores_chunks_per_s": every["chunks_per_s"],
+        "broker_chunks_per_s": through.chunks_per_s,
+        "broker_share_of_graph": round(through.chunks_per_s / every["chunks_per_s"], 3),
+        "stations_served": through.stations_served,
+        "baseline_bundle": base.bundle,
+        "baseline_broker_chunks_per_s": base.chunks_per_s,
+        "chunks": chunks,
+        "batch_size": through.batch_size,
+        "latency_ms": through.latency_ms,
+    }

@@ -26,13 +26,14 @@ REASONS = (
     "format_mismatch",
     "wrong_length",
     "non_finite_audio",
+    "sample_rate_too_low",
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
     envelope: ChunkEnvelope
-    pcm: np.ndarray  # float32 [MODEL_SAMPLES], mono, 32 kHz
+    pcm: np.ndarray  # float32 [10 s at the model's rate], mono
     decode_ms: float
 
 
@@ -47,7 +48,13 @@ def decode_chunk(
     payload: bytes | None,
     key: bytes | None,
     max_payload_bytes: int,
+    *,
+    target_rate: int = MODEL_SAMPLE_RATE,
+    min_rate: int = 0,
 ) -> Decoded | Rejected:
+    """`target_rate`: the bundle's rate (chunks are resampled to it here, on the decode
+    threads: one place, one resampler). `min_rate`: chunks recorded below it are refused,
+    since upsampling cannot bring back the bands the model listens to."""
     import time
 
     started = time.perf_counter()
@@ -56,6 +63,11 @@ def decode_chunk(
         envelope = ChunkEnvelope.from_headers(headers, None, key)
     except EnvelopeError as exc:
         return Rejected("unsupported_schema" if exc.unsupported_schema else "bad_headers", str(exc))
+    if envelope.sample_rate < min_rate:
+        return Rejected("sample_rate_too_low",
+                        f"recorded at {envelope.sample_rate} Hz; this model needs at least "
+                        f"{min_rate} Hz: upsampling cannot restore the bands above "
+                        f"{envelope.sample_rate // 2} Hz it listens to")
     if len(payload) > max_payload_bytes:
         return Rejected("oversize", f"payload {len(payload):,} bytes > limit {max_payload_bytes:,}")
     digest = sha256_hex(payload)
@@ -82,17 +94,18 @@ def decode_chunk(
     pcm = audio.mono()
     if not np.all(np.isfinite(pcm)):
         return Rejected("non_finite_audio", "audio contains NaN or Inf samples")
-    if audio.sample_rate != MODEL_SAMPLE_RATE:
-        pcm = resample(pcm, audio.sample_rate)
+    if audio.sample_rate != target_rate:
+        pcm = resample(pcm, audio.sample_rate, target_rate)
     return Decoded(envelope, np.ascontiguousarray(pcm, dtype=np.float32),
                    (time.perf_counter() - started) * 1e3)
 
 
-def resample(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
-    """To the model rate with soxr (high quality), exactly MODEL_SAMPLES long."""
+def resample(pcm: np.ndarray, sample_rate: int, target_rate: int = MODEL_SAMPLE_RATE) -> np.ndarray:
+    """To the model rate with soxr (high quality), exactly 10 s long."""
     import soxr
 
-    out = soxr.resample(pcm, sample_rate, MODEL_SAMPLE_RATE, quality="HQ")
-    if out.size > MODEL_SAMPLES:
-        return out[:MODEL_SAMPLES]
-    return np.pad(out, (0, MODEL_SAMPLES - out.size))
+    samples = target_rate * CHUNK_SECONDS
+    out = soxr.resample(pcm, sample_rate, target_rate, quality="HQ")
+    if out.size > samples:
+        return out[:samples]
+    return np.pad(out, (0, samples - out.size))

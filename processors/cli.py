@@ -13,6 +13,8 @@ from soundscape.settings import Settings, load_settings
 
 
 def resolve_bundle(settings: Settings, bundle: Path | None) -> Path:
+    """A bundle folder, or the name of one under <state_dir>/bundles (where `models
+    import` writes them, e.g. birdnet-v2.4); the demo bundle when none is given."""
     from soundscape.errors import UserError
 
     chosen = bundle or settings.worker.bundle
@@ -20,15 +22,35 @@ def resolve_bundle(settings: Settings, bundle: Path | None) -> Path:
         from soundscape.models import DEMO_BUNDLE
 
         chosen = DEMO_BUNDLE
+    registered = settings.state_dir / "bundles" / str(chosen)
+    if not (chosen / "bundle.json").is_file() and len(Path(chosen).parts) == 1 \
+            and (registered / "bundle.json").is_file():
+        chosen = registered
     if not (chosen / "bundle.json").is_file():
-        raise UserError(f"{chosen} is not a model bundle (no bundle.json)",
-                        hint="pass --bundle DIR or set SOUNDSCAPE_WORKER__BUNDLE")
+        hint = "pass --bundle DIR (or a name under <state_dir>/bundles) or set SOUNDSCAPE_WORKER__BUNDLE"
+        if str(chosen).startswith("birdnet"):
+            hint = "import it first: soundscape models import birdnet"
+        raise UserError(f"{chosen} is not a model bundle (no bundle.json, and no bundle of that "
+                        f"name in {settings.state_dir / 'bundles'})", hint=hint)
     return chosen
+
+
+def station_sites(settings: Settings, bundle: Path) -> object | None:
+    """Where stations are, for a windowed bundle's range filter: read from the results
+    database (`soundscape stations set`), cached; None for fusion bundles."""
+    from soundscape.bundle import read_manifest
+
+    if read_manifest(bundle).kind != "windowed" or settings.worker.location_filter == "off":
+        return None
+    from soundscape.sinks.station_sites import DatabaseStationSites
+
+    return DatabaseStationSites(settings, ttl_s=settings.worker.sites_ttl_s)
 
 
 @click.command("worker")
 @click.option("--bundle", type=click.Path(file_okay=False, path_type=Path),
-              help="Model bundle folder [default: SOUNDSCAPE_WORKER__BUNDLE, else the demo bundle].")
+              help="Model bundle folder, or the name of an imported one (birdnet-v2.4, "
+                   "birdnet-v2.4-int8) [default: SOUNDSCAPE_WORKER__BUNDLE, else the demo bundle].")
 @click.option("--batch-size", type=click.IntRange(1, 4096), help="Chunks per batch.")
 @click.option("--batch-timeout-ms", type=click.IntRange(1), help="Longest wait to fill a batch.")
 @click.option("--worker-id", help="Stable id per worker slot (hostname-pid if unset); a "
@@ -55,7 +77,12 @@ def worker(bundle: Path | None, batch_size: int | None, batch_timeout_ms: int | 
             update={"worker": settings.worker.model_copy(update=overrides)})
     configure_logging(settings.log_level, settings.log_format)
     log = get_logger("soundscape.worker")
-    scorer = ModelScorer.load(resolve_bundle(settings, bundle), settings)
+    chosen = resolve_bundle(settings, bundle)
+    scorer = ModelScorer.load(chosen, settings, sites=station_sites(settings, chosen))
+    if scorer.kind == "windowed":
+        licence = (scorer.bundle.manifest.model_extra or {}).get("licence", {})
+        log.info("windowed bundle", labels=len(scorer.labels), rate=scorer.sample_rate,
+                 licence=licence.get("name"), location_filter=settings.worker.location_filter)
     service = InferenceWorker(settings, scorer, worker_id=worker_id)
 
     stop = threading.Event()
@@ -103,3 +130,29 @@ def bench_pipeline_cmd(bundle: Path | None, chunks: int, workers: int, batch_siz
         return
     for key, value in figures.as_dict().items():
         click.echo(f"{key:>17}: {value}")
+
+
+@click.command("birdnet")
+@click.option("--bundle", default="birdnet-v2.4", show_default=True,
+              help="A windowed bundle: a folder or an imported name.")
+@click.option("--chunks", default=128, show_default=True, type=click.IntRange(8))
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_birdnet_cmd(bundle: str, chunks: int, as_json: bool) -> None:
+    """A windowed bundle (BirdNET v2.4) beside the demo bundle, in one run: ms per 10 s chunk
+    on one thread, chunks/s of the graph alone on all cores, and chunks/s through the
+    broker and a worker for both bundles. Needs `soundscape infra up` and `models import
+    birdnet`."""
+    import json as json_module
+
+    from soundscape.models import DEMO_BUNDLE
+    from soundscape.processors.bench import bench_windowed
+
+    settings = load_settings()
+    configure_logging("warning", settings.log_format)
+    figures = bench_windowed(settings, resolve_bundle(settings, Path(bundle)), DEMO_BUNDLE,
+                             chunks, progress=not as_json)
+    if as_json:
+        click.echo(json_module.dumps(figures, indent=2))
+        return
+    for key, value in figures.items():
+        click.echo(f"{key:>30}: {value}")

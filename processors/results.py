@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+import base64
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 
 from soundscape.envelope import ChunkEnvelope
-from soundscape.messages import AudioStats, Detection, LabelScore, StageTimes
+from soundscape.messages import AudioStats, Detection, LabelScore, StageTimes, WindowScores
+from soundscape.processors.scoring import WindowDetail
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    """How a windowed result names and filters its labels."""
+
+    common_names: list[str | None]
+    in_range: np.ndarray | None = None  # [C] bool; None: unknown
+    location_filter: Literal["mark", "drop", "off"] = "mark"
+    window_top_k: int = 3
+    keep_embedding: bool = False
+
+    def allowed(self, count: int) -> np.ndarray:
+        """Labels that may be reported at all (drop mode removes those out of range)."""
+        if self.in_range is None or self.location_filter != "drop":
+            return np.ones(count, dtype=bool)
+        return self.in_range
+
+    def mark(self, index: int) -> bool | None:
+        if self.in_range is None or self.location_filter == "off":
+            return None
+        return bool(self.in_range[index])
 
 
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[LabelScore]:
@@ -20,6 +47,47 @@ def above_threshold(
     hits = np.flatnonzero(probabilities >= thresholds)
     hits = hits[np.argsort(-probabilities[hits], kind="stable")]
     return [LabelScore(label=labels[i], probability=float(probabilities[i])) for i in hits]
+
+
+def windowed_scores(
+    probabilities: np.ndarray, detail: WindowDetail, labels: list[str], thresholds: np.ndarray,
+    k: int, info: LabelInfo,
+) -> tuple[list[LabelScore], list[LabelScore], list[WindowScores]]:
+    """(top_k, detections, windows) of a windowed result: each label carries its common
+    name, the window its score comes from and whether it is expected at the station."""
+    allowed = info.allowed(len(labels))
+
+    def score(i: int, p: float, window: int) -> LabelScore:
+        start, end = detail.spans_s[window]
+        return LabelScore(label=labels[i], probability=float(p), common_name=info.common_names[i],
+                          window_start_s=round(start, 3), window_end_s=round(end, 3),
+                          in_range=info.mark(i))
+
+    def ranked(values: np.ndarray, count: int) -> np.ndarray:
+        candidates = np.flatnonzero(allowed)
+        order = candidates[np.argsort(-values[candidates], kind="stable")]
+        return order[:count]
+
+    top = [score(i, probabilities[i], int(detail.best_window[i]))
+           for i in ranked(probabilities, max(1, min(k, int(allowed.sum()) or 1)))]
+    if not top:  # drop mode with nothing in range: keep the best, marked
+        i = int(np.argmax(probabilities))
+        top = [score(i, probabilities[i], int(detail.best_window[i]))]
+    hits = np.flatnonzero((probabilities >= thresholds) & allowed)
+    hits = hits[np.argsort(-probabilities[hits], kind="stable")]
+    found = [score(i, probabilities[i], int(detail.best_window[i])) for i in hits]
+    windows = []
+    for w, (start, end) in enumerate(detail.spans_s):
+        row = detail.window_probabilities[w]
+        best = ranked(row, info.window_top_k) if info.window_top_k else []
+        windows.append(WindowScores(start_s=round(start, 3), end_s=round(end, 3),
+                                    top_k=[score(int(i), row[i], w) for i in best]))
+    return top, found, windows
+
+
+def embedding_text(embedding: np.ndarray) -> str:
+    """base64 of little-endian float16: 2 KB for BirdNET's 1024 dimensions."""
+    return base64.b64encode(np.asarray(embedding, dtype="<f2").tobytes()).decode()
 
 
 def build_detection(
@@ -39,8 +107,18 @@ def build_detection(
     branch_ms: dict[str, float],
     batch_size: int,
     worker_id: str,
+    windows: WindowDetail | None = None,
+    label_info: LabelInfo | None = None,
 ) -> Detection:
     probabilities = np.clip(np.nan_to_num(probabilities, nan=0.0), 0.0, 1.0)
+    extra: dict[str, object] = {}
+    if windows is not None:
+        info = label_info or LabelInfo([None] * len(labels))
+        top, found, window_scores = windowed_scores(probabilities, windows, labels, thresholds,
+                                                    k, info)
+        extra = {"top_k": top, "detections": found, "windows": window_scores}
+        if info.keep_embedding:
+            extra["embedding_f16"] = embedding_text(windows.embedding)
     return Detection(
         chunk_id=envelope.chunk_id,
         station_id=envelope.station_id,
@@ -48,8 +126,9 @@ def build_detection(
         sample_rate=envelope.sample_rate,
         source=envelope.source,
         bundle_version=bundle_version,
-        top_k=top_k(probabilities, labels, k),
-        detections=above_threshold(probabilities, labels, thresholds),
+        top_k=extra.pop("top_k", None) or top_k(probabilities, labels, k),  # type: ignore[arg-type]
+        detections=(extra.pop("detections") if "detections" in extra  # type: ignore[arg-type]
+                    else above_threshold(probabilities, labels, thresholds)),
         audio=audio,
         timing=StageTimes(
             captured_at=envelope.captured_at,
@@ -63,6 +142,7 @@ def build_detection(
         ),
         batch_size=batch_size,
         worker_id=worker_id,
+        **extra,  # type: ignore[arg-type]
     )
 
 

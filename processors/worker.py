@@ -26,12 +26,11 @@ from soundscape.logs import get_logger
 from soundscape.processors import worker_metrics as metrics
 from soundscape.processors.audio_stats import audio_stats
 from soundscape.processors.chunk_decoder import (
-    MODEL_SAMPLE_RATE,
     Decoded,
     Rejected,
     decode_chunk,
 )
-from soundscape.processors.results import build_detection, dlq_headers
+from soundscape.processors.results import LabelInfo, build_detection, dlq_headers
 from soundscape.processors.scoring import ModelScorer, Scored
 from soundscape.settings import Settings
 
@@ -177,8 +176,11 @@ class InferenceWorker:
         if not good:
             return None
         limit = self._max_payload
+        rate, min_rate = self.scorer.sample_rate, self.scorer.min_source_rate
         decoded = [
-            self._pool.submit(decode_chunk, m.headers(), m.value(), m.key(), limit) for m in good
+            self._pool.submit(decode_chunk, m.headers(), m.value(), m.key(), limit,
+                              target_rate=rate, min_rate=min_rate)
+            for m in good
         ]
         return Batch(good, consumed_at, decoded)
 
@@ -234,7 +236,7 @@ class InferenceWorker:
                 thresholds=self.scorer.thresholds,
                 k=self.settings.worker.top_k,
                 bundle_version=self.scorer.version,
-                audio=audio_stats(decoded.pcm, MODEL_SAMPLE_RATE),
+                audio=audio_stats(decoded.pcm, self.scorer.sample_rate),
                 consumed_at=batch.consumed_at,
                 scored_at=scored_at,
                 decode_ms=decoded.decode_ms,
@@ -243,6 +245,8 @@ class InferenceWorker:
                 branch_ms=outcome.branch_ms,
                 batch_size=len(batch.messages),
                 worker_id=self.worker_id,
+                windows=outcome.windows,
+                label_info=self._label_info(decoded) if outcome.windows is not None else None,
             )
             self.producer.produce(self.settings.topics.detections, key=msg.key(),
                                   value=detection.to_bytes())
@@ -272,6 +276,13 @@ class InferenceWorker:
         metrics.CHUNKS.labels("dead_lettered").inc(dlq)
         if self._on_batch_committed is not None:
             self._on_batch_committed(len(batch.messages))
+
+    def _label_info(self, decoded: Decoded) -> LabelInfo:
+        w = self.settings.worker
+        in_range = (None if w.location_filter == "off" else
+                    self.scorer.in_range(decoded.envelope.station_id, decoded.envelope.chunk_start))
+        return LabelInfo(self.scorer.common_names, in_range, w.location_filter, w.window_top_k,
+                         w.keep_embedding)
 
     def _dead_letter(self, msg: Message, rejected: Rejected) -> None:
         headers = dlq_headers(

@@ -113,6 +113,26 @@ class WorkerSettings(BaseModel):
         15_000, ge=6_000, le=300_000,
         description="a worker silent this long (crashed) leaves the group; its partitions move",
     )
+    # Windowed bundles (BirdNET): how windows are cut and results filtered.
+    window_hop_s: float | None = Field(
+        None, gt=0, le=60,
+        description="seconds between window starts; window length minus hop is the overlap "
+                    "(BirdNET users often use 1-2 s of overlap); unset: the bundle's (no overlap)")
+    sensitivity: float | None = Field(
+        None, ge=0.5, le=1.5,
+        description="BirdNET's sigmoid slope: higher gives higher confidences; unset: the bundle's")
+    threshold: float | None = Field(
+        None, ge=0, le=1,
+        description="detection threshold for labels the bundle names no threshold for "
+                    "(unset: 0.5 for fusion bundles, the bundle's for windowed ones)")
+    location_filter: Literal["mark", "drop", "off"] = Field(
+        "mark", description="species outside the range expected at the station's location and "
+                            "week: mark them (in_range false), drop them, or skip the check")
+    window_top_k: int = Field(3, ge=0, le=20, description="labels kept per window of a windowed bundle")
+    keep_embedding: bool = Field(
+        False, description="send each chunk's embedding (windowed bundles; float16, 2 KB) "
+                           "with its result, for clustering and search")
+    sites_ttl_s: float = Field(60.0, gt=0, description="how long station locations are cached")
 
 
 class SinkSettings(BaseModel):

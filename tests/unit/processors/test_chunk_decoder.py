@@ -65,3 +65,20 @@ def test_bad_chunks_get_a_precise_reason(build, reason: str) -> None:  # type: i
     result = decode_chunk(headers, payload, key, LIMIT if reason != "oversize" else 1000)
     assert isinstance(result, Rejected), result
     assert result.reason == reason, result.detail
+
+
+def test_a_windowed_bundle_gets_pcm_at_its_own_rate() -> None:
+    t = np.arange(320_000) / 32_000
+    tone = (0.3 * np.sin(2 * np.pi * 2000 * t)).astype(np.float32)
+    result = decode_chunk(*message(encode(tone, 32000)), LIMIT, target_rate=48_000, min_rate=16_000)
+    assert isinstance(result, Decoded) and result.pcm.shape == (480_000,)
+    spectrum = np.abs(np.fft.rfft(result.pcm))
+    assert abs(np.argmax(spectrum) * 48_000 / 480_000 - 2000) < 2
+
+
+def test_a_chunk_below_the_models_lowest_rate_is_refused_with_a_reason() -> None:
+    chunk = np.zeros(80_000, np.float32)
+    result = decode_chunk(*message(encode(chunk, 8000), 8000), LIMIT, target_rate=48_000,
+                          min_rate=16_000)
+    assert isinstance(result, Rejected) and result.reason == "sample_rate_too_low"
+    assert "8000 Hz" in result.detail and "16000 Hz" in result.detail
