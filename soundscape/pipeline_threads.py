@@ -1,0 +1,34 @@
+"""Workers and a sink as threads of this process, for the demo and the benchmarks that
+run the whole pipeline on one machine; stopped cleanly however the block is left."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from soundscape.settings import Settings
+
+
+@contextmanager
+def running_pipeline(settings: Settings, scorers: Sequence[Any], name: str) -> Iterator[list[Any]]:
+    """Start one worker per scorer (ids `<name>-1`, ...) and the sink; yield the workers."""
+    from soundscape.processors.worker import InferenceWorker
+    from soundscape.sinks.service import SinkService
+
+    stop = threading.Event()
+    pool = [InferenceWorker(settings, scorer, worker_id=f"{name}-{i + 1}")
+            for i, scorer in enumerate(scorers)]
+    sink = SinkService(settings)
+    threads = [threading.Thread(target=w.run, args=(stop,), name=w.worker_id) for w in pool]
+    threads.append(threading.Thread(target=sink.run, name="sink"))
+    for thread in threads:
+        thread.start()
+    try:
+        yield pool
+    finally:
+        stop.set()
+        sink.request_stop()
+        for thread in threads:
+            thread.join(60)
