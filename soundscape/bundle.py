@@ -156,6 +156,9 @@ class Manifest(BaseModel):
     labels: LabelsEntry
     features: FeatureParams = FeatureParams()
     window: WindowParams | None = None
+    #: Fusion bundles only: the embedder reads audio in windows at its own rate (such as
+    #: BirdNET's 1024-d embedding, mean-pooled over a chunk's windows) instead of the mel.
+    audio_embedder: WindowParams | None = None
     graphs: dict[str, GraphEntry]
     thresholds: dict[str, float] = Field(default_factory=dict)
     agreement_with_fp32: Agreement | None = None
@@ -168,6 +171,8 @@ class Manifest(BaseModel):
                            else (ROLES, REQUIRED_ROLES))
         if (self.kind == "windowed") != (self.window is not None):
             raise ValueError("a windowed bundle needs `window`, and only a windowed one has it")
+        if self.kind == "windowed" and self.audio_embedder is not None:
+            raise ValueError("`audio_embedder` belongs to fusion bundles")
         unknown = sorted(set(self.graphs) - set(roles))
         if unknown:
             raise ValueError(f"unknown graph roles {unknown} for a {self.kind} bundle; "
@@ -201,23 +206,29 @@ def manifest_io(manifest: Manifest) -> dict[str, dict[str, list[TensorSpec]]]:
     if manifest.kind == "windowed":
         assert manifest.window is not None
         return expected_windowed_io(manifest.window, manifest.num_classes)
-    return expected_io(manifest.features, manifest.num_classes)
+    return expected_io(manifest.features, manifest.num_classes, manifest.audio_embedder)
 
 
-def expected_io(features: FeatureParams, num_classes: int) -> dict[str, dict[str, list[TensorSpec]]]:
-    """The contract: every role's input and output tensors for these features and classes."""
+def expected_io(features: FeatureParams, num_classes: int,
+                audio_embedder: WindowParams | None = None) -> dict[str, dict[str, list[TensorSpec]]]:
+    """The contract: every role's input and output tensors for these features and classes
+    (with an audio embedder, the embedder reads windows of audio at its own rate)."""
     spec = _spec
 
     mel = (1, features.n_mels, features.frames)
     logits = [spec("logits", num_classes)]
+    width = EMBEDDING_DIM if audio_embedder is None else audio_embedder.embedding_dim
     return {
         FRONTEND: {
             "inputs": [spec("pcm", features.samples)],
             "outputs": [spec("waveform", features.samples), spec("mel", *mel),
                         spec("mel_aug", *mel)],
         },
-        EMBEDDER: {"inputs": [spec("mel", *mel)], "outputs": [spec("embedding", EMBEDDING_DIM)]},
-        "embed_classifier": {"inputs": [spec("embedding", EMBEDDING_DIM)], "outputs": logits},
+        EMBEDDER: ({"inputs": [spec("mel", *mel)], "outputs": [spec("embedding", EMBEDDING_DIM)]}
+                   if audio_embedder is None else
+                   {"inputs": [spec("audio", audio_embedder.samples)],
+                    "outputs": [spec("embedding", audio_embedder.embedding_dim)]}),
+        "embed_classifier": {"inputs": [spec("embedding", width)], "outputs": logits},
         "resnet50": {"inputs": [spec("mel_aug", *mel)], "outputs": logits},
         "effnet_b3_lora": {"inputs": [spec("mel", *mel)], "outputs": logits},
         "wave_cnn": {"inputs": [spec("waveform", features.samples)], "outputs": logits},

@@ -156,6 +156,7 @@ class FusionModel:
             role: _Graph(onnxruntime, self.bundle, role, options, providers)
             for role in self.bundle.manifest.graphs
         }
+        self._audio_embedder = self.bundle.manifest.audio_embedder
         self._buffers = _Buffers(onnxruntime, self.device, device_id)
         self._device_id = device_id
         self._lock = threading.Lock()
@@ -187,14 +188,17 @@ class FusionModel:
         shapes: dict[str, tuple[int, ...]] = {}
         for role in (EMBEDDER, *BRANCHES):
             shapes.update(self._graphs[role].inputs)
-        return {name: shape for name, shape in shapes.items() if name != "embedding"}
+        return {name: shape for name, shape in shapes.items() if name not in ("embedding", "audio")}
 
     # ---- scoring ------------------------------------------------------------------------
     def score(self, branch_inputs: Mapping[str, ArrayBatch]) -> ScoreResult:
         """Score branch inputs: `mel`, `mel_aug`, `waveform` (and `embedding`, which skips
         the embedder), each a [batch, ...] float32 array or a sequence of per-item arrays."""
         expected = self.input_shapes()
-        if "embedding" in branch_inputs:
+        if "embedding" in branch_inputs or self._audio_embedder is not None:
+            if "embedding" not in branch_inputs:
+                raise ValueError("this bundle's embedder reads audio (audio_embedder): pass "
+                                 "`embedding`, or score the audio with score_audio()")
             expected["embedding"] = self._graphs["embed_classifier"].inputs["embedding"]
         missing = sorted(set(expected) - set(branch_inputs))
         if missing:
@@ -219,13 +223,47 @@ class FusionModel:
         count = len(prepared.index) + len(prepared.errors)
         expected = self.input_shapes(audio=True)
         (name,) = expected
-        scored = self._score({name: prepared.pcm}, expected, audio=True)
+        inputs: dict[str, Any] = {name: prepared.pcm}
+        embed_seconds = 0.0
+        if self._audio_embedder is not None and len(prepared.index):
+            began = time.perf_counter()
+            inputs["embedding"] = self._embed_audio(prepared.pcm)
+            expected["embedding"] = self._graphs["embed_classifier"].inputs["embedding"]
+            embed_seconds = time.perf_counter() - began
+        scored = self._score(inputs, expected, audio=True)
+        if embed_seconds:
+            scored.timings[EMBEDDER] = scored.timings.get(EMBEDDER, 0.0) + embed_seconds
         probabilities = np.full((count, self.bundle.manifest.num_classes), np.nan, np.float32)
         rows = np.asarray(prepared.index, dtype=np.int64)
         probabilities[rows] = scored.probabilities
         errors = {**prepared.errors, **{prepared.index[i]: why for i, why in scored.errors.items()}}
         return ScoreResult(probabilities, dict(sorted(errors.items())), scored.timings,
                            time.perf_counter() - started)
+
+    def _embed_audio(self, pcm: np.ndarray) -> np.ndarray:
+        """[items, samples] at the features' rate -> [items, D]: resampled to the audio
+        embedder's rate, cut into its windows (as windowed bundles cut them), embedded,
+        mean-pooled over each chunk's windows."""
+        import soxr
+
+        from soundscape.windowed import window_spans
+
+        params = self._audio_embedder
+        assert params is not None
+        rate = self.bundle.manifest.features.sample_rate
+        resampled = np.stack([soxr.resample(row, rate, params.sample_rate, quality="HQ")
+                              for row in np.asarray(pcm, dtype=np.float32)]).astype(np.float32)
+        spans = window_spans(resampled.shape[1], params.samples, params.hop_samples)
+        windows = np.zeros((len(resampled), len(spans), params.samples), dtype=np.float32)
+        for w, (start, end) in enumerate(spans):
+            stop = min(end, resampled.shape[1])
+            windows[:, w, :stop - start] = resampled[:, start:stop]
+        flat = windows.reshape(-1, params.samples)
+        session = self._graphs[EMBEDDER].session
+        with self._lock:
+            parts = [session.run(["embedding"], {"audio": flat[i:i + self.max_batch]})[0]
+                     for i in range(0, len(flat), self.max_batch)]
+        return np.concatenate(parts).reshape(len(resampled), len(spans), -1).mean(axis=1)
 
     def branch_probabilities(self, branch_inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """The meta model's input for a clean batch: [batch, 4C] sigmoids (for calibration)."""
@@ -258,7 +296,10 @@ class FusionModel:
         self, feeds: dict[str, Any], rows: int, audio: bool, timings: dict[str, float]
     ) -> np.ndarray:
         if audio:
+            embedding = feeds.get("embedding")
             feeds = self._run(FRONTEND, feeds, rows, timings)
+            if embedding is not None:  # from the audio embedder, computed before
+                feeds = {**feeds, "embedding": embedding}
         probs = self._branch_probs(feeds, rows, timings)
         meta = self._run(META, {"branch_probs": probs}, rows, timings)["logits"]
         return _sigmoid(self._buffers.to_host(meta, rows))
