@@ -10,11 +10,13 @@ under `<state_dir>/bundles/`, where `worker --bundle birdnet-v2.4` finds it by n
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +36,7 @@ from soundscape.bundle import (
     write_manifest,
 )
 from soundscape.errors import UserError
-from soundscape.models.birdnet import BUNDLE_NAME, convert, reference, source
+from soundscape.models.birdnet import BUNDLE_NAME, convert, source
 
 SAMPLE_RATE = 48_000
 WINDOW = 144_000  # 3 s
@@ -175,6 +177,31 @@ def import_birdnet(bundles_dir: Path, *, audio: Sequence[Path] | None = None, fo
     started = time.perf_counter()
     files = source.locate()
     target = bundles_dir / BUNDLE_NAME
+    bundles_dir.mkdir(parents=True, exist_ok=True)
+    with _import_lock(bundles_dir):
+        return _import_locked(bundles_dir, target, files, started, audio, force, variants,
+                              progress)
+
+
+@contextlib.contextmanager
+def _import_lock(bundles_dir: Path) -> Iterator[None]:
+    """One import at a time per bundles folder; what a killed import left is removed."""
+    import fcntl
+
+    with (bundles_dir / ".import.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another import is running in {bundles_dir}",
+                            hint="wait for it; a second run then finds its bundle") from None
+        for stale in bundles_dir.glob(".import-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+
+
+def _import_locked(bundles_dir: Path, target: Path, files: source.BirdnetFiles, started: float,
+                   audio: Sequence[Path] | None, force: bool, variants: Sequence[str],
+                   progress: Progress) -> ImportReport:
     if not force:
         existing = _existing(target, files)
         if existing is not None:
@@ -184,19 +211,15 @@ def import_birdnet(bundles_dir: Path, *, audio: Sequence[Path] | None = None, fo
 
     windows, names = audio_windows(list(audio) if audio else default_audio())
     progress(f"checking on {len(windows)} windows of 3 s from {len(names)} recordings")
-    bundles_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".import-", dir=bundles_dir) as tmp:
         work = Path(tmp)
-        progress("converting the classifier (TF-Lite -> ONNX; loads TensorFlow, ~20-40 s)")
-        convert.save(convert.classifier_graph(files.classifier), work / "fp32" / "classifier.onnx")
-        progress("converting the species-range model")
-        convert.save(convert.range_graph(files.range), work / "fp32" / "range.onnx")
-
-        progress("scoring the windows with the original TF-Lite model")
-        ref_logits, ref_embeddings = reference.tflite_scores(files.classifier, windows)
+        progress("converting both models to ONNX and scoring the windows with the original "
+                 "TF-Lite runtime (a child process that loads TensorFlow, ~30-60 s)")
+        reference = _convert_and_reference(files, work / "fp32", windows)
         fp32_logits, fp32_embeddings = _onnx_scores(work / "fp32" / "classifier.onnx", windows)
-        fp32_agreement = agreement(ref_logits, fp32_logits, ref_embeddings, fp32_embeddings)
-        range_diff = _range_check(files.range, work / "fp32" / "range.onnx")
+        fp32_agreement = agreement(reference["logits"], fp32_logits, reference["embeddings"],
+                                   fp32_embeddings)
+        range_diff = _range_check(work / "fp32" / "range.onnx", reference["range_scores"])
         if fp32_agreement.top1 < MIN_TOP1:
             raise UserError(
                 f"the ONNX conversion agrees with the original on {fp32_agreement.top1:.1%} of "
@@ -291,16 +314,47 @@ def _onnx_scores(path: Path, windows: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.concatenate(logits), np.concatenate(embeddings)
 
 
-def _range_check(tflite: Path, onnx_path: Path) -> float:
-    """Largest difference between the two range models over a grid of places and weeks."""
-    import onnxruntime as ort
-
+def range_sites() -> np.ndarray:
+    """A grid of places and weeks the two range models are compared on."""
     lat, lon, week = np.meshgrid(np.linspace(-60, 70, 6), np.linspace(-170, 170, 6),
                                  np.array([-1, 1, 13, 26, 40, 48]))
-    sites = np.stack([lat.ravel(), lon.ravel(), week.ravel()], axis=1).astype(np.float32)
+    return np.stack([lat.ravel(), lon.ravel(), week.ravel()], axis=1).astype(np.float32)
+
+
+def _convert_and_reference(files: source.BirdnetFiles, work: Path,
+                           windows: np.ndarray) -> dict[str, np.ndarray]:
+    """Run models/birdnet/isolated.py in a child process (TensorFlow stays out of this one)."""
+    import subprocess
+    import sys
+
+    from soundscape.models.birdnet import isolated
+
+    work.mkdir(parents=True, exist_ok=True)
+    np.save(work / isolated.WINDOWS, windows)
+    np.save(work / isolated.SITES, range_sites())
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0",
+           "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "soundscape.models.birdnet.isolated", str(files.classifier),
+         str(files.range), str(work)], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-12:])
+        raise UserError(f"the conversion failed (exit {done.returncode}):\n{tail}",
+                        hint="is the birdnet extra complete? pip install 'soundscape[birdnet]'")
+    with np.load(work / isolated.REFERENCE) as data:
+        result = {name: data[name] for name in data.files}
+    for leftover in (isolated.WINDOWS, isolated.SITES, isolated.REFERENCE):
+        (work / leftover).unlink()
+    return result
+
+
+def _range_check(onnx_path: Path, reference_scores: np.ndarray) -> float:
+    """Largest difference between the two range models over `range_sites()`."""
+    import onnxruntime as ort
+
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (scores,) = session.run(["scores"], {"site": sites})
-    return float(np.abs(scores - reference.tflite_range(tflite, sites)).max())
+    (scores,) = session.run(["scores"], {"site": range_sites()})
+    return float(np.abs(scores - reference_scores).max())
 
 
 def _ms_per_chunk(folder: Path, chunks: int = 8) -> float:

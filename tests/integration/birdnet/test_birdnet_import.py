@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from soundscape.bundle import load_bundle
 from soundscape.models.birdnet import source
@@ -55,8 +54,12 @@ def test_bundle_manifest_names_licence_source_and_measured_variants(
 
 
 def test_a_second_import_is_a_no_op(birdnet_import: ImportReport, run_state_dir: Path) -> None:
+    stale = run_state_dir / "bundles" / ".import-killed"  # what a kill -9 mid-import leaves
+    stale.mkdir()
+    (stale / "classifier.onnx").write_bytes(b"half")
     began = time.monotonic()
     again = import_birdnet(run_state_dir / "bundles")
+    assert not stale.exists()
     assert again.already_imported and again.version == birdnet_import.version
     assert time.monotonic() - began < 20
 
