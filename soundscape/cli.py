@@ -244,12 +244,12 @@ def _echo_real_birds(imported: Any, found: Any) -> None:
                    "CC BY-NC-SA 4.0 (non-commercial, share-alike), weights kept on this machine")
     click.echo(f"chunks: {found.chunks_stored} stored of {found.chunks_expected} replayed, "
                f"{found.dead_lettered} dead-lettered, in {found.seconds} s")
-    for station in found.stations:
-        where = "located" if station.located else "no location"
-        click.echo(f"  {station.station} ({station.chunks} chunks, {where}):")
-        if not station.species:
+    for place in found.stations:
+        where = "located" if place.located else "no location"
+        click.echo(f"  {place.station} ({place.chunks} chunks, {where}):")
+        if not place.species:
             click.echo("    nothing above the threshold")
-        for s in station.species:
+        for s in place.species:
             mark = {None: "", True: "", False: "  [out of range here]"}[s["in_range"]]
             click.echo(f"    {s['common_name'] or s['label']:28} {s['label']:32} "
                        f"best {s['best']:.2f} in {s['chunks']} chunk(s){mark}")

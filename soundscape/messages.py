@@ -10,7 +10,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from soundscape.envelope import STATION_ID_RE
 
@@ -47,6 +54,14 @@ class LabelScore(BaseModel):
     window_end_s: float | None = Field(None, ge=0.0, le=10.0)
     in_range: bool | None = Field(None, description="None: no location known, or no range model")
 
+    @model_validator(mode="after")
+    def _window_order(self) -> LabelScore:
+        if (self.window_start_s is None) != (self.window_end_s is None):
+            raise ValueError("window_start_s and window_end_s go together")
+        if self.window_start_s is not None and self.window_start_s > self.window_end_s:  # type: ignore[operator]
+            raise ValueError("window_start_s is after window_end_s")
+        return self
+
 
 class WindowScores(BaseModel):
     """One analysis window of a windowed bundle: where it lies in the chunk, its best labels."""
@@ -54,7 +69,13 @@ class WindowScores(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     start_s: float = Field(ge=0.0, le=10.0)
     end_s: float = Field(ge=0.0, le=10.0)
-    top_k: list[LabelScore] = Field(default_factory=list)
+    top_k: list[LabelScore] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _order(self) -> WindowScores:
+        if self.start_s > self.end_s:
+            raise ValueError("start_s is after end_s")
+        return self
 
 
 class AudioStats(BaseModel):
@@ -102,7 +123,7 @@ class Detection(_Message):
     # Windowed bundles only: the per-window scores behind the chunk's max-pooled result,
     # and (when `worker.keep_embedding`) the chunk's embedding, the mean of its windows',
     # as base64 of little-endian float16 (2 bytes a dimension).
-    windows: list[WindowScores] | None = None
+    windows: list[WindowScores] | None = Field(None, max_length=64)
     embedding_f16: str | None = Field(None, max_length=65_536)
 
     @field_validator("top_k")

@@ -79,3 +79,18 @@ def test_invalid_detections_name_the_field(mutate, expected: str) -> None:  # ty
 def test_garbage_is_a_message_error(raw: bytes | None) -> None:
     with pytest.raises(MessageError):
         parse(Detection, raw)
+
+
+def test_a_forged_window_span_is_refused() -> None:
+    import pytest
+
+    from soundscape.messages import LabelScore, WindowScores
+
+    with pytest.raises(ValueError, match="after"):
+        LabelScore(label="Aus bus", probability=0.9, window_start_s=6.0, window_end_s=3.0)
+    with pytest.raises(ValueError, match="go together"):
+        LabelScore(label="Aus bus", probability=0.9, window_start_s=6.0)
+    with pytest.raises(ValueError):
+        LabelScore(label="Aus bus", probability=0.9, window_start_s=9.0, window_end_s=12.0)
+    with pytest.raises(ValueError, match="after"):
+        WindowScores(start_s=7.0, end_s=4.0)
