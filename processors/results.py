@@ -69,7 +69,7 @@ def windowed_scores(
         return order[:count]
 
     top = [score(i, probabilities[i], int(detail.best_window[i]))
-           for i in ranked(probabilities, max(1, min(k, int(allowed.sum()) or 1)))]
+           for i in ranked(probabilities, max(1, k))]
     if not top:  # drop mode with nothing in range: keep the best, marked
         i = int(np.argmax(probabilities))
         top = [score(i, probabilities[i], int(detail.best_window[i]))]
@@ -111,14 +111,15 @@ def build_detection(
     label_info: LabelInfo | None = None,
 ) -> Detection:
     probabilities = np.clip(np.nan_to_num(probabilities, nan=0.0), 0.0, 1.0)
-    extra: dict[str, object] = {}
-    if windows is not None:
+    window_scores: list[WindowScores] | None = None
+    embedding: str | None = None
+    if windows is None:
+        top, found = top_k(probabilities, labels, k), above_threshold(probabilities, labels, thresholds)
+    else:
         info = label_info or LabelInfo([None] * len(labels))
         top, found, window_scores = windowed_scores(probabilities, windows, labels, thresholds,
                                                     k, info)
-        extra = {"top_k": top, "detections": found, "windows": window_scores}
-        if info.keep_embedding:
-            extra["embedding_f16"] = embedding_text(windows.embedding)
+        embedding = embedding_text(windows.embedding) if info.keep_embedding else None
     return Detection(
         chunk_id=envelope.chunk_id,
         station_id=envelope.station_id,
@@ -126,9 +127,8 @@ def build_detection(
         sample_rate=envelope.sample_rate,
         source=envelope.source,
         bundle_version=bundle_version,
-        top_k=extra.pop("top_k", None) or top_k(probabilities, labels, k),  # type: ignore[arg-type]
-        detections=(extra.pop("detections") if "detections" in extra  # type: ignore[arg-type]
-                    else above_threshold(probabilities, labels, thresholds)),
+        top_k=top,
+        detections=found,
         audio=audio,
         timing=StageTimes(
             captured_at=envelope.captured_at,
@@ -142,7 +142,8 @@ def build_detection(
         ),
         batch_size=batch_size,
         worker_id=worker_id,
-        **extra,  # type: ignore[arg-type]
+        windows=window_scores,
+        embedding_f16=embedding,
     )
 
 

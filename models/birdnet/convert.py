@@ -71,10 +71,11 @@ def classifier_graph(tflite: Path) -> Any:
     graph = model.graph
     (final,) = [n for n in graph.node if n.output[0] == graph.output[0].name]
     matmul = next(n for n in graph.node if n.output[0] in final.input and n.op_type == "MatMul")
-    embedding_source = matmul.input[0]
-    _rename(graph, {graph.input[0].name: "audio", graph.output[0].name: "logits"})
+    renames = {graph.input[0].name: "audio", graph.output[0].name: "logits"}
+    embedding_source = renames.get(matmul.input[0], matmul.input[0])
+    _rename(graph, renames)
     # The pooled features feed the classifier's MatMul; a named Identity exposes them.
-    graph.node.append(onnx.helper.make_node("Identity", [_renamed(embedding_source)], ["embedding"],
+    graph.node.append(onnx.helper.make_node("Identity", [embedding_source], ["embedding"],
                                             name="embedding_output"))
     width = _dense_input_width(graph, matmul)
     graph.output.append(onnx.helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT,
@@ -96,16 +97,7 @@ def range_graph(tflite: Path) -> Any:
     return model
 
 
-_RENAMES: dict[str, str] = {}
-
-
-def _renamed(name: str) -> str:
-    return _RENAMES.get(name, name)
-
-
 def _rename(graph: Any, mapping: dict[str, str]) -> None:
-    _RENAMES.clear()
-    _RENAMES.update(mapping)
     for value in [*graph.input, *graph.output]:
         value.name = mapping.get(value.name, value.name)
     for node in graph.node:
