@@ -260,7 +260,11 @@ def _header_map(headers: Iterable[tuple[str, bytes | str | None]], problems: lis
         if value is None:
             value = b""
         elif isinstance(value, str):
-            value = value.encode("utf-8", "surrogateescape")
+            try:
+                value = value.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                problems.append(f"{name}: header value is not encodable text")
+                continue
         elif not isinstance(value, (bytes, bytearray, memoryview)):
             problems.append(f"{name}: header value is {type(value).__name__}, not bytes")
             continue

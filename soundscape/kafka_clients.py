@@ -95,3 +95,20 @@ def check_payload_size(settings: Settings, payload: bytes, what: str = "chunk") 
             hint="send FLAC rather than WAV, or raise SOUNDSCAPE_KAFKA__MAX_MESSAGE_BYTES "
             "(topics and broker take it on the next `soundscape infra up`)",
         )
+
+
+def message_limits(admin: Any, names: list[str], timeout_s: float = 30.0) -> dict[str, int]:
+    """Each topic's effective max.message.bytes, as the brokers report it."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import ConfigResource
+
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+    limits: dict[str, int] = {}
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout_s).items():
+        try:
+            entry = future.result().get("max.message.bytes")
+        except KafkaException as exc:
+            raise ServiceError(f"describing topic {resource.name} failed: {exc}") from None
+        if entry is not None and entry.value is not None:
+            limits[resource.name] = int(entry.value)
+    return limits

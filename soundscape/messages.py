@@ -26,6 +26,12 @@ SCHEMA_VERSION = 1
 StationId = Annotated[str, Field(pattern=f"^{STATION_ID_RE.pattern}$", max_length=64)]
 Nanos = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+#: A duration in ms: finite, and at most a day (the REAL column would store 1e300 as inf).
+Millis = Annotated[float, Field(ge=0.0, le=86_400_000.0, allow_inf_nan=False)]
+#: A count the database keeps as bigint.
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Decibels = Annotated[float, Field(ge=-200.0, le=10.0, allow_inf_nan=False)]
 
 
 class MessageError(ValueError):
@@ -82,12 +88,12 @@ class AudioStats(BaseModel):
     """Per-chunk audio statistics the drift checks compare over time."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    rms_dbfs: float = Field(ge=-200.0, le=10.0)
-    noise_floor_dbfs: float = Field(ge=-200.0, le=10.0)
-    peak_dbfs: float = Field(ge=-200.0, le=10.0)
-    clipping_ratio: float = Field(ge=0.0, le=1.0)
-    silence_ratio: float = Field(ge=0.0, le=1.0)
-    spectral_centroid_hz: float = Field(ge=0.0)
+    rms_dbfs: Decibels
+    noise_floor_dbfs: Decibels
+    peak_dbfs: Decibels
+    clipping_ratio: Probability
+    silence_ratio: Probability
+    spectral_centroid_hz: float = Field(ge=0.0, le=192_000.0, description="at most Nyquist")
     dc_offset: float = Field(ge=-1.0, le=1.0)
 
 
@@ -99,10 +105,11 @@ class StageTimes(BaseModel):
     published_at: Nanos
     consumed_at: Nanos
     scored_at: Nanos
-    decode_ms: float = Field(ge=0.0)
-    features_ms: float = Field(ge=0.0)
-    inference_ms: float = Field(ge=0.0)
-    branch_ms: dict[str, float] = Field(default_factory=dict)
+    decode_ms: Millis
+    features_ms: Millis
+    inference_ms: Millis
+    branch_ms: dict[Annotated[str, Field(max_length=100)], Millis] = Field(
+        default_factory=dict, max_length=64)
 
 
 class Detection(_Message):
@@ -114,11 +121,12 @@ class Detection(_Message):
     sample_rate: int = Field(ge=8_000, le=384_000)
     source: Literal["live", "replay"]
     bundle_version: str = Field(min_length=1, max_length=200)
-    top_k: list[LabelScore] = Field(min_length=1)
-    detections: list[LabelScore] = Field(default_factory=list, description="above threshold")
+    top_k: list[LabelScore] = Field(min_length=1, max_length=100)
+    detections: list[LabelScore] = Field(default_factory=list, max_length=10_000,
+                                         description="above threshold")
     audio: AudioStats
     timing: StageTimes
-    batch_size: int = Field(ge=1)
+    batch_size: int = Field(ge=1, le=1_000_000)
     worker_id: str = Field(min_length=1, max_length=200)
     # Windowed bundles only: the per-window scores behind the chunk's max-pooled result,
     # and (when `worker.keep_embedding`) the chunk's embedding, the mean of its windows',
@@ -141,19 +149,19 @@ class Heartbeat(_Message):
 
     station_id: StationId
     sent_at: Nanos
-    software_version: str
-    bundle_version: str | None = None
-    disk_free_bytes: int = Field(ge=0)
-    spool_depth: int = Field(ge=0, description="chunks waiting to be sent")
-    spool_bytes: int = Field(ge=0)
+    software_version: str = Field(max_length=200)
+    bundle_version: str | None = Field(None, max_length=200)
+    disk_free_bytes: Count
+    spool_depth: Count = Field(description="chunks waiting to be sent")
+    spool_bytes: Count
     oldest_spooled_chunk_start: Nanos | None = None
-    evicted_chunks: int = Field(0, ge=0, description="dropped from a full spool, ever")
-    cpu_temperature_c: float | None = None
-    dropped_samples: int = Field(0, ge=0)
-    overruns: int = Field(0, ge=0)
-    gaps: int = Field(0, ge=0)
-    gap_ns_total: int = Field(0, ge=0)
-    clock_offset_ms: float | None = None
+    evicted_chunks: Count = Field(0, description="dropped from a full spool, ever")
+    cpu_temperature_c: float | None = Field(None, ge=-100.0, le=200.0, allow_inf_nan=False)
+    dropped_samples: Count = 0
+    overruns: Count = 0
+    gaps: Count = 0
+    gap_ns_total: Count = 0
+    clock_offset_ms: float | None = Field(None, ge=-1e11, le=1e11, allow_inf_nan=False)
 
 
 class DriftReport(_Message):
@@ -164,11 +172,12 @@ class DriftReport(_Message):
     kind: Literal["input", "prediction", "health"]
     window_start: Nanos
     window_end: Nanos
-    value: float
-    threshold: float
+    value: Finite
+    threshold: Finite
     alert: bool
-    reference: dict[str, float | int | str] = Field(default_factory=dict)
-    detail: str = ""
+    reference: dict[Annotated[str, Field(max_length=100)], Finite | int | str] = Field(
+        default_factory=dict, max_length=100)
+    detail: str = Field("", max_length=10_000)
     created_at: Nanos
 
 

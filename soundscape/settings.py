@@ -205,6 +205,25 @@ class ImageSettings(BaseModel):
     postgres_tag: str = "local/soundscape-postgres:15"
     kafka_tag: str = f"local/soundscape-kafka:{DEFAULT_KAFKA_VERSION}"
     project_tag: str = "local/soundscape:latest"
+class IntakeSettings(BaseModel):
+    """What every reader of station data (worker, sink, drift checks) accepts as plausible:
+    a chunk from before a network existed or from next year is a broken clock or a forgery,
+    and storing it would make PostgreSQL create partitions at a producer's will."""
+
+    earliest: datetime = Field(
+        datetime(2000, 1, 1, tzinfo=timezone.utc),
+        description="times before this are dead-lettered implausible_time",
+    )
+    max_future_s: float = Field(
+        86_400.0, ge=0, description="times further ahead of this host's clock are refused"
+    )
+
+    @field_validator("earliest")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
 class FrontendSettings(BaseModel):
     """The audio front-end (models/frontend): which chunks it repairs, which it refuses."""
 
@@ -354,6 +373,7 @@ class Settings(BaseSettings):
     replay: ReplaySettings = ReplaySettings()
     images: ImageSettings = ImageSettings()
     frontend: FrontendSettings = FrontendSettings()
+    intake: IntakeSettings = IntakeSettings()
     drift: DriftSettings = DriftSettings()
     grafana: GrafanaSettings = GrafanaSettings()
 

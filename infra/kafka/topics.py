@@ -20,8 +20,9 @@ from confluent_kafka.admin import (
     OffsetSpec,
 )
 
+from soundscape.dead_letter import DLQ_HEADROOM_BYTES
 from soundscape.errors import ServiceError
-from soundscape.kafka_clients import ENVELOPE_OVERHEAD_BYTES, admin_config
+from soundscape.kafka_clients import ENVELOPE_OVERHEAD_BYTES, admin_config, message_limits
 from soundscape.settings import Settings, TopicSettings
 
 _HOUR_MS = 3_600_000
@@ -50,11 +51,11 @@ def topic_specs(settings: Settings, topics: TopicSettings | None = None) -> list
     results_ms = t.results_retention_hours * _HOUR_MS
     return [
         TopicSpec(t.audio, t.partitions, audio_ms, limit),
-        TopicSpec(t.audio_dlq, t.partitions, audio_ms, limit),
+        TopicSpec(t.audio_dlq, t.partitions, audio_ms, limit + DLQ_HEADROOM_BYTES),
         TopicSpec(t.detections, t.partitions, results_ms, limit),
         TopicSpec(t.heartbeats, t.partitions, results_ms, limit),
         TopicSpec(t.drift, t.partitions, results_ms, limit),
-        TopicSpec(t.results_dlq, t.partitions, results_ms, limit),
+        TopicSpec(t.results_dlq, t.partitions, results_ms, limit + DLQ_HEADROOM_BYTES),
     ]
 
 
@@ -109,7 +110,27 @@ def ensure_topics(
         for resource, future in admin.incremental_alter_configs(resources).items():
             _result(future, f"configuring topic {resource.name}")
             outcome.setdefault(resource.name, "ok")
+    check_dead_letter_room(admin, settings, topics, timeout_s)
     return outcome
+
+
+def check_dead_letter_room(
+    admin: AdminClient, settings: Settings, topics: TopicSettings | None = None,
+    timeout_s: float = 30.0,
+) -> None:
+    """A dead-letter topic must take any message of its source topic plus the `dlq_*`
+    headers; if it cannot, dead-lettering a large message fails and the worker stalls."""
+    t = topics or settings.topics
+    pairs = [(t.audio, t.audio_dlq), (t.detections, t.results_dlq)]
+    limits = message_limits(admin, [name for pair in pairs for name in pair], timeout_s)
+    for source, dlq in pairs:
+        if source in limits and dlq in limits and limits[dlq] < limits[source] + DLQ_HEADROOM_BYTES:
+            raise ServiceError(
+                f"topic {dlq} takes messages up to {limits[dlq]:,} bytes, but {source} takes "
+                f"{limits[source]:,}: a dead-letter copy of a large message would not fit",
+                hint=f"give {dlq} max.message.bytes >= {limits[source] + DLQ_HEADROOM_BYTES:,} "
+                "(`soundscape infra topics` does it where it may alter topic configs)",
+            )
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
