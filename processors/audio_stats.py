@@ -22,10 +22,15 @@ def _db(power: np.ndarray | float) -> np.ndarray:
 
 
 def audio_stats(pcm: np.ndarray, sample_rate: int) -> AudioStats:
-    """Statistics of finite mono audio in [-1, 1]."""
+    """Statistics of mono audio. Samples beyond full scale count as clipping and are
+    measured at full scale; NaN/Inf count as silence: any input of the right shape gives
+    valid statistics, so a strange chunk is reported, never a crash."""
     x = np.asarray(pcm, dtype=np.float32)
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"audio_stats needs non-empty mono audio, got shape {x.shape}")
+    if sample_rate <= 0:
+        raise ValueError(f"audio_stats needs a positive sample rate, got {sample_rate}")
+    x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
     frame = max(1, int(sample_rate * FRAME_SECONDS))
     usable = (x.size // frame) * frame or x.size
     frames = x[:usable].reshape(-1, min(frame, usable)).astype(np.float64)
@@ -38,6 +43,7 @@ def audio_stats(pcm: np.ndarray, sample_rate: int) -> AudioStats:
         freqs = np.fft.rfftfreq(_FFT_SIZE, 1.0 / sample_rate)
         total = float(power.sum())
         centroid = float((freqs * power).sum() / total) if total > 1e-20 else 0.0
+        centroid = min(max(centroid, 0.0), sample_rate / 2) if np.isfinite(centroid) else 0.0
     else:
         centroid = 0.0
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from soundscape.dead_letter import carried_headers, detail_bytes
 from soundscape.envelope import ChunkEnvelope
 from soundscape.messages import AudioStats, Detection, LabelScore, StageTimes, WindowScores
 from soundscape.processors.scoring import WindowDetail
@@ -157,10 +158,11 @@ def dlq_headers(
     partition: int,
     offset: int,
 ) -> list[tuple[str, bytes]]:
-    """The original headers, then why and where: enough to replay the message once fixed."""
-    return list(original or []) + [
+    """The original headers (less any forged `dlq_*`), then why and where: enough to
+    replay the message once fixed."""
+    return carried_headers(original) + [
         ("dlq_reason", reason.encode()),
-        ("dlq_detail", detail.encode("utf-8", "replace")[:2000]),
+        ("dlq_detail", detail_bytes(detail)),
         ("dlq_worker", worker_id.encode()),
         ("dlq_source", f"{topic}/{partition}/{offset}".encode()),
     ]

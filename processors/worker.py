@@ -21,7 +21,15 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from soundscape.kafka_clients import ENVELOPE_OVERHEAD_BYTES, consumer_config, producer_config
+from soundscape.dead_letter import DLQ_HEADROOM_BYTES, fit_copy
+from soundscape.intake import TimeWindow
+from soundscape.kafka_clients import (
+    ENVELOPE_OVERHEAD_BYTES,
+    admin_config,
+    consumer_config,
+    message_limits,
+    producer_config,
+)
 from soundscape.logs import get_logger
 from soundscape.processors import worker_metrics as metrics
 from soundscape.processors.audio_stats import audio_stats
@@ -29,6 +37,7 @@ from soundscape.processors.chunk_decoder import (
     Decoded,
     Rejected,
     decode_chunk,
+    describe_exception,
 )
 from soundscape.processors.results import LabelInfo, build_detection, dlq_headers
 from soundscape.processors.scoring import ModelScorer, Scored
@@ -77,6 +86,10 @@ class InferenceWorker:
         self._assigned: frozenset[tuple[str, int]] = frozenset()
         self._failures = 0
         self._max_payload = settings.kafka.max_message_bytes
+        #: What the DLQ topic takes; read from the brokers at start (a hand-made topic
+        #: may take less than `infra topics` would have set).
+        self._dlq_limit = self._max_payload + ENVELOPE_OVERHEAD_BYTES + DLQ_HEADROOM_BYTES
+        self._times = TimeWindow.from_settings(settings.intake)
         self.consumer = Consumer(
             consumer_config(
                 settings,
@@ -102,7 +115,7 @@ class InferenceWorker:
                     # transaction.timeout.ms. Two live workers must not share an id.
                     "transactional.id": f"{w.group_id}-{self.worker_id}",
                     "transaction.timeout.ms": w.transaction_timeout_ms,
-                    "message.max.bytes": self._max_payload + 2 * ENVELOPE_OVERHEAD_BYTES,
+                    "message.max.bytes": self._dlq_limit,
                     "linger.ms": 2,
                 },
             )
@@ -113,6 +126,7 @@ class InferenceWorker:
         """Work until `stop` is set (or max_chunks handled); then finish the batch in hand."""
         topic = self.settings.topics.audio
         self.producer.init_transactions(30)
+        self._read_dlq_limit()
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         log.info("worker started", worker=self.worker_id, topic=topic,
@@ -177,9 +191,13 @@ class InferenceWorker:
             return None
         limit = self._max_payload
         rate, min_rate = self.scorer.sample_rate, self.scorer.min_source_rate
+        frontend = self.settings.frontend
         decoded = [
             self._pool.submit(decode_chunk, m.headers(), m.value(), m.key(), limit,
-                              target_rate=rate, min_rate=min_rate)
+                              target_rate=rate, min_rate=min_rate,
+                              length_tolerance_ms=frontend.length_tolerance_ms,
+                              max_nonfinite_fraction=frontend.max_nonfinite_fraction,
+                              times=self._times)
             for m in good
         ]
         return Batch(good, consumed_at, decoded)
@@ -193,7 +211,7 @@ class InferenceWorker:
         if batch is None:
             return True
         try:
-            self._process(batch)
+            self._process_isolating(batch)
             self._failures = 0
             return True
         except KafkaException as exc:
@@ -208,8 +226,54 @@ class InferenceWorker:
                 raise RuntimeError("five transactions failed in a row; giving up") from exc
             return False
 
-    def _process(self, batch: Batch) -> None:
-        results = [future.result() for future in batch.decoded]
+    def _process_isolating(self, batch: Batch, poison: str | None = None) -> None:
+        """Process a batch; a failure that is not Kafka's (a bug meeting strange input)
+        is retried once, then the batch is halved until the chunk that causes it stands
+        alone, and that chunk is dead-lettered `internal_error`. The halves commit one
+        after the other, in offset order, each in its own transaction."""
+        try:
+            self._process(batch, poison)
+            return
+        except KafkaException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolate it rather than crash-loop
+            first = exc
+        self._abort_quietly()
+        if poison is not None:
+            raise RuntimeError("dead-lettering a chunk failed") from first
+        log.warning("batch failed outside Kafka; retrying it once", chunks=len(batch.messages),
+                    error=describe_exception(first))
+        try:
+            self._process(batch)
+            return
+        except KafkaException:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            again = exc
+        self._abort_quietly()
+        metrics.ISOLATIONS.inc()
+        if len(batch.messages) == 1:
+            log.error("chunk fails every time; dead-lettering it", error=describe_exception(again))
+            self._process_isolating(batch, poison=describe_exception(again))
+            return
+        middle = len(batch.messages) // 2
+        log.warning("batch failed twice; splitting it to find the chunk",
+                    chunks=len(batch.messages), error=describe_exception(again))
+        for half in (slice(0, middle), slice(middle, None)):
+            self._process_isolating(Batch(batch.messages[half], batch.consumed_at,
+                                          batch.decoded[half]))
+
+    def _abort_quietly(self) -> None:
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException:
+            pass  # none open: the failure came before it began
+
+    def _process(self, batch: Batch, poison: str | None = None) -> None:
+        """`poison`: the batch is one chunk that fails every time; dead-letter it."""
+        results = [_outcome(future) for future in batch.decoded]
+        if poison is not None:
+            results = [Rejected("internal_error", poison)]
         good = [(m, r) for m, r in zip(batch.messages, results, strict=True) if isinstance(r, Decoded)]
         outcomes = self.scorer.score(np.stack([r.pcm for _, r in good])) if good else []
         scored_at = time.time_ns()
@@ -229,27 +293,13 @@ class InferenceWorker:
                 self._dead_letter(msg, outcome)
                 dlq += 1
                 continue
-            detection = build_detection(
-                envelope=decoded.envelope,
-                probabilities=outcome.probabilities,
-                labels=self.scorer.labels,
-                thresholds=self.scorer.thresholds,
-                k=self.settings.worker.top_k,
-                bundle_version=self.scorer.version,
-                audio=audio_stats(decoded.pcm, self.scorer.sample_rate),
-                consumed_at=batch.consumed_at,
-                scored_at=scored_at,
-                decode_ms=decoded.decode_ms,
-                features_ms=outcome.features_ms,
-                inference_ms=outcome.inference_ms,
-                branch_ms=outcome.branch_ms,
-                batch_size=len(batch.messages),
-                worker_id=self.worker_id,
-                windows=outcome.windows,
-                label_info=self._label_info(decoded) if outcome.windows is not None else None,
-            )
-            self.producer.produce(self.settings.topics.detections, key=msg.key(),
-                                  value=detection.to_bytes())
+            try:
+                value = self._detection_bytes(batch, msg, decoded, outcome, scored_at)
+            except Exception as exc:  # noqa: BLE001 - this chunk's fault: DLQ it, go on
+                self._dead_letter(msg, Rejected("internal_error", describe_exception(exc)))
+                dlq += 1
+                continue
+            self.producer.produce(self.settings.topics.detections, key=msg.key(), value=value)
             metrics.END_TO_END.observe(max(0, scored_at - decoded.envelope.published_at) / 1e9)
         produced = time.monotonic()
         self.producer.send_offsets_to_transaction(
@@ -266,6 +316,8 @@ class InferenceWorker:
         (log.warning if committed - began > 10 else log.debug)(
             "batch committed", chunks=len(batch.messages), **phases)
 
+        for _, decoded in good:
+            _count_repairs(decoded)
         scored = len(batch.messages) - dlq
         self.stats.batches += 1
         self.stats.scored += scored
@@ -276,6 +328,29 @@ class InferenceWorker:
         metrics.CHUNKS.labels("dead_lettered").inc(dlq)
         if self._on_batch_committed is not None:
             self._on_batch_committed(len(batch.messages))
+
+    def _detection_bytes(self, batch: Batch, msg: Message, decoded: Decoded, outcome: Scored,
+                         scored_at: int) -> bytes:
+        detection = build_detection(
+            envelope=decoded.envelope,
+            probabilities=outcome.probabilities,
+            labels=self.scorer.labels,
+            thresholds=self.scorer.thresholds,
+            k=self.settings.worker.top_k,
+            bundle_version=self.scorer.version,
+            audio=audio_stats(decoded.pcm, self.scorer.sample_rate),
+            consumed_at=batch.consumed_at,
+            scored_at=scored_at,
+            decode_ms=decoded.decode_ms,
+            features_ms=outcome.features_ms,
+            inference_ms=outcome.inference_ms,
+            branch_ms=outcome.branch_ms,
+            batch_size=len(batch.messages),
+            worker_id=self.worker_id,
+            windows=outcome.windows,
+            label_info=self._label_info(decoded) if outcome.windows is not None else None,
+        )
+        return detection.to_bytes()
 
     def _label_info(self, decoded: Decoded) -> LabelInfo:
         w = self.settings.worker
@@ -290,11 +365,32 @@ class InferenceWorker:
             worker_id=self.worker_id, topic=msg.topic(), partition=msg.partition(),
             offset=msg.offset(),
         )
-        self.producer.produce(self.settings.topics.audio_dlq, key=msg.key(), value=msg.value(),
+        value, headers = fit_copy(msg.key(), msg.value(), headers, self._dlq_limit)
+        self.producer.produce(self.settings.topics.audio_dlq, key=msg.key(), value=value,
                               headers=headers)
         metrics.DLQ.labels(rejected.reason).inc()
         log.info("chunk dead-lettered", reason=rejected.reason, detail=rejected.detail[:200],
                  source=f"{msg.topic()}/{msg.partition()}/{msg.offset()}")
+
+    def _read_dlq_limit(self) -> None:
+        """Size dead-letter copies to what the DLQ topic really takes."""
+        from confluent_kafka.admin import AdminClient
+
+        from soundscape.errors import ServiceError
+
+        topic = self.settings.topics.audio_dlq
+        try:
+            limits = message_limits(AdminClient(admin_config(self.settings)), [topic], 10)
+        except (ServiceError, KafkaException) as exc:
+            log.warning("could not read the DLQ topic's size limit; assuming the default",
+                        topic=topic, error=str(exc))
+            return
+        if topic in limits and limits[topic] < self._dlq_limit:
+            log.warning("the DLQ topic takes less than a chunk plus its reasons; large "
+                        "dead-lettered chunks will be copied without their audio",
+                        topic=topic, limit=limits[topic],
+                        hint="run `soundscape infra topics` to give it room")
+            self._dlq_limit = limits[topic]
 
     def _abort(self, batches: list[Batch]) -> None:
         """Abort the transaction and rewind to the batches' first offsets to redo them."""
@@ -346,6 +442,23 @@ class InferenceWorker:
                     metrics.LAG.labels(str(tp.partition)).set(max(0, high - tp.offset))
         except KafkaException:
             pass
+
+
+def _outcome(future: Future[Decoded | Rejected]) -> Decoded | Rejected:
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - decode_chunk does not raise; if it ever does
+        return Rejected("internal_error", describe_exception(exc))
+
+
+def _count_repairs(decoded: Decoded) -> None:
+    repairs = decoded.repairs
+    if repairs:
+        for kind in ("padded_frames", "trimmed_frames", "zeroed_samples", "clipped_samples"):
+            count = getattr(repairs, kind)
+            if count:
+                metrics.REPAIRS.labels(kind).inc(count)
+                metrics.REPAIRED_CHUNKS.labels(kind).inc()
 
 
 def _next_offsets(messages: list[Message]) -> list[TopicPartition]:

@@ -19,3 +19,9 @@ LAG = Gauge("soundscape_worker_consumer_lag", "Messages behind the partition's e
 TRANSACTION = Histogram("soundscape_worker_transaction_seconds",
                         "From begin_transaction to committed, per batch",
                         buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+ISOLATIONS = Counter("soundscape_worker_isolations_total",
+                     "Batches that failed twice outside Kafka and were split to find the chunk")
+REPAIRS = Counter("soundscape_worker_repaired_total",
+                  "Frames or samples mended in accepted chunks", ["kind"])
+REPAIRED_CHUNKS = Counter("soundscape_worker_repaired_chunks_total",
+                          "Accepted chunks that needed mending", ["kind"])

@@ -47,6 +47,7 @@ from faust.types import TP
 from soundscape.errors import ServiceError, UserError
 from soundscape.kafka_clients import admin_config, bootstrap_servers, producer_config
 from soundscape.logs import get_logger
+from soundscape.intake import IMPLAUSIBLE_TIME, TimeWindow
 from soundscape.messages import Detection, DriftReport, MessageError, parse
 from soundscape.observability import ObservabilityServer
 from soundscape.processors.drift import metrics
@@ -318,6 +319,7 @@ class DriftStream:
 
     def __init__(self, settings: Settings, baseline: BaselineSource | None = None) -> None:
         self.settings = settings
+        self.times = TimeWindow.from_settings(settings.intake)
         drift = settings.drift
         partitions = detections_partitions(settings)
         servers = [f"kafka://{s.strip()}" for s in bootstrap_servers(settings).split(",")]
@@ -378,13 +380,22 @@ class DriftStream:
         partition = event.message.partition
         try:
             message = parse(Detection, event.value)
+            problem = self.times.problem("chunk_start", message.chunk_start)
+            if problem is not None:  # would push event time to 2262 and close every window
+                raise MessageError(f"{IMPLAUSIBLE_TIME}: {problem}")
         except MessageError as exc:
             metrics.CHUNKS.labels("invalid").inc()
-            log.warning("detection skipped", error=str(exc), partition=partition,
-                        offset=event.message.offset)
+            log.warning("detection skipped (the sink dead-letters it)", error=str(exc),
+                        partition=partition, offset=event.message.offset)
             return
         drift = self.station(message.station_id)
-        result = drift.ingest(Observation.from_detection(message))
+        try:
+            result = drift.ingest(Observation.from_detection(message))
+        except Exception as exc:  # noqa: BLE001 - one result never stops the checks
+            metrics.CHUNKS.labels("invalid").inc()
+            log.error("detection skipped: the drift checks failed on it", partition=partition,
+                      offset=event.message.offset, error=f"{type(exc).__name__}: {exc}")
+            return
         drift.meta.partition = partition
         self.last_offsets[partition] = event.message.offset
         self.last_event_at[partition] = time.monotonic()

@@ -18,18 +18,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from soundscape.audio_codec import encode
 from soundscape.chunk_publisher import ChunkPublisher
 from soundscape.envelope import ChunkEnvelope
 from soundscape.infra.process import free_port
-from soundscape.kafka_clients import bootstrap_servers, consumer_config, producer_config
+from soundscape.kafka_clients import bootstrap_servers, producer_config
 from soundscape.messages import Detection, parse
 from soundscape.processors.scoring import ModelScorer
 from soundscape.processors.worker import InferenceWorker
 from soundscape.roundtrip import generated_chunks
 from soundscape.settings import Settings
+from topic_reader import read_messages
 
 START_NS = 1_750_000_000 * 10**9
 
@@ -67,24 +68,8 @@ def publish(settings: Settings, count: int, stations: int = 4) -> set[str]:
 
 
 def read_all(settings: Settings, topic: str, expected: int, timeout_s: float = 120) -> list:
-    """Every committed message on `topic` (read_committed), waiting for `expected` of them."""
-    consumer = Consumer(consumer_config(settings, f"reader-{time.time_ns()}"))
-    consumer.subscribe([topic])
-    messages: list = []
-    deadline = time.monotonic() + timeout_s
-    idle_since = time.monotonic()
-    try:
-        while time.monotonic() < deadline:
-            batch = [m for m in consumer.consume(500, timeout=1.0) if m.error() is None]
-            messages += batch
-            if batch:
-                idle_since = time.monotonic()
-            # Wait a little past `expected` so duplicates would show up too.
-            if len(messages) >= expected and time.monotonic() - idle_since > 3:
-                break
-    finally:
-        consumer.close()
-    return messages
+    """Every committed message on `topic`, waiting for `expected` of them."""
+    return read_messages(settings, topic, expected, timeout_s=timeout_s)
 
 
 def worker_env(settings: Settings, bundle: Path) -> dict[str, str]:
@@ -178,6 +163,17 @@ def test_two_workers_and_a_sigkill_give_exactly_one_detection_each(
     assert set(workers) <= {"w-a", "w-b"} and len(workers) == 2, workers
 
 
+def run_until(worker: InferenceWorker, max_chunks: int, timeout_s: float = 180) -> None:
+    """Run the worker in a thread until it has handled `max_chunks`, then stop it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), kwargs={"max_chunks": max_chunks})
+    thread.start()
+    thread.join(timeout_s)
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
 def _envelope(payload: bytes, **kw: object) -> ChunkEnvelope:
     fields = dict(station_id="mix-1", chunk_start=START_NS, sample_rate=32000, seq=0,
                   captured_at=START_NS) | kw
@@ -185,8 +181,9 @@ def _envelope(payload: bytes, **kw: object) -> ChunkEnvelope:
 
 
 def _nan_wav() -> bytes:
+    """Half NaN: far beyond the few non-finite samples the worker zeroes and keeps."""
     audio = np.zeros(320_000, np.float32)
-    audio[1000:1010] = np.nan
+    audio[::2] = np.nan
     buffer = io.BytesIO()
     sf.write(buffer, audio, 32000, format="WAV", subtype="FLOAT")
     return buffer.getvalue()
@@ -235,13 +232,7 @@ def test_malformed_chunks_go_to_the_dlq_with_their_reason(kafka_settings: Settin
     settings = kafka_settings.model_copy(update={"worker": kafka_settings.worker.model_copy(
         update={"group_id": f"mix-{topic}", "batch_size": 16})})
     worker = InferenceWorker(settings, scorer, worker_id="mix-worker")
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), kwargs={"max_chunks": 8})
-    thread.start()
-    thread.join(180)
-    stop.set()
-    thread.join(30)
-    assert not thread.is_alive()
+    run_until(worker, max_chunks=8)
 
     detections = read_all(kafka_settings, kafka_settings.topics.detections, 3)
     dead = read_all(kafka_settings, kafka_settings.topics.audio_dlq, 5)
@@ -255,3 +246,62 @@ def test_malformed_chunks_go_to_the_dlq_with_their_reason(kafka_settings: Settin
     payloads = {m.value() for m in dead}
     assert bad["garbage"][0] in payloads  # the original payload travels to the DLQ
     assert worker.stats.scored == 3 and worker.stats.dead_lettered == 5
+
+
+class _FailsOnSilence:
+    """Fault injection: a scorer that raises (not returns Rejected) whenever a batch
+    holds an all-zero chunk, the way a bug meeting one odd input would. Everything
+    else is the real scorer."""
+
+    def __init__(self, scorer: ModelScorer) -> None:
+        self._scorer = scorer
+        self.failures = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._scorer, name)
+
+    def score(self, pcm: np.ndarray) -> list:
+        if np.any(np.all(pcm == 0, axis=1)):
+            self.failures += 1
+            raise RuntimeError("injected fault: silence")
+        return self._scorer.score(pcm)
+
+
+def test_a_chunk_that_crashes_the_worker_is_isolated_and_dead_lettered(
+        kafka_settings: Settings, bundle: Path) -> None:
+    """One poison chunk in a batch of eight: the batch fails, is retried, then halved
+    until the chunk stands alone; it goes to the DLQ as internal_error with the error,
+    the seven others are scored exactly once, and the worker never stops."""
+    from soundscape.processors import worker_metrics
+
+    producer = Producer(producer_config(kafka_settings))
+    topic = kafka_settings.topics.audio
+    sent = []
+    for i in range(8):
+        audio = np.zeros(320_000, np.float32) if i == 5 else \
+            (0.1 * np.sin(np.linspace(0, 3000 + 100 * i, 320_000))).astype(np.float32)
+        payload = encode(audio, 32000)
+        env = _envelope(payload, station_id="iso-1", chunk_start=START_NS + i * 10**10, seq=i)
+        producer.produce(topic, value=payload, key=env.key, headers=env.to_headers())
+        sent.append(str(env.chunk_id))
+    producer.flush(30)
+
+    scorer = _FailsOnSilence(ModelScorer.load(bundle, kafka_settings))
+    settings = kafka_settings.model_copy(update={"worker": kafka_settings.worker.model_copy(
+        update={"group_id": f"iso-{topic}", "batch_size": 8})})
+    isolations = worker_metrics.ISOLATIONS._value.get()
+    worker = InferenceWorker(settings, scorer, worker_id="iso-worker")  # type: ignore[arg-type]
+    run_until(worker, max_chunks=8)
+
+    detections = read_all(kafka_settings, kafka_settings.topics.detections, 7)
+    dead = read_all(kafka_settings, kafka_settings.topics.audio_dlq, 1)
+    scored = Counter(str(parse(Detection, m.value()).chunk_id) for m in detections)
+    assert sorted(scored) == sorted(sent[:5] + sent[6:]) and set(scored.values()) == {1}
+    assert len(dead) == 1
+    headers = dict(dead[0].headers())
+    assert headers["dlq_reason"] == b"internal_error"
+    assert b"injected fault: silence" in headers["dlq_detail"]
+    assert headers["chunk_id"] == sent[5].encode()
+    assert worker.stats.scored == 7 and worker.stats.dead_lettered == 1
+    assert scorer.failures >= 3  # the batch, its retry, and the halves that held it
+    assert worker_metrics.ISOLATIONS._value.get() > isolations
