@@ -2,17 +2,19 @@
 
     consume (read committed) -> parse -> batch -> write (writer thread) -> commit offsets
 
-- Offsets are committed only after the database committed the batch (and after the
-  dead-letter copies of its bad messages were acknowledged). A crash anywhere before
-  that redelivers the batch, and the idempotent writes skip what is already stored.
+- Offsets are committed only after the database committed the batch, in one Kafka
+  transaction with the dead-letter copies of its bad messages. A crash anywhere before
+  that redelivers the batch: the idempotent writes skip what is already stored, and
+  the aborted copies are made once more, so each bad message has exactly one.
 - While batch N is written in the writer thread, the main thread fills batch N+1, so
   parsing and PostgreSQL work at the same time.
 - Database down or restarting: consumption pauses (the consumer keeps polling, so it
   stays in its group), the batch is retried with exponential backoff, nothing is
   committed; when the database answers, the batch is written, committed, and
   consumption resumes where it stopped.
-- A message that does not parse, or a value the database refuses, goes to the
-  dead-letter topic with the reason; the rest of its batch is stored.
+- A message that does not parse, whose times are implausible (`intake` settings), or
+  with a value the database refuses, goes to the dead-letter topic with the reason; the
+  rest of its batch is stored. No input stops the sink.
 """
 
 from __future__ import annotations
@@ -25,16 +27,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from soundscape.envelope import CHUNK_NAMESPACE, chunk_id_for
 from soundscape.errors import ServiceError
+from soundscape.intake import IMPLAUSIBLE_TIME, TimeWindow
 from soundscape.kafka_clients import consumer_config
 from soundscape.logs import get_logger
 from soundscape.messages import Detection, DriftReport, Heartbeat, MessageError, parse
 from soundscape.settings import Settings
 from soundscape.sinks import metrics
-from soundscape.sinks.dead_letters import DeadLetters
+from soundscape.sinks.dead_letters import TransactionalCommitter
 from soundscape.sinks.migrate import head_revision
 from soundscape.sinks.writer import (
     DatabaseUnavailable,
@@ -61,6 +64,7 @@ class InFlight:
 
     records: list[Record] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    rejected: list[tuple[Message, str]] = field(default_factory=list)  # (message, reason)
     started: float = 0.0
 
     @property
@@ -137,6 +141,21 @@ def derived_chunk_id_bytes(station_id: str, chunk_start: int) -> bytes:
     return bytes(digest[:16])
 
 
+def implausible_times(message: Result, times: TimeWindow) -> str | None:
+    """The first time of a result that no station could have meant, or None."""
+    if isinstance(message, Detection):
+        stamps = [("chunk_start", message.chunk_start)]
+    elif isinstance(message, Heartbeat):
+        stamps = [("sent_at", message.sent_at)]
+    else:
+        stamps = [("window_start", message.window_start), ("window_end", message.window_end)]
+    for name, ns in stamps:
+        problem = times.problem(name, ns)
+        if problem is not None:
+            return f"{IMPLAUSIBLE_TIME}: {type(message).__name__}.{problem}"
+    return None
+
+
 def check_identity(message: Result) -> None:
     """A detection's chunk_id must be the derived one: every write is idempotent on it."""
     if isinstance(message, Detection) and message.chunk_id.bytes != derived_chunk_id_bytes(
@@ -170,10 +189,12 @@ class SinkService:
             settings.topics.drift: DriftReport,
         }
         self._writer = ResultWriter(settings, schema=schema)
-        self._dead_letters = DeadLetters(settings, rejected_by=f"sink/{self.group_id}")
+        self._times = TimeWindow.from_settings(settings.intake)
         self._consumer = Consumer(
             consumer_config(settings, self.group_id, **(consumer_overrides or {}))
         )
+        self._committer = TransactionalCommitter(settings, self._consumer, self.group_id,
+                                                 rejected_by=f"sink/{self.group_id}")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
         self._filling = InFlight()
         self._pending: tuple[InFlight, Future[Stored]] | None = None
@@ -268,18 +289,14 @@ class SinkService:
                 raise MessageError(f"no message type for topic {msg.topic()}")
             message = parse(kind, msg.value())
             check_identity(message)
+            problem = implausible_times(message, self._times)
+            if problem is not None:
+                raise MessageError(problem)
         except MessageError as exc:
-            self._dead_letter(msg, str(exc))
+            self._filling.rejected.append((msg, str(exc)))
         else:
             self._filling.records.append(Record(message, msg))
         self._filling.note(msg)
-
-    def _dead_letter(self, msg: Message, reason: str) -> None:
-        log.warning("message dead-lettered", topic=msg.topic(), partition=msg.partition(),
-                    offset=msg.offset(), reason=reason[:300])
-        self._dead_letters.send(msg, reason)
-        self.stats.dead_lettered += 1
-        metrics.MESSAGES.labels("dead_lettered").inc()
 
     def _batch_ready(self) -> bool:
         if self._filling.empty:
@@ -344,22 +361,24 @@ class SinkService:
                             waiting_messages=len(inflight.records))
 
     def _complete(self, inflight: InFlight, stored: Stored) -> None:
-        for record, reason in stored.rejected:
-            self._dead_letter(record.source, reason)
-        if self._dead_letters.sent:
-            self._dead_letters.flush()
-        self._commit(inflight)
+        rejects = inflight.rejected + [(record.source, reason) for record, reason in stored.rejected]
+        self._commit(inflight, rejects)
         self._mark_database_up()
         self._count(inflight, stored)
 
-    def _commit(self, inflight: InFlight) -> None:
+    def _commit(self, inflight: InFlight, rejects: list[tuple[Message, str]]) -> None:
+        """Offsets and dead-letter copies in one transaction (the rows are already in: a
+        redelivery after a failure here is skipped as duplicates)."""
         try:
-            self._consumer.commit(offsets=inflight.commit_list(), asynchronous=False)
-        except KafkaException as exc:
-            # The rows are in; a redelivery after this is skipped as duplicates.
+            self._committer.commit(inflight.commit_list(), rejects)
+        except ServiceError:
             metrics.COMMITS.labels("failed").inc()
-            log.warning("offset commit failed; the batch may be redelivered", error=str(exc))
-            return
+            raise
+        for msg, reason in rejects:
+            log.warning("message dead-lettered", topic=msg.topic(), partition=msg.partition(),
+                        offset=msg.offset(), reason=reason[:300])
+        self.stats.dead_lettered += len(rejects)
+        metrics.MESSAGES.labels("dead_lettered").inc(len(rejects))
         self.stats.commits += 1
         self._last_commit = time.monotonic()
         metrics.COMMITS.labels("ok").inc()
@@ -539,6 +558,7 @@ class SinkService:
                 self._complete(pending[0], pending[1].result())
             except DatabaseUnavailable:
                 self._filling.records[:0] = pending[0].records
+                self._filling.rejected[:0] = pending[0].rejected
                 for key, offset in pending[0].offsets.items():
                     self._filling.offsets.setdefault(key, offset)
         if not self._filling.empty and not self._paused:
@@ -546,6 +566,7 @@ class SinkService:
             if not self._store_once(inflight):
                 log.warning("stopping with uncommitted messages; they will be redelivered",
                             messages=len(inflight.records))
+        self._committer.close()
         self._consumer.close()
         log.info("sink stopped", **self.stats.as_dict())
 
