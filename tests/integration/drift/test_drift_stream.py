@@ -40,6 +40,34 @@ def stream_settings(kafka_settings: Settings, db_settings: Settings, tmp_path: P
     return small_windows(both, tmp_path)
 
 
+def publish_poison(settings: Settings, station: str) -> int:
+    """Results the sink dead-letters: not JSON, NaN, chunk_start in 2200 (which, read as
+    event time, would close every open window) and in 1970. The stream must skip each
+    (logged), and its reports must still be those of the stored chunks."""
+    import json
+
+    from confluent_kafka import Producer
+
+    from soundscape.envelope import chunk_id_for
+    from soundscape.kafka_clients import producer_config
+    from soundscape.sinks.sample_results import detection
+
+    def at(start_ns: int) -> bytes:
+        value = json.loads(detection(station, START_NS).to_bytes())
+        value["chunk_start"] = start_ns
+        value["chunk_id"] = str(chunk_id_for(station, start_ns))
+        return json.dumps(value).encode()
+
+    nan = json.loads(detection(station, START_NS).to_bytes())
+    nan["audio"]["rms_dbfs"] = float("nan")
+    values = [b"not json", json.dumps(nan).encode(), at(7_258_118_400 * 10**9), at(10**9)]
+    producer = Producer(producer_config(settings))
+    for value in values:
+        producer.produce(settings.topics.detections, key=station.encode(), value=value)
+    assert producer.flush(30) == 0
+    return len(values)
+
+
 def first_alert(alerts: list[tuple], station: str, check: str) -> tuple:
     found = [a for a in alerts if a[0] == station and a[1] == check]
     assert found, f"no {check} alert for {station}; alerts: {[(a[0], a[1]) for a in alerts]}"
@@ -50,7 +78,11 @@ def test_stream_alerts_on_noise_and_species_change_within_one_window(
     stream_settings: Settings, tmp_path: Path
 ) -> None:
     settings = stream_settings
-    published = publish(settings, hour_of_stations())
+    messages = hour_of_stations()
+    half = START_NS + 30 * 60 * 10**9
+    published = publish(settings, [m for m in messages if m.chunk_start < half])
+    poison = publish_poison(settings, "steady")  # mid-stream, in a drifting station's partition
+    published += publish(settings, [m for m in messages if m.chunk_start >= half])
     assert published > 1400
     sink = SinkThread(settings)
     drift = DriftProcess(settings, tmp_path / "drift.log")
@@ -68,6 +100,8 @@ def test_stream_alerts_on_noise_and_species_change_within_one_window(
         code = drift.stop()
         sink.stop()
     assert code == 0, drift.log.read_text()[-3000:]
+    skipped = drift.log.read_text().count("detection skipped")
+    assert skipped == poison, f"{skipped} of {poison} malformed detections skipped"
 
     alerts = rows(settings, ALERTS_SQL)
     change = START + timedelta(minutes=CHANGE_MIN)
