@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+import pytest
 import soundfile as sf
 from confluent_kafka import Producer
 
@@ -270,6 +271,7 @@ def _rows(settings: Settings, query: str, *params: object) -> list[tuple]:
         return conn.execute(query, params).fetchall()
 
 
+@pytest.mark.input_only
 def test_no_input_stops_the_worker_or_the_sink(kafka_settings: Settings, db_settings: Settings,
                                                tmp_path: Path) -> None:
     settings = kafka_settings.model_copy(update={
