@@ -42,6 +42,7 @@ from confluent_kafka.admin import AdminClient
 from faust.transport import by_url
 from faust.transport.consumer import TransactionManager, ensure_TPset
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.exceptions import FaustError
 from faust.types import TP
 
 from soundscape.errors import ServiceError, UserError
@@ -391,6 +392,8 @@ class DriftStream:
         drift = self.station(message.station_id)
         try:
             result = drift.ingest(Observation.from_detection(message))
+        except FaustError:
+            raise  # tables and changelogs (e.g. not yet created): faust's to retry, not a bad result
         except Exception as exc:  # noqa: BLE001 - one result never stops the checks
             metrics.CHUNKS.labels("invalid").inc()
             log.error("detection skipped: the drift checks failed on it", partition=partition,
