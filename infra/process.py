@@ -13,12 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from soundscape.errors import ServiceError
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+from soundscape.local_services import read_state
+from soundscape.observability import free_port as free_port  # re-exported: tests and infra use it here
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -91,23 +87,7 @@ def wait_for(check: Callable[[], bool], timeout_s: float, interval_s: float = 0.
         time.sleep(interval_s)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A state file, or None if absent; a corrupt one is a clear error, not a traceback."""
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ServiceError(
-            f"state file {path} is unreadable ({exc})",
-            hint="run `soundscape infra reset` to start the services from a clean state",
-        ) from None
-    if not isinstance(data, dict):
-        raise ServiceError(
-            f"state file {path} does not hold a JSON object",
-            hint="run `soundscape infra reset` to start the services from a clean state",
-        )
-    return data
+read_json = read_state  # one reader of state files: soundscape.local_services
 
 
 def write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from soundscape.infra.kafka.broker import KafkaBroker
-from soundscape.infra.kafka.topics import ensure_topics
+from soundscape.kafka_topics import ensure_topics
 from soundscape.infra.postgres.cluster import PostgresCluster
 from soundscape.settings import Settings
 

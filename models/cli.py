@@ -14,26 +14,13 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from soundscape.cli_context import current_settings, need_module
 from soundscape.errors import UserError
 from soundscape.models.profiles import DEFAULT_NUM_CLASSES, PROFILES
 
 _BUNDLE = click.Path(exists=False, file_okay=False, path_type=Path)
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
-
-def _settings() -> Any:
-    from soundscape.cli import App
-
-    return click.get_current_context().ensure_object(App).settings
-
-
-def _need(module: str, extra: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise UserError(f"this command needs {module}, which is not installed",
-                        hint=f"pip install 'soundscape[{extra}]' (or SOUNDSCAPE_EXTRAS=dev,train "
-                             "bash infra/setup.sh)")
 
 
 def _batch_sizes(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
@@ -120,8 +107,8 @@ def export_cmd(out: Path, profile: str, labels_file: Path | None, classes: int |
     soundscape models export bundles/mine --labels labels.txt \\
         --checkpoint embedder=cnn14.pt --checkpoint resnet50=resnet.pt ...
     """
-    _need("torch", "train")
-    _need("onnxruntime", "serve")
+    need_module("torch", "train")
+    need_module("onnxruntime", "serve")
     from pydantic import ValidationError
 
     from soundscape.bundle import FeatureParams
@@ -176,8 +163,8 @@ def quantize_cmd(source: Path, out: Path, precision: str, calibration: Path | No
     The variant is scored next to SOURCE on a held-out set and its top-1 agreement is
     written to its manifest (agreement_with_fp32).
     """
-    _need("onnx", "train")
-    _need("onnxruntime", "serve")
+    need_module("onnx", "train")
+    need_module("onnxruntime", "serve")
     from soundscape.models.quantize import VariantOptions, make_variant
 
     options = VariantOptions(
@@ -197,10 +184,10 @@ def quantize_cmd(source: Path, out: Path, precision: str, calibration: Path | No
 def verify_cmd(bundle: Path, as_json: bool) -> None:
     """Check BUNDLE: manifest, files and hashes, labels, every graph's inputs and outputs,
     then score two random items through it. Exit status 2 with the reason when it fails."""
-    _need("onnxruntime", "serve")
+    need_module("onnxruntime", "serve")
     from soundscape.models.verify import verify_bundle
 
-    report = verify_bundle(bundle, _settings())
+    report = verify_bundle(bundle, current_settings())
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
         return
@@ -243,10 +230,10 @@ def bench_cmd(bundles: tuple[Path, ...], batch_sizes: list[int], latency_runs: i
     interleaved on the same inputs: later ones are compared with the first (speed ratio,
     top-1 agreement on the held-out items).
     """
-    _need("onnxruntime", "serve")
+    need_module("onnxruntime", "serve")
     from soundscape.models.bench import BenchOptions, bench
 
-    settings = _settings().models
+    settings = current_settings().models
     options = BenchOptions(
         batch_sizes=batch_sizes, latency_runs=latency_runs, min_seconds=min_seconds,
         min_runs=min_runs, audio=audio,

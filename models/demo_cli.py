@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from soundscape.models.cli import _need
+from soundscape.cli_context import need_module
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -44,8 +44,8 @@ def train_demo_cmd(out: Path, chunks: int, epochs: int, seed: int, int8: bool, t
     \b
     soundscape models train-demo --out models/bundles/demo --force
     """
-    _need("torch", "train")
-    _need("onnxruntime", "serve")
+    need_module("torch", "train")
+    need_module("onnxruntime", "serve")
     from soundscape.models.demo import DemoOptions, train_demo
 
     int8_out = out.with_name(f"{out.name}-int8") if int8 else None
@@ -90,7 +90,7 @@ def evaluate_cmd(bundle: Path, chunks: int, seed: int | None, manifest: Path | N
     Decisions use the bundle's per-label thresholds. Exit status 0 whatever the figures:
     read them, or let tests set the bar.
     """
-    _need("onnxruntime", "serve")
+    need_module("onnxruntime", "serve")
     from soundscape.models.evaluate import EvaluateOptions, evaluate
     from soundscape.models.labelled import EVAL_SEED
 

@@ -70,7 +70,7 @@ def synthetic_pcm(count: int, first_seed: int, features: FeatureParams) -> np.nd
 
 def runtime_frontend(features: FeatureParams) -> Frontend:
     """The runtime front-end (frontend.onnx's graph) for `features`, built in memory."""
-    from soundscape.models.frontend.params import FeatureParams as FrontendParams
+    from soundscape.frontend_params import FeatureParams as FrontendParams
     from soundscape.models.frontend.runtime import FrontEnd
 
     frontend = FrontEnd(params=FrontendParams(**features.model_dump()),

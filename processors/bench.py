@@ -46,7 +46,7 @@ def bench_pipeline(settings: Settings, bundle: Path, chunks: int, workers: int =
                    progress: bool = True) -> PipelineFigures:
     from tqdm import tqdm
 
-    from soundscape.infra.kafka.topics import delete_topics, ensure_topics
+    from soundscape.kafka_topics import delete_topics, ensure_topics
     from soundscape.processors.scoring import ModelScorer
     from soundscape.processors.worker import InferenceWorker
 

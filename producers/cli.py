@@ -14,12 +14,8 @@ import click
 from soundscape.envelope import STATION_ID_RE
 from soundscape.errors import ServiceError, UserError
 from soundscape.settings import Settings
+from soundscape.cli_context import current_app
 
-
-def _app() -> Any:
-    from soundscape.cli import App
-
-    return click.get_current_context().ensure_object(App)
 
 
 def _station_id(value: str | None) -> str:
@@ -81,7 +77,7 @@ def station(station_id: str | None, source: str | None, device: str | None,
     from soundscape.producers.station import Station
     from soundscape.producers.station_metrics import station_registry
 
-    app = _app()
+    app = current_app()
     updates = {k: v for k, v in {"station_id": station_id, "source": source, "device": device,
                                  "capture_rate": capture_rate, "codec": codec}.items()
                if v is not None}
@@ -151,7 +147,7 @@ def replay(paths: tuple[str, ...], station: str | None, start: str | None,
     from soundscape.producers.archive import Naming
     from soundscape.producers.replay import Replay
 
-    settings: Settings = _app().settings
+    settings: Settings = current_app().settings
     tz = file_times.zone(timezone or settings.replay.timezone)
     if station is not None:
         _station_id(station)
@@ -222,4 +218,4 @@ def bench_station(chunks: int, capture_rate: int, source: str, device: str | Non
     """Station CPU per chunk: capture, resample, FLAC, spool and publish to the broker."""
     from soundscape.producers.bench import bench_station as run_bench
 
-    _echo_report(run_bench(_app().settings, chunks, capture_rate, source, device, codec), as_json)
+    _echo_report(run_bench(current_app().settings, chunks, capture_rate, source, device, codec), as_json)

@@ -25,7 +25,7 @@ from psycopg import sql
 from tqdm import tqdm
 
 from soundscape.errors import ServiceError
-from soundscape.infra.kafka.topics import delete_topics, ensure_topics
+from soundscape.kafka_topics import delete_topics, ensure_topics, scratch_topics
 from soundscape.kafka_clients import producer_config
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
@@ -34,17 +34,12 @@ from soundscape.sinks.sample_results import NS, detection_stream
 from soundscape.sinks.service import SinkService, run_until
 from soundscape.sinks.writer import ResultBatch, ResultWriter
 
-_TOPICS = ("audio", "detections", "audio_dlq", "heartbeats", "drift", "results_dlq")
-
-
 def scratch_settings(settings: Settings, suffix: str, batch_size: int | None) -> Settings:
-    topics = settings.topics.model_copy(
-        update={name: f"{getattr(settings.topics, name)}.bench-{suffix}" for name in _TOPICS}
+    bench = scratch_topics(settings, suffix)
+    sink = bench.sink.model_copy(
+        update={"batch_size": batch_size or bench.sink.batch_size, "maintenance_interval_s": 0}
     )
-    sink = settings.sink.model_copy(
-        update={"batch_size": batch_size or settings.sink.batch_size, "maintenance_interval_s": 0}
-    )
-    return settings.model_copy(update={"topics": topics, "sink": sink})
+    return bench.model_copy(update={"sink": sink})
 
 
 def _batches(count: int, size: int, stations: int, start_ns: int, detections: int,
@@ -123,7 +118,7 @@ def run_sink_bench(
     finally:
         with connect(settings) as conn:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-        delete_topics(bench, [getattr(bench.topics, name) for name in _TOPICS])
+        delete_topics(bench, bench.topics.all_names())
     return {
         "results": results,
         "detections_per_result": detections,

@@ -1,48 +1,21 @@
 """Commands of the sinks room: `soundscape db ...`, `soundscape sink`, `soundscape bench sink`.
 
-Registered in soundscape/cli.py. Settings come from the shared App object at run time
+Registered in app/cli.py. Settings come from the shared App object at run time
 (imported lazily, so this module imports cleanly on its own).
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import json
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import click
 
-from soundscape.errors import ServiceError
-from soundscape.settings import Settings
+from soundscape.cli_context import current_settings, database_errors, echo_json
 
 
-def _settings() -> Settings:
-    from soundscape.cli import App
 
-    return click.get_current_context().ensure_object(App).settings
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-@contextlib.contextmanager
-def _database_errors() -> Iterator[None]:
-    """A database that cannot be reached is one clear message, not a traceback."""
-    import psycopg
-    import sqlalchemy.exc
-
-    try:
-        yield
-    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
-        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
-        raise ServiceError(
-            f"cannot reach the database: {first}",
-            hint="is it running? `soundscape infra status`; or set SOUNDSCAPE_POSTGRES__URL",
-        ) from None
 
 
 def tune_gc() -> None:
@@ -76,8 +49,8 @@ def db_upgrade(revision: str, as_sql: bool) -> None:
     if as_sql:
         click.echo(migrate.upgrade_sql(revision))
         return
-    settings = _settings()
-    with _database_errors():
+    settings = current_settings()
+    with database_errors():
         before = migrate.schema_status(settings).current
         status = migrate.upgrade(settings, revision)
         click.echo(f"schema at {status.current} (newest {status.head}); was {before or 'empty'}")
@@ -100,13 +73,13 @@ def db_downgrade(revision: str, yes: bool) -> None:
     """
     from soundscape.sinks import migrate
 
-    settings = _settings()
+    settings = current_settings()
     if not yes:
         click.confirm(
             f"Downgrade the database {settings.postgres.database} to {revision}? "
             "Tables the downgrade drops lose their data", abort=True,
         )
-    with _database_errors():
+    with database_errors():
         before = migrate.schema_status(settings).current
         status = migrate.downgrade(settings, revision)
     click.echo(f"schema at {status.current or 'base (empty)'} (newest {status.head}); "
@@ -124,8 +97,8 @@ def db_status(as_json: bool) -> None:
     from soundscape.sinks.connection import connect
     from soundscape.sinks.partitions import PartitionManager
 
-    settings = _settings()
-    with _database_errors():
+    settings = current_settings()
+    with database_errors():
         status = migrate.schema_status(settings)
         partitions: dict[str, Any] = {}
         if status.current is not None:
@@ -145,7 +118,7 @@ def db_status(as_json: bool) -> None:
         "retention_days": sink.retention_days or None,
     }
     if as_json:
-        _echo_json(report)
+        echo_json(report)
     else:
         state = "up to date" if status.up_to_date else f"pending: {', '.join(status.pending)}"
         click.echo(f"schema: {status.current or 'empty'} (newest {status.head}), {state}")
@@ -168,15 +141,15 @@ def db_maintain(dry_run: bool, as_json: bool) -> None:
     """
     from soundscape.sinks.writer import ResultWriter
 
-    settings = _settings()
+    settings = current_settings()
     writer = ResultWriter(settings, application_name="soundscape-db")
-    with _database_errors():
+    with database_errors():
         try:
             report = writer.maintain(dry_run=dry_run)
         finally:
             writer.close()
     if as_json:
-        _echo_json(report.as_dict() | {"dry_run": dry_run})
+        echo_json(report.as_dict() | {"dry_run": dry_run})
         return
     verb = "would be " if dry_run else ""
     click.echo(f"{verb}created: {', '.join(report.created) or 'none'}")
@@ -202,7 +175,7 @@ def sink(group_id: str | None, metrics_port: int | None) -> None:
     from soundscape.observability import ObservabilityServer
     from soundscape.sinks.service import SinkService
 
-    settings = _settings()
+    settings = current_settings()
     log = get_logger("soundscape.sinks")
     tune_gc()
     service = SinkService(settings, group_id=group_id)
@@ -247,13 +220,13 @@ def bench_sink(results: int, detections: int, stations: int, batch_size: int | N
 
     if results < 1 or detections < 0 or stations < 1 or (batch_size is not None and batch_size < 1):
         raise click.BadParameter("--results, --stations, --batch-size >= 1; --detections >= 0")
-    settings = _settings()
+    settings = current_settings()
     tune_gc()
-    with _database_errors():
+    with database_errors():
         figures = run_sink_bench(settings, results, detections, stations, batch_size,
                                  progress=not as_json)
     if as_json:
-        _echo_json(figures)
+        echo_json(figures)
     else:
         for key, value in figures.items():
             click.echo(f"{key:>30}: {value}")

@@ -1,6 +1,6 @@
 """`soundscape stations set | show`: where stations are and which species they expect.
 
-Registered in soundscape/cli.py. Settings and database errors are handled as by the
+Registered in app/cli.py. Settings and database errors are handled as by the
 other sinks commands (soundscape.sinks.cli's helpers).
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from soundscape.sinks.cli import _database_errors, _echo_json, _settings
+from soundscape.cli_context import current_settings, database_errors, echo_json
 
 _WHY = """The location feeds the worker's species-range filter for windowed bundles such as
 BirdNET: each result is checked against the species expected at that place and week,
@@ -95,14 +95,14 @@ def stations_set(station_id: str, latitude: float | None, longitude: float | Non
     if not change.assignments():
         raise click.UsageError("nothing to set: give --lat/--lon, --elevation, --name, "
                                "--include, --exclude, --clear-location or --clear-lists")
-    settings = _settings()
-    with _database_errors():
+    settings = current_settings()
+    with database_errors():
         result = set_station(settings, station_id, latitude=latitude, longitude=longitude,
                              elevation_m=elevation_m, name=name, include=include,
                              exclude=exclude, clear_location=clear_location,
                              clear_lists=clear_lists)
     if as_json:
-        _echo_json(result.station | {"created": result.created})
+        echo_json(result.station | {"created": result.created})
         return
     click.echo(f"station {station_id} {'created' if result.created else 'updated'}")
     _describe(result.station)
@@ -118,11 +118,11 @@ def stations_set(station_id: str, latitude: float | None, longitude: float | Non
 def stations_show(station_id: str | None, as_json: bool) -> None:
     from soundscape.sinks.stations import list_stations
 
-    settings = _settings()
-    with _database_errors():
+    settings = current_settings()
+    with database_errors():
         rows = list_stations(settings, station_id)
     if as_json:
-        _echo_json(rows[0] if station_id and rows else rows)
+        echo_json(rows[0] if station_id and rows else rows)
     elif not rows:
         click.echo(f"no station {station_id}" if station_id else "no stations yet")
     else:

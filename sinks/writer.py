@@ -11,7 +11,6 @@ and propagates.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,51 +18,20 @@ import psycopg
 
 from soundscape.errors import ServiceError
 from soundscape.logs import get_logger
-from soundscape.messages import Detection, DriftReport, Heartbeat
+from soundscape.messages import Detection
 from soundscape.settings import Settings
 from soundscape.sinks import staging
 from soundscape.sinks.connection import connect
 from soundscape.sinks.partition_plan import floor_to_interval, retention_horizon
 from soundscape.sinks.partitions import MaintenanceReport, PartitionManager, to_ns
+from soundscape.result_sink import (  # the contract; re-exported for the sink's users
+    DatabaseUnavailable as DatabaseUnavailable,
+    ResultBatch as ResultBatch,
+    RowsRejected as RowsRejected,
+    WriteCounts as WriteCounts,
+)
 
 log = get_logger(__name__)
-
-
-class DatabaseUnavailable(Exception):
-    """The database cannot take the batch now; nothing of it was committed."""
-
-
-class RowsRejected(Exception):
-    """A value in the batch was refused (bad data, not a bad connection): by the database,
-    or by the writer (an embedding that is not base64 of float16 values)."""
-
-
-@dataclass
-class ResultBatch:
-    detections: list[Detection] = field(default_factory=list)
-    heartbeats: list[Heartbeat] = field(default_factory=list)
-    drift: list[DriftReport] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.detections) + len(self.heartbeats) + len(self.drift)
-
-
-@dataclass
-class WriteCounts:
-    chunks: int = 0
-    detections: int = 0
-    heartbeats: int = 0
-    drift_reports: int = 0
-    #: Messages whose row was already stored (redelivered or replayed).
-    duplicates: int = 0
-    #: Messages older than the retention horizon, not stored.
-    expired: int = 0
-    partitions_created: list[str] = field(default_factory=list)
-
-    def add(self, other: WriteCounts) -> None:
-        for name in ("chunks", "detections", "heartbeats", "drift_reports", "duplicates", "expired"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.partitions_created += other.partitions_created
 
 
 class ResultWriter:

@@ -1,3 +1,3 @@
-from soundscape.cli import main
+from soundscape.app.cli import main
 
 main()

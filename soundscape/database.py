@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from soundscape.errors import ServiceError
+from soundscape.local_services import Role, local_postgres_url
 from soundscape.settings import Settings
 
-Role = Literal["writer", "reader"]
+__all__ = ["Role", "database_url", "sqlalchemy_url"]
 
 
 def database_url(settings: Settings, role: Role = "writer") -> str:
@@ -20,9 +19,7 @@ def database_url(settings: Settings, role: Role = "writer") -> str:
         if role == "reader" and pg.reader_url is not None:
             return pg.reader_url.get_secret_value()
         return pg.url.get_secret_value()
-    from soundscape.infra.postgres.cluster import PostgresCluster
-
-    url = PostgresCluster(settings).url(role)
+    url = local_postgres_url(settings, role)
     if url is None:
         raise ServiceError(
             "no database configured and no local PostgreSQL started by Soundscape",

@@ -38,12 +38,12 @@ from soundscape.bundle import (
     check_graph_io,
     load_bundle,
 )
-from soundscape.models.frontend.inputs import (
+from soundscape.frontend_inputs import (
     DEFAULT_LENGTH_TOLERANCE_MS,
     DEFAULT_MAX_NONFINITE_FRACTION,
     prepare_batch,
 )
-from soundscape.models.frontend.params import FeatureParams as FrontendParams
+from soundscape.frontend_params import FeatureParams as FrontendParams
 from soundscape.ort_sessions import import_onnxruntime, session_options
 from soundscape.ort_sessions import providers as _providers
 

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from soundscape.errors import ServiceError, UserError
+from soundscape.local_services import local_kafka_address
 from soundscape.settings import Settings
 
 #: Room for headers and record-batch framing on top of the payload limit.
@@ -19,9 +20,7 @@ class ChunkTooLargeError(UserError):
 def bootstrap_servers(settings: Settings) -> str:
     if settings.kafka.bootstrap_servers:
         return settings.kafka.bootstrap_servers
-    from soundscape.infra.kafka.broker import KafkaBroker
-
-    address = KafkaBroker(settings).bootstrap_address()
+    address = local_kafka_address(settings)
     if address is None:
         raise ServiceError(
             "no Kafka broker configured and none started by Soundscape",

@@ -7,6 +7,7 @@ GET /healthz  JSON from the service's health callback; 200 when healthy, 503 oth
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,3 +75,10 @@ def _make_handler(health: HealthCheck, registry: CollectorRegistry) -> type[Base
             return  # scrapes every few seconds would flood the service's log
 
     return Handler
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` now, for a child process's health server."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

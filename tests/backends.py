@@ -61,7 +61,7 @@ def container_backend(state_dir: Path) -> Iterator[Backend]:
     from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
     from soundscape.infra.images.builder import ensure_images, start_engine
-    from soundscape.infra.kafka.topics import ensure_topics
+    from soundscape.kafka_topics import ensure_topics
     from soundscape.infra.postgres.roles import bootstrap_database
     from soundscape.infra.process import free_port, wait_for
 

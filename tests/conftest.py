@@ -57,7 +57,7 @@ def services(backend: Backend) -> Settings:
 @pytest.fixture
 def kafka_settings(services: Settings) -> Iterator[Settings]:
     """Settings whose topics are this test's own (created here, deleted after)."""
-    from soundscape.infra.kafka.topics import delete_topics, ensure_topics
+    from soundscape.kafka_topics import delete_topics, ensure_topics
 
     suffix = uuid.uuid4().hex[:8]
     defaults = services.topics

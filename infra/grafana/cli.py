@@ -1,6 +1,6 @@
 """`soundscape grafana ...` and `soundscape report`: dashboards on a Grafana, or without one.
 
-Registered in soundscape/cli.py. Settings come from the shared App object at run time.
+Registered in app/cli.py. Settings come from the shared App object at run time.
 """
 
 from __future__ import annotations
@@ -13,13 +13,8 @@ import click
 
 from soundscape.cli_time import TIME
 from soundscape.errors import UserError
-from soundscape.settings import Settings
+from soundscape.cli_context import current_settings, database_errors
 
-
-def _settings() -> Settings:
-    from soundscape.cli import App
-
-    return click.get_current_context().ensure_object(App).settings
 
 
 @click.group()
@@ -49,7 +44,7 @@ def grafana_push(url: str | None, token: str | None, dry_run: bool) -> None:
     """
     from soundscape.infra.grafana import push
 
-    settings = _settings()
+    settings = current_settings()
     if dry_run:
         steps = push.plan(settings)
         for source in steps.datasources:
@@ -86,8 +81,8 @@ def grafana_env() -> None:
     password): `soundscape grafana env > infra/grafana/.env`."""
     from soundscape.infra.grafana.push import postgres_datasource
 
-    source = postgres_datasource(_settings())
-    prometheus = _settings().grafana.prometheus_url or "http://127.0.0.1:9090"
+    source = postgres_datasource(current_settings())
+    prometheus = current_settings().grafana.prometheus_url or "http://127.0.0.1:9090"
     for key, value in (("SOUNDSCAPE_PG_ADDRESS", source["url"]),
                        ("SOUNDSCAPE_PG_DATABASE", source["jsonData"]["database"]),
                        ("SOUNDSCAPE_PG_READER_USER", source["user"]),
@@ -95,34 +90,6 @@ def grafana_env() -> None:
                        ("SOUNDSCAPE_PG_SSLMODE", source["jsonData"]["sslmode"]),
                        ("SOUNDSCAPE_PROMETHEUS_URL", prometheus)):
         click.echo(f"{key}={value}")
-
-
-@grafana.command("demo-data")
-@click.option("--hours", default=24, show_default=True, type=click.IntRange(1, 24 * 60),
-              help="Length of the demo period, ending now (or at --end).")
-@click.option("--end", type=TIME, default="now", show_default=True, help="End of the period.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def grafana_demo_data(hours: int, end: datetime, as_json: bool) -> None:
-    """Fill the database with demo results from four stations (one with a noise floor
-    rising 20 dB, one whose species change, one with an outage), with heartbeats and
-    drift reports, through the sink's writer. Safe to run again (nothing is doubled).
-    Run `soundscape db upgrade` first."""
-    from tqdm import tqdm
-
-    from soundscape.infra.grafana import demo_data
-
-    settings = _settings()
-    # The total counts every 10 s slot; the outage and the gaps leave some empty, so the
-    # bar ends at the chunks really written.
-    with tqdm(total=hours * 360 * len(demo_data.STATIONS), unit="chunk", desc="results",
-              disable=as_json) as bar:
-        summary = demo_data.fill(settings, end, hours, progress=bar.update)
-        bar.total = bar.n
-    if as_json:
-        click.echo(json.dumps(summary.as_dict(), indent=2))
-        return
-    for key, value in summary.as_dict().items():
-        click.echo(f"{key:>14}: {value}")
 
 
 @click.command("report")
@@ -143,12 +110,11 @@ def report(since: datetime, until: datetime, out: Path, stations: tuple[str, ...
     from tqdm import tqdm
 
     from soundscape.infra.grafana.report import make
-    from soundscape.sinks.cli import _database_errors
 
     if until <= since:
         raise UserError(f"--until {until:%Y-%m-%d %H:%M} is not after --since "
                         f"{since:%Y-%m-%d %H:%M}", hint="give an earlier --since")
-    with _database_errors():
-        made = make(_settings(), since, until, out, stations or None,
+    with database_errors():
+        made = make(current_settings(), since, until, out, stations or None,
                     progress=lambda items: tqdm(items, desc="panels", unit="panel"))
     click.echo(f"{len(made.files) - 1} plots and {out / 'index.html'}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soundscape.processors.drift.checks import CHECKS
+from soundscape.drift_checks import CHECKS
 
 POSTGRES = {"type": "grafana-postgresql-datasource", "uid": "soundscape-postgres"}
 PROMETHEUS = {"type": "prometheus", "uid": "soundscape-prometheus"}

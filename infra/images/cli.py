@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from soundscape.settings import load_settings
+from soundscape.cli_context import current_settings
 
 
 @click.group()
@@ -31,6 +31,6 @@ def images_build(names: tuple[str, ...], rebuild: bool) -> None:
     """Obtain NAMES (debian, postgres, kafka, soundscape; default: postgres and kafka)."""
     from soundscape.infra.images.builder import ensure_images
 
-    report = ensure_images(load_settings(), list(names) or None, rebuild=rebuild)
+    report = ensure_images(current_settings(), list(names) or None, rebuild=rebuild)
     for name, info in report.items():
         click.echo(f"{name:9} {info['tag']}: {info['how']} in {info['seconds']} s")

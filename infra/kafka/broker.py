@@ -23,6 +23,7 @@ from soundscape.errors import ServiceError
 from soundscape.infra import process
 from soundscape.infra.kafka.jars import KafkaJars
 from soundscape.kafka_clients import ENVELOPE_OVERHEAD_BYTES
+from soundscape.local_services import kafka_state_file, local_kafka_address
 from soundscape.logs import get_logger
 from soundscape.settings import Settings
 
@@ -56,7 +57,7 @@ class KafkaBroker:
         self.home = settings.state_dir / "kafka"
         self.data_dir = self.home / "data"
         self.log_dir = self.home / "logs"
-        self.state_file = self.home / "state.json"
+        self.state_file = kafka_state_file(settings)
         self.pid_file = self.home / "kafka.pid"
         self.config_file = self.home / "server.properties"
         self.log4j_file = self.home / "log4j2.properties"
@@ -67,8 +68,7 @@ class KafkaBroker:
         return process.read_json(self.state_file) or {}
 
     def bootstrap_address(self) -> str | None:
-        port = self._state().get("port")
-        return f"{self.settings.kafka.host}:{port}" if port else None
+        return local_kafka_address(self.settings)
 
     def pid(self) -> int | None:
         """The broker's pid if it runs (checked against its command line, not just the number)."""

@@ -22,11 +22,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from soundscape.errors import ServiceError
 from soundscape.infra import process
 from soundscape.infra.postgres.roles import bootstrap_database, grant_read_only
+from soundscape.local_services import (
+    Role,
+    local_postgres_url,
+    postgres_credentials_file,
+    postgres_state_file,
+)
 from soundscape.logs import get_logger
 from soundscape.settings import Settings
 
@@ -60,8 +65,8 @@ class PostgresCluster:
         self.data_dir = self.home / "data"
         self.run_dir = self.home / "run"
         self.log_file = self.home / "logs" / "postgres.log"
-        self.state_file = self.home / "state.json"
-        self.credentials_file = self.home / "credentials.json"
+        self.state_file = postgres_state_file(settings)
+        self.credentials_file = postgres_credentials_file(settings)
 
     # ---- facts -------------------------------------------------------------------------
     def port(self) -> int | None:
@@ -258,15 +263,9 @@ class PostgresCluster:
     def grant_read_only(self, database: str) -> None:
         grant_read_only(self.superuser_connect, self.settings, database)
 
-    def url(self, role: str = "writer", database: str | None = None) -> str | None:
+    def url(self, role: Role = "writer", database: str | None = None) -> str | None:
         """libpq URL (psql accepts it; SQLAlchemy after `sqlalchemy_url`)."""
-        port = self.port()
-        if port is None:
+        if self.port() is None:
             return None
-        pg, creds = self.settings.postgres, self.credentials()
-        user = pg.writer_user if role == "writer" else pg.reader_user
-        password = creds[f"{role}_password"]
-        return (
-            f"postgresql://{quote(user)}:{quote(password, safe='')}@{pg.host}:{port}/"
-            f"{quote(database or pg.database)}"
-        )
+        self.credentials()  # generated once, before the first URL is handed out
+        return local_postgres_url(self.settings, role, database)

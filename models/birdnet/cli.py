@@ -6,17 +6,12 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from soundscape.models.birdnet import BUNDLE_NAME
+from soundscape.cli_context import current_settings
 
-
-def _settings() -> Any:
-    from soundscape.cli import App
-
-    return click.get_current_context().ensure_object(App).settings
 
 
 @click.command("import")
@@ -51,7 +46,7 @@ def import_cmd(model: str, audio: tuple[Path, ...], variants: str, force: bool,
     from soundscape.models.birdnet.importer import import_birdnet
     from soundscape.models.birdnet.source import LICENCE, LICENCE_URL
 
-    settings = _settings()
+    settings = current_settings()
     chosen = tuple(v.strip() for v in variants.split(",") if v.strip())
     bad = sorted(set(chosen) - {"fp16", "int8"})
     if bad:

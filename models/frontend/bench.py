@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from soundscape.models.frontend.params import FEATURES, FeatureParams
+from soundscape.frontend_params import FEATURES, FeatureParams
 from soundscape.models.frontend.reference import reference_features
 from soundscape.models.frontend.runtime import FrontEnd
 from soundscape.synthetic import soundscape_chunks

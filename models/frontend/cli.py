@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from soundscape.errors import UserError
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def _settings() -> Any:
-    from soundscape.logs import configure_logging
-    from soundscape.settings import load_settings
-
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
+from soundscape.cli_context import current_settings, echo_json
 
 
 def _load_model(path: Path | None) -> Any:
@@ -96,7 +83,7 @@ def check(model: Path | None, as_json: bool) -> None:
 
     report = check_ops(_load_model(model))
     if as_json:
-        _echo_json({"ok": report.ok, "graph_ops": report.graph_ops,
+        echo_json({"ok": report.ok, "graph_ops": report.graph_ops,
                     "loaded_ops": report.loaded_ops, "problems": list(report.problems)})
     else:
         click.echo("graph ops:  " + ", ".join(f"{k} x{v}" for k, v in report.graph_ops.items()))
@@ -123,7 +110,7 @@ def parity(model: Path | None, seed: int, as_json: bool) -> None:
     from soundscape.models.frontend.parity import TOLERANCES, parity_cases, run_parity
     from soundscape.models.frontend.runtime import FrontEnd
 
-    settings = _settings()
+    settings = current_settings()
     frontend_ = FrontEnd(
         _load_model(model), threads=settings.frontend.threads,
         length_tolerance_ms=settings.frontend.length_tolerance_ms,
@@ -132,7 +119,7 @@ def parity(model: Path | None, seed: int, as_json: bool) -> None:
     results = run_parity(parity_cases(seed), frontend_)
     failures = {r.name: r.problems() for r in results if r.problems()}
     if as_json:
-        _echo_json({
+        echo_json({
             "tolerances": TOLERANCES,
             "providers": frontend_.providers,
             "cases": [{"name": r.name, "description": r.description, "error": r.error,
@@ -183,12 +170,12 @@ def bench(model: Path | None, chunks: int, batch: int, threads: int | None, repe
     if chunks < 1 or batch < 1 or repeats < 1:
         raise click.BadParameter("--chunks, --batch and --repeats must be at least 1")
     if threads is None:
-        threads = _settings().frontend.threads
+        threads = current_settings().frontend.threads
     if model is not None:
         _load_model(model)  # a clear error for an unreadable file
     results = run_bench(chunks, batch, threads, repeats, str(model) if model else None)
     if as_json:
-        _echo_json(results)
+        echo_json(results)
         return
     click.echo(f"cpu: {results['cpu']} ({results['cpu_cores']} cores), "
                f"onnxruntime {results['onnxruntime']}, {chunks} chunks x {repeats}, batch {batch}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from soundscape.models.frontend.params import AugmentParams, DenoiseParams, FeatureParams
+from soundscape.frontend_params import AugmentParams, DenoiseParams, FeatureParams
 
 
 def hann_periodic(length: int) -> np.ndarray:

@@ -26,7 +26,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from soundscape.models.frontend import dsp
-from soundscape.models.frontend.params import FEATURES, FeatureParams
+from soundscape.frontend_params import FEATURES, FeatureParams
 
 OPSET = 17
 IR_VERSION = 8

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from soundscape.models.frontend.inputs import ChunkError, prepare_chunk
-from soundscape.models.frontend.params import FEATURES, FeatureParams
+from soundscape.frontend_inputs import ChunkError, prepare_chunk
+from soundscape.frontend_params import FEATURES, FeatureParams
 from soundscape.models.frontend.reference import reference_features
 from soundscape.models.frontend.runtime import FrontEnd
 from soundscape.synthetic import soundscape_chunk

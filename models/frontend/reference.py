@@ -14,7 +14,7 @@ import noisereduce
 import numpy as np
 
 from soundscape.models.frontend import dsp
-from soundscape.models.frontend.params import FEATURES, FeatureParams
+from soundscape.frontend_params import FEATURES, FeatureParams
 
 
 def sanitise(pcm: np.ndarray, params: FeatureParams = FEATURES) -> np.ndarray:

@@ -15,12 +15,12 @@ import numpy as np
 import onnx
 
 from soundscape.models.frontend.graph import INPUT, OUTPUTS, build_frontend
-from soundscape.models.frontend.inputs import (
+from soundscape.frontend_inputs import (
     DEFAULT_LENGTH_TOLERANCE_MS,
     DEFAULT_MAX_NONFINITE_FRACTION,
     prepare_batch,
 )
-from soundscape.models.frontend.params import FEATURES, FeatureParams
+from soundscape.frontend_params import FEATURES, FeatureParams
 
 
 def default_providers() -> list[str]:

@@ -28,6 +28,7 @@ from soundscape.processors.drift.station import (
 )
 from soundscape.processors.drift.summary import CHUNK_NS, Observation, Summary
 from soundscape.settings import Settings
+from soundscape.result_sink import DatabaseUnavailable, ResultBatch, ResultSink
 
 _COLUMNS = ("station_id, chunk_start_ns, source, top_label, top_probability, rms_dbfs, "
             "noise_floor_dbfs, clipping_ratio, silence_ratio, spectral_centroid_hz")
@@ -144,19 +145,16 @@ def check(settings: Settings, since: datetime, until: datetime,
     return reports
 
 
-def store(settings: Settings, reports: list[DriftReport]) -> int:
-    """Write reports to drift_reports through the sink's writer (idempotent); returns how
-    many were new."""
-    from soundscape.sinks.writer import DatabaseUnavailable, ResultBatch, ResultWriter
-
+def store(sink: ResultSink, reports: list[DriftReport]) -> int:
+    """Write reports to drift_reports through a result sink (idempotent), in parts of
+    2,000; returns how many were new. The sink is closed afterwards."""
     stored = 0
-    writer = ResultWriter(settings, application_name="soundscape-drift-check")
     try:
         for first in range(0, len(reports), 2000):
-            stored += writer.write(ResultBatch(drift=reports[first:first + 2000])).drift_reports
+            stored += sink.write(ResultBatch(drift=reports[first:first + 2000])).drift_reports
     except DatabaseUnavailable as exc:
         raise ServiceError(f"cannot store the reports: {exc}",
                            hint="is the database up? `soundscape infra status`") from None
     finally:
-        writer.close()
+        sink.close()
     return stored

@@ -30,8 +30,8 @@ from typing import Any
 from tqdm import tqdm
 
 from soundscape.errors import ServiceError
-from soundscape.infra.kafka.topics import delete_topics, ensure_topics
-from soundscape.infra.process import free_port
+from soundscape.kafka_topics import delete_topics, ensure_topics, scratch_topics
+from soundscape.observability import free_port
 from soundscape.messages import Detection
 from soundscape.processors.drift import scenarios as sc
 from soundscape.processors.drift.publish import publish
@@ -39,7 +39,6 @@ from soundscape.processors.drift.station import DictPaneStore, StationDrift, Sta
 from soundscape.processors.drift.stream import PANES_TABLE, STATIONS_TABLE
 from soundscape.processors.drift.summary import NS, Observation
 from soundscape.settings import Settings, settings_env
-from soundscape.sinks.bench import scratch_settings
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -83,7 +82,7 @@ def _processed(port: int) -> int:
 def stream_end_to_end(settings: Settings, batch: list[Detection], progress: bool,
                       timeout_s: float = 600) -> dict[str, float]:
     suffix = uuid.uuid4().hex[:8]
-    bench = scratch_settings(settings, suffix, None)
+    bench = scratch_topics(settings, suffix)
     state = Path(tempfile.mkdtemp(prefix="soundscape-drift-bench-"))
     app_id = f"soundscape-drift-bench-{suffix}"
     bench = bench.model_copy(update={"drift": bench.drift.model_copy(

@@ -1,6 +1,6 @@
 """`soundscape drift ...`: the streaming drift checks, the batch checks, their thresholds.
 
-Registered in soundscape/cli.py. Settings come from the shared App object at run time.
+Registered in app/cli.py. Settings come from the shared App object at run time.
 """
 
 from __future__ import annotations
@@ -13,13 +13,8 @@ import click
 
 from soundscape.cli_time import TIME
 from soundscape.errors import UserError
-from soundscape.processors.drift.checks import CHECKS
-from soundscape.settings import Settings
-
-def _settings() -> Settings:
-    from soundscape.cli import App
-
-    return click.get_current_context().ensure_object(App).settings
+from soundscape.drift_checks import CHECKS
+from soundscape.cli_context import current_app, current_settings, database_errors
 
 
 @click.group()
@@ -46,7 +41,7 @@ def drift_run() -> None:
     """
     from soundscape.processors.drift import stream
 
-    settings = _settings()
+    settings = current_settings()
     baseline = None
     if settings.drift.reference == "baseline":
         from soundscape.processors.drift.batch import DatabaseBaseline
@@ -82,8 +77,8 @@ def drift_check(stations: tuple[str, ...], since: datetime, until: datetime, ale
     if until <= since:
         raise UserError(f"--until {until:%Y-%m-%d %H:%M} is not after --since {since:%Y-%m-%d %H:%M}",
                         hint="give an earlier --since or a later --until")
-    settings = _settings()
-    with _database_errors():
+    settings = current_settings()
+    with database_errors():
         reports = batch.check(
             settings, since, until, list(stations) or None,
             progress=lambda items: tqdm(items, desc="stations", unit="station", disable=as_json),
@@ -91,7 +86,7 @@ def drift_check(stations: tuple[str, ...], since: datetime, until: datetime, ale
     if stations and not reports:
         click.echo(f"no data for {', '.join(stations)} in the range", err=True)
     if store:
-        batch.store(settings, reports)
+        batch.store(current_app().open_result_sink("soundscape-drift-check"), reports)
     if publish:
         from soundscape.processors.drift.publish import publish as send
 
@@ -113,7 +108,7 @@ def drift_check(stations: tuple[str, ...], since: datetime, until: datetime, ale
 @click.option("--json", "as_json", is_flag=True)
 def drift_thresholds(as_json: bool) -> None:
     """List every check: its kind, its threshold (from the settings) and what it measures."""
-    drift_settings = _settings().drift
+    drift_settings = current_settings().drift
     rows = [{"check": name, "kind": kind, "threshold": getattr(drift_settings, setting),
              "setting": f"SOUNDSCAPE_DRIFT__{setting.upper()}", "value": meaning}
             for name, (kind, setting, meaning) in CHECKS.items()]
@@ -137,11 +132,6 @@ def _print_table(reports: list[Any]) -> None:
                    f"{r.value:>10.4g} / {r.threshold:<8.4g} {flag:5} {r.detail}")
 
 
-def _database_errors() -> Any:
-    from soundscape.sinks.cli import _database_errors as errors
-
-    return errors()
-
 
 @click.command("drift")
 @click.option("--chunks", default=30_000, show_default=True, type=click.IntRange(100),
@@ -157,7 +147,7 @@ def bench_drift(chunks: int, stations: int, as_json: bool) -> None:
     """
     from soundscape.processors.drift.bench import run_drift_bench
 
-    figures = run_drift_bench(_settings(), chunks, stations, progress=not as_json)
+    figures = run_drift_bench(current_settings(), chunks, stations, progress=not as_json)
     if as_json:
         click.echo(json.dumps(figures, indent=2))
         return

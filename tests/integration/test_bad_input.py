@@ -31,7 +31,7 @@ from confluent_kafka import Producer
 from soundscape.audio_codec import encode
 from soundscape.database import database_url
 from soundscape.envelope import ChunkEnvelope, chunk_id_for
-from soundscape.infra.kafka.topics import ensure_topics
+from soundscape.kafka_topics import ensure_topics
 from soundscape.kafka_clients import (
     ENVELOPE_OVERHEAD_BYTES,
     bootstrap_servers,

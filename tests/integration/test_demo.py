@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 
 from soundscape.database import database_url
-from soundscape.demo import run_demo
+from soundscape.app.demo import run_demo
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from soundscape.demo import birdnet_available, run_birdnet_demo
+from soundscape.app.demo import birdnet_available, run_birdnet_demo
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
 

@@ -20,10 +20,10 @@ from soundscape.database import database_url
 from soundscape.envelope import ChunkEnvelope
 from soundscape.kafka_clients import consumer_config
 from soundscape.models.birdnet.importer import CHECK_AUDIO
-from soundscape.processors.cli import station_sites
+from soundscape.app.worker_cli import station_sites
 from soundscape.processors.scoring import ModelScorer
 from soundscape.processors.worker import InferenceWorker
-from soundscape.real_birds import RealBirdsReport, default_recordings, run_real_birds
+from soundscape.app.real_birds import RealBirdsReport, default_recordings, run_real_birds
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 from drift_testkit import CHANGE_MIN, START, hour_of_stations, rows
 
-from soundscape.cli import cli
+from soundscape.app.cli import cli
 from soundscape.processors.drift import batch
 from soundscape.settings import Settings, settings_env
 from soundscape.sinks import migrate

@@ -12,7 +12,7 @@ from grafana_testkit import DAYS, END, DemoDatabase
 from psycopg import sql
 from pydantic import SecretStr
 
-from soundscape.infra.grafana import demo_data
+from soundscape.app import demo_data
 from soundscape.sinks import migrate
 
 

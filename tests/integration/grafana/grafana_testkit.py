@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from soundscape.infra.grafana import demo_data
+from soundscape.app import demo_data
 from soundscape.settings import Settings
 
 #: The demo's "now": the dashboards' default ranges end here.

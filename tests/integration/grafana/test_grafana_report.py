@@ -10,7 +10,7 @@ from statistics import median
 from click.testing import CliRunner
 from grafana_testkit import END, DemoDatabase
 
-from soundscape.cli import cli
+from soundscape.app.cli import cli
 from soundscape.infra.grafana import dashboard_model as model
 from soundscape.infra.grafana import report
 

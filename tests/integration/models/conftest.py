@@ -62,7 +62,7 @@ def invoke(*args: str) -> str:
     """Run `soundscape ARGS` in-process; its output, or the failure with that output."""
     from click.testing import CliRunner
 
-    from soundscape.cli import cli
+    from soundscape.app.cli import cli
 
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from soundscape.bundle import load_bundle
-from soundscape.cli import cli
+from soundscape.app.cli import cli
 from soundscape.fusion import FusionModel
 from soundscape.models import DEMO_BUNDLE, DEMO_INT8_BUNDLE
 from soundscape.models.frontend.graph import build_frontend

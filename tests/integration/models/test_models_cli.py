@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from soundscape.cli import cli
+from soundscape.app.cli import cli
 
 
 def test_verify_reports_the_bundle(bundles: dict[str, Path], run_cli) -> None:

@@ -18,7 +18,7 @@ from soundscape.synthetic import SPECIES_NAMES
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     from click.testing import CliRunner
 
-    from soundscape.cli import cli
+    from soundscape.app.cli import cli
 
     out = tmp_path_factory.mktemp("demo") / "tiny"
     result = CliRunner().invoke(cli, ["models", "train-demo", "--out", str(out), "--chunks", "24",
@@ -49,7 +49,7 @@ def test_train_demo_writes_a_complete_bundle_and_its_int8_variant(trained: tuple
 def test_evaluate_refuses_the_training_data_set(trained: tuple[Path, str]) -> None:
     from click.testing import CliRunner
 
-    from soundscape.cli import cli
+    from soundscape.app.cli import cli
 
     result = CliRunner().invoke(cli, ["models", "evaluate", str(trained[0]), "--seed", "5"])
     assert result.exit_code != 0 and "trained on" in str(result.exception)
@@ -58,7 +58,7 @@ def test_evaluate_refuses_the_training_data_set(trained: tuple[Path, str]) -> No
 def test_train_demo_refuses_an_existing_folder_and_too_few_chunks(trained: tuple[Path, str]) -> None:
     from click.testing import CliRunner
 
-    from soundscape.cli import cli
+    from soundscape.app.cli import cli
 
     result = CliRunner().invoke(cli, ["models", "train-demo", "--out", str(trained[0])])
     assert result.exit_code != 0 and "exists" in str(result.exception)

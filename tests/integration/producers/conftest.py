@@ -93,7 +93,7 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 def own_broker(run_state_dir: Path) -> Iterator[tuple[Settings, object]]:
     """A broker of this test's own, to stop and start; its default topics, 3 partitions."""
     from soundscape.infra.kafka.broker import KafkaBroker
-    from soundscape.infra.kafka.topics import ensure_topics
+    from soundscape.kafka_topics import ensure_topics
 
     settings = Settings(state_dir=run_state_dir / f"own-broker-{uuid.uuid4().hex[:6]}")
     settings = settings.model_copy(

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from pydantic import SecretStr
 from sink_testkit import scalar
 
-from soundscape.cli import App, cli
+from soundscape.app.cli import App, cli
 from soundscape.errors import UserError
 from soundscape.infra.process import free_port
 from soundscape.settings import Settings

@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from soundscape.cli import cli
+from soundscape.app.cli import cli
 from soundscape.processors.drift.checks import CHECKS
 from soundscape.settings import DriftSettings
 

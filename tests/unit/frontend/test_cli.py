@@ -10,7 +10,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from soundscape.cli import cli
+from soundscape.app.cli import cli
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import scipy.signal
 from noisereduce.spectralgate.base import _smoothing_filter
 
 from soundscape.models.frontend import dsp
-from soundscape.models.frontend.params import FEATURES, MANIFEST_KEYS, FeatureParams
+from soundscape.frontend_params import FEATURES, MANIFEST_KEYS, FeatureParams
 
 
 def test_mel_filterbank_is_librosas() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from soundscape.models.frontend.inputs import ChunkError, prepare_batch, prepare_chunk
+from soundscape.frontend_inputs import ChunkError, prepare_batch, prepare_chunk
 
 N = 320_000
 

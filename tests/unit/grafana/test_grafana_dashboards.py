@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from soundscape.cli import cli
+from soundscape.app.cli import cli
 from soundscape.errors import ServiceError
 from soundscape.infra.grafana import dashboard_model as model
 from soundscape.infra.grafana import push

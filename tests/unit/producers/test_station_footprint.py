@@ -14,7 +14,7 @@ from soundscape.settings import Settings
 def test_station_code_imports_no_heavy_libraries() -> None:
     code = (
         "import sys\n"
-        "import soundscape.cli, soundscape.producers.station, soundscape.producers.sources\n"
+        "import soundscape.app.cli, soundscape.producers.station, soundscape.producers.sources\n"
         "import soundscape.producers.replay, soundscape.producers.bench\n"
         "heavy = {'torch', 'librosa', 'onnxruntime', 'sklearn'} & set(sys.modules)\n"
         "print(sorted(heavy))\n"

@@ -174,3 +174,14 @@ def _result(future, what: str, allow: int | None = None) -> None:  # type: ignor
         if allow is not None and isinstance(error, KafkaError) and error.code() == allow:
             return
         raise ServiceError(f"{what} failed: {exc}") from None
+
+
+TOPIC_FIELDS = ("audio", "detections", "audio_dlq", "heartbeats", "drift", "results_dlq")
+
+
+def scratch_topics(settings: Settings, suffix: str) -> Settings:
+    """The same settings with every topic renamed `<name>.bench-<suffix>`: benchmarks and
+    tests run on topics of their own and delete them afterwards."""
+    topics = settings.topics.model_copy(
+        update={name: f"{getattr(settings.topics, name)}.bench-{suffix}" for name in TOPIC_FIELDS})
+    return settings.model_copy(update={"topics": topics})

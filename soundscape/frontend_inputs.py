@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from soundscape.models.frontend.params import FEATURES, FeatureParams
+from soundscape.frontend_params import FEATURES, FeatureParams
 from soundscape.settings import FrontendSettings
 
 #: settings.frontend's defaults (services pass the configured values).

@@ -21,7 +21,7 @@ from soundscape.database import database_url
 from soundscape.envelope import CHUNK_SECONDS, chunk_id_for
 from soundscape.errors import ServiceError
 from soundscape.logs import get_logger
-from soundscape.pipeline_threads import running_pipeline
+from soundscape.app.pipeline_threads import running_pipeline
 from soundscape.settings import Settings
 
 log = get_logger(__name__)
@@ -89,7 +89,7 @@ def run_real_birds(settings: Settings, bundle: Path, recordings: Sequence[Record
                    workers: int = 1, start: datetime | None = None, progress: bool = True,
                    timeout_s: float = 900, top: int = 5) -> RealBirdsReport:
     """Replay the recordings through workers running `bundle` and the sink; summarise."""
-    from soundscape.processors.cli import station_sites
+    from soundscape.app.worker_cli import station_sites
     from soundscape.processors.scoring import ModelScorer
     from soundscape.producers.archive import Naming
     from soundscape.producers.replay import Replay

@@ -23,7 +23,7 @@ from soundscape.database import database_url
 from soundscape.envelope import chunk_id_for
 from soundscape.errors import ServiceError
 from soundscape.logs import get_logger
-from soundscape.pipeline_threads import running_pipeline
+from soundscape.app.pipeline_threads import running_pipeline
 from soundscape.settings import Settings
 
 log = get_logger(__name__)
@@ -166,9 +166,10 @@ def _drift_and_report(settings: Settings, report: DemoReport, since: datetime,
     """`soundscape drift check --store` and `soundscape report` over the demo's stations."""
     from soundscape.infra.grafana.report import make
     from soundscape.processors.drift import batch
+    from soundscape.sinks.writer import ResultWriter
 
     reports = batch.check(demo_drift_settings(settings), since, until, report.stations)
-    batch.store(settings, reports)
+    batch.store(ResultWriter(settings, application_name="soundscape-drift-check"), reports)
     report.drift_reports = len(reports)
     report.drift_alerts = [f"{r.station_id} {r.check}: {r.detail}" for r in reports if r.alert]
     made = make(settings, since, until, root / "report", report.stations)
@@ -261,7 +262,7 @@ def run_birdnet_demo(settings: Settings, *, progress: bool = True) -> tuple[Any,
     """Import BirdNET v2.4 (once; later runs find it) and replay the real recordings the
     project may use through workers running it: (import report, real-birds report)."""
     from soundscape.models.birdnet.importer import CHECK_AUDIO, import_birdnet
-    from soundscape.real_birds import default_recordings, run_real_birds
+    from soundscape.app.real_birds import default_recordings, run_real_birds
 
     def say(message: str) -> None:
         if progress:

@@ -1,4 +1,5 @@
-"""`soundscape worker`: the inference service."""
+"""`soundscape worker` and the pipeline benchmarks: wiring, since they join the model
+bundles (models/), the worker (processors/) and the station sites (sinks/)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import click
 
 from soundscape.logs import configure_logging, get_logger
-from soundscape.settings import Settings, load_settings
+from soundscape.cli_context import current_settings
+from soundscape.settings import Settings
 
 
 def resolve_bundle(settings: Settings, bundle: Path | None) -> Path:
@@ -69,7 +71,7 @@ def worker(bundle: Path | None, batch_size: int | None, batch_timeout_ms: int | 
     from soundscape.processors.scoring import ModelScorer
     from soundscape.processors.worker import InferenceWorker
 
-    settings = load_settings()
+    settings = current_settings()
     overrides = {k: v for k, v in (("batch_size", batch_size),
                                    ("batch_timeout_ms", batch_timeout_ms)) if v is not None}
     if overrides:
@@ -118,7 +120,7 @@ def bench_pipeline_cmd(bundle: Path | None, chunks: int, workers: int, batch_siz
 
     from soundscape.processors.bench import bench_pipeline
 
-    settings = load_settings()
+    settings = current_settings()
     if batch_size:
         settings = settings.model_copy(
             update={"worker": settings.worker.model_copy(update={"batch_size": batch_size})})
@@ -147,7 +149,7 @@ def bench_birdnet_cmd(bundle: str, chunks: int, as_json: bool) -> None:
     from soundscape.models import DEMO_BUNDLE
     from soundscape.processors.bench import bench_windowed
 
-    settings = load_settings()
+    settings = current_settings()
     configure_logging("warning", settings.log_format)
     figures = bench_windowed(settings, resolve_bundle(settings, Path(bundle)), DEMO_BUNDLE,
                              chunks, progress=not as_json)

@@ -9,30 +9,10 @@ from typing import Any
 import click
 
 from soundscape import __version__
+from soundscape.cli_context import App, echo_json, pass_app
 from soundscape.errors import UserError
-from soundscape.logs import configure_logging
-from soundscape.settings import Settings, load_settings
-
-
-class App:
-    """Settings are built lazily, so `--help` works even with a broken configuration."""
-
-    def __init__(self) -> None:
-        self._settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings()
-            configure_logging(self._settings.log_level, self._settings.log_format)
-        return self._settings
-
-
-pass_ctx = click.make_pass_decorator(App, ensure=True)
-
-
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+from soundscape.result_sink import ResultSink
+from soundscape.settings import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -53,12 +33,12 @@ def config() -> None:
 
 @config.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML-like text.")
-@pass_ctx
+@pass_app
 def config_show(ctx: App, as_json: bool) -> None:
     """Print the effective settings, secrets masked, with where they came from."""
     data = ctx.settings.masked()
     if as_json:
-        _print_json(data)
+        echo_json(data)
         return
     click.echo(f"# config file: {data.pop('config_file') or '(none)'}")
     click.echo("# override any value with SOUNDSCAPE_<SECTION>__<KEY>, e.g. SOUNDSCAPE_KAFKA__PORT")
@@ -86,7 +66,7 @@ def infra() -> None:
 @infra.command("up")
 @click.option("--kafka/--no-kafka", default=True, help="Start the broker and create topics.")
 @click.option("--postgres/--no-postgres", default=True, help="Start the database.")
-@pass_ctx
+@pass_app
 def infra_up(ctx: App, kafka: bool, postgres: bool) -> None:
     """Start the services that are not running (idempotent) and create the topics."""
     from soundscape.infra import stack
@@ -106,7 +86,7 @@ def infra_up(ctx: App, kafka: bool, postgres: bool) -> None:
 
 
 @infra.command("down")
-@pass_ctx
+@pass_app
 def infra_down(ctx: App) -> None:
     """Stop both services; no process or lock is left behind."""
     from soundscape.infra import stack
@@ -117,7 +97,7 @@ def infra_down(ctx: App) -> None:
 
 @infra.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable, with the full URLs.")
-@pass_ctx
+@pass_app
 def infra_status(ctx: App, as_json: bool) -> None:
     """Tell what runs where; `--json` gives scripts the bootstrap address and database URL.
 
@@ -127,7 +107,7 @@ def infra_status(ctx: App, as_json: bool) -> None:
 
     status = stack.status(ctx.settings)
     if as_json:
-        _print_json(status)
+        echo_json(status)
     else:
         for name in ("kafka", "postgres"):
             info = status[name]
@@ -149,7 +129,7 @@ def infra_status(ctx: App, as_json: bool) -> None:
 @click.option("--kafka", "only_kafka", is_flag=True, help="Wipe only the broker's state.")
 @click.option("--postgres", "only_postgres", is_flag=True, help="Wipe only the database.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@pass_ctx
+@pass_app
 def infra_reset(ctx: App, only_kafka: bool, only_postgres: bool, yes: bool) -> None:
     """Stop and DELETE the local services' data (all topics, all rows). Jars stay cached."""
     from soundscape.infra import stack
@@ -162,10 +142,10 @@ def infra_reset(ctx: App, only_kafka: bool, only_postgres: bool, yes: bool) -> N
 
 
 @infra.command("topics")
-@pass_ctx
+@pass_app
 def infra_topics(ctx: App) -> None:
     """Create or update the topics on the configured cluster (local or external)."""
-    from soundscape.infra.kafka.topics import ensure_topics
+    from soundscape.kafka_topics import ensure_topics
 
     for name, outcome in ensure_topics(ctx.settings).items():
         click.echo(f"{name}: {outcome}")
@@ -183,7 +163,7 @@ def infra_topics(ctx: App) -> None:
 @click.option("--birdnet/--no-birdnet", default=True, show_default=True,
               help="Also import BirdNET v2.4 (once) and replay real recordings through it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@pass_ctx
+@pass_app
 def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, birdnet: bool,
          as_json: bool) -> None:
     """The main job, end to end: services up, a synthetic multi-station archive replayed
@@ -195,14 +175,14 @@ def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, birdnet
 
     The services stay up afterwards (`soundscape infra status`, `soundscape infra down`).
     """
-    from soundscape.demo import birdnet_available, describe_windows, run_birdnet_demo, run_demo
+    from soundscape.app.demo import birdnet_available, describe_windows, run_birdnet_demo, run_demo
 
     report = run_demo(ctx.settings, stations=stations, minutes=minutes, workers=workers,
                       seed=seed, progress=not as_json)
     missing = birdnet_available() if birdnet else "left out (--no-birdnet)"
     real = run_birdnet_demo(ctx.settings, progress=not as_json) if missing is None else None
     if as_json:
-        _print_json(report.as_dict() | {"birdnet": (
+        echo_json(report.as_dict() | {"birdnet": (
             {"import": real[0].as_dict(), "real_recordings": real[1].as_dict()} if real
             else {"skipped": missing})})
         return
@@ -263,14 +243,14 @@ def bench() -> None:
 @bench.command("kafka")
 @click.option("--chunks", default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-@pass_ctx
+@pass_app
 def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
     """Publish and read back N ~400 KB FLAC chunks through the broker; MB/s both ways."""
     from soundscape.roundtrip import run_roundtrip
 
     summary = run_roundtrip(ctx.settings, chunks, progress=not as_json).summary()
     if as_json:
-        _print_json(summary)
+        echo_json(summary)
     else:
         for key, value in summary.items():
             click.echo(f"{key:>14}: {value}")
@@ -281,13 +261,21 @@ from soundscape.infra.grafana.cli import grafana, report  # noqa: E402
 from soundscape.infra.images.cli import images  # noqa: E402
 from soundscape.models.cli import models as models_group  # noqa: E402
 from soundscape.models.frontend.cli import frontend as frontend_group  # noqa: E402
-from soundscape.processors.cli import bench_birdnet_cmd, bench_pipeline_cmd, worker  # noqa: E402
+from soundscape.app.worker_cli import bench_birdnet_cmd, bench_pipeline_cmd, worker  # noqa: E402
 from soundscape.processors.drift.cli import bench_drift, drift  # noqa: E402
 from soundscape.producers.cli import bench_station, replay, station  # noqa: E402
 from soundscape.sinks.cli import bench_sink, db, sink  # noqa: E402
 from soundscape.sinks.stations_cli import stations  # noqa: E402
-from soundscape.synth_cli import synth as synth_group  # noqa: E402
+from soundscape.app.synth_cli import synth as synth_group  # noqa: E402
+from soundscape.app.demo_data_cli import grafana_demo_data  # noqa: E402
 
+def _result_writer(settings: Settings, application_name: str) -> ResultSink:
+    from soundscape.sinks.writer import ResultWriter
+
+    return ResultWriter(settings, application_name=application_name)
+
+
+App.result_sinks = _result_writer
 cli.add_command(images)
 cli.add_command(models_group)
 cli.add_command(worker)
@@ -304,6 +292,7 @@ cli.add_command(stations)
 bench.add_command(bench_sink)
 cli.add_command(drift)
 bench.add_command(bench_drift)
+grafana.add_command(grafana_demo_data)
 cli.add_command(grafana)
 cli.add_command(report)
 
