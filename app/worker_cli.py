@@ -3,8 +3,6 @@ bundles (models/), the worker (processors/) and the station sites (sinks/)."""
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 
 import click
@@ -67,8 +65,8 @@ def worker(bundle: Path | None, batch_size: int | None, batch_timeout_ms: int | 
     Runs until SIGTERM or Ctrl-C, then finishes the batch in hand and leaves the consumer
     group. Start more workers with the same group to share the partitions.
     """
-    from soundscape.observability import ObservabilityServer
     from soundscape.processors.scoring import ModelScorer
+    from soundscape.service_runner import EventService, run_service
     from soundscape.processors.worker import InferenceWorker
 
     settings = current_settings()
@@ -85,21 +83,11 @@ def worker(bundle: Path | None, batch_size: int | None, batch_timeout_ms: int | 
         licence = (scorer.bundle.manifest.model_extra or {}).get("licence", {})
         log.info("windowed bundle", labels=len(scorer.labels), rate=scorer.sample_rate,
                  licence=licence.get("name"), location_filter=settings.worker.location_filter)
-    service = InferenceWorker(settings, scorer, worker_id=worker_id)
-
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    port = settings.metrics_port if metrics_port is None else metrics_port
-    server = (ObservabilityServer(service.health, host=settings.metrics_host, port=port).start()
-              if port else None)
-    if server:
-        log.info("metrics and health", port=server.port)
-    try:
-        stats = service.run(stop, max_chunks=max_chunks)
-    finally:
-        if server:
-            server.stop()
+    worker = InferenceWorker(settings, scorer, worker_id=worker_id)
+    service = EventService("worker", lambda stop: worker.run(stop, max_chunks=max_chunks),
+                           worker.health)
+    stats = run_service(service, metrics_host=settings.metrics_host,
+                        metrics_port=settings.metrics_port if metrics_port is None else metrics_port)
     click.echo(f"scored {stats.scored}, dead-lettered {stats.dead_lettered}, "
                f"batches {stats.batches}, aborted {stats.aborted_batches}")
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from soundscape.envelope import STATION_ID_RE
 from soundscape.errors import ServiceError, UserError
 from soundscape.settings import Settings
 from soundscape.cli_context import current_app
+from soundscape.service_runner import run_service
 
 
 
@@ -71,7 +70,6 @@ def station(station_id: str | None, source: str | None, device: str | None,
     heartbeats topic every station.heartbeat_interval_s; /metrics and /healthz are served
     on SOUNDSCAPE_METRICS_PORT. SIGTERM completes the current chunk, then stops.
     """
-    from soundscape.observability import ObservabilityServer
     from soundscape.producers.file_times import parse_start
     from soundscape.producers.sources import NoSource, open_source
     from soundscape.producers.station import Station
@@ -97,17 +95,9 @@ def station(station_id: str | None, source: str | None, device: str | None,
             join_tolerance_ns=int(settings.replay.join_tolerance_s * 1e9),
         )
     node = Station(settings, sid, audio, max_chunks=max_chunks, drain_timeout_s=drain_timeout)
-    node.install_signal_handlers()
-    server = None
-    if settings.metrics_port:
-        server = ObservabilityServer(node.health, host=settings.metrics_host,
-                                     port=settings.metrics_port,
-                                     registry=station_registry(node.snapshot, sid)).start()
-    try:
-        report = node.run()
-    finally:
-        if server is not None:
-            server.stop()
+    report = run_service(node, metrics_host=settings.metrics_host,
+                         metrics_port=settings.metrics_port,
+                         registry=station_registry(node.snapshot, sid))
     _echo_report(report, as_json)
     if drain_only and report["spool_depth"]:
         raise ServiceError(f"{report['spool_depth']} chunks still spooled after "
@@ -157,8 +147,7 @@ def replay(paths: tuple[str, ...], station: str | None, start: str | None,
                     time_format=time_format, tz=tz)
     run = Replay(settings, list(paths), naming, speed=speed, checkpoint=checkpoint,
                  restart=restart, limit=limit, progress=not as_json and sys.stderr.isatty())
-    _stop_on_signals(run.stop, run.stop_now)
-    summary = run.run()
+    summary = run_service(run)  # a replay serves no health endpoint: it ends by itself
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2, default=str))
     else:
@@ -169,16 +158,6 @@ def replay(paths: tuple[str, ...], station: str | None, start: str | None,
     if run.stop.is_set():
         click.echo("stopped; run the same command again to continue", err=True)
         sys.exit(130)
-
-
-def _stop_on_signals(stop: threading.Event, stop_now: threading.Event) -> None:
-    def handle(_signum: int, _frame: object) -> None:
-        if stop.is_set():
-            stop_now.set()
-        stop.set()
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
 
 
 def _print_summary(summary: Any) -> None:

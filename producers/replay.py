@@ -119,10 +119,24 @@ class Replay:
         self.watch = BrokerWatch("replay")
         #: set by a second Ctrl-C: stop waiting for acknowledgements (the checkpoint keeps
         #: only what was acked, so nothing is lost, only re-sent next time)
-        self.stop_now = threading.Event()
+        self.abort = threading.Event()
         self._sent = 0
         self._bar: Any = None
         self._awaiting: list[tuple[str, int, list[str]]] = []
+
+    # ---- the service (soundscape.service_runner) ----------------------------------------
+    name = "replay"
+
+    def request_stop(self) -> None:
+        self.stop.set()
+
+    def stop_now(self) -> None:
+        self.stop.set()
+        self.abort.set()
+
+    def health(self) -> dict[str, Any]:
+        return {"healthy": not self.stop.is_set(), "chunks": self.summary.chunks,
+                "files_replayed": self.summary.files_replayed}
 
     # ---- the run -------------------------------------------------------------------------
     def run(self) -> ReplaySummary:
@@ -281,7 +295,7 @@ class Replay:
     def _wait_for_acks(self, publisher: ChunkPublisher) -> None:
         while publisher.in_queue() > 0:
             self._poll(publisher)
-            if self.stop_now.is_set():
+            if self.abort.is_set():
                 break
 
     def _poll(self, publisher: ChunkPublisher) -> None:

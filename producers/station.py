@@ -11,7 +11,6 @@ dropped, counted, and its time shows as the next chunk's `gap_ns`.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -86,18 +85,17 @@ class Station:
         #: called after each chunk is spooled, with the count so far (benchmarks time it)
         self.on_stored: Callable[[int], None] | None = None
 
-    # ---- signals -----------------------------------------------------------------------
-    def install_signal_handlers(self) -> None:
-        def handle(signum: int, _frame: object) -> None:
-            if self.stop_requested.is_set():
-                log.warning("second stop signal: stopping now", signal=signum)
-                self.abort.set()
-            else:
-                log.info("stop signal: completing the current chunk", signal=signum)
-                self.stop_requested.set()
+    # ---- the service (soundscape.service_runner) ----------------------------------------
+    name = "station"
 
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+    def request_stop(self) -> None:
+        """First signal: complete the current chunk, send what is spooled, stop."""
+        self.stop_requested.set()
+
+    def stop_now(self) -> None:
+        """Second signal: stop at once; the partial chunk is dropped, the spool kept."""
+        self.stop_requested.set()
+        self.abort.set()
 
     # ---- the capture loop --------------------------------------------------------------
     def run(self) -> dict[str, Any]:

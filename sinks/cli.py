@@ -7,7 +7,6 @@ Registered in app/cli.py. Settings come from the shared App object at run time
 from __future__ import annotations
 
 import gc
-import signal
 from typing import Any
 
 import click
@@ -171,34 +170,14 @@ def sink(group_id: str | None, metrics_port: int | None) -> None:
     dead-letter topic (SOUNDSCAPE_TOPICS__RESULTS_DLQ). Start more sinks with the same
     group to share the partitions.
     """
-    from soundscape.logs import get_logger
-    from soundscape.observability import ObservabilityServer
+    from soundscape.service_runner import run_service
     from soundscape.sinks.service import SinkService
 
     settings = current_settings()
-    log = get_logger("soundscape.sinks")
     tune_gc()
     service = SinkService(settings, group_id=group_id)
-    port = settings.metrics_port if metrics_port is None else metrics_port
-    server = (
-        ObservabilityServer(service.health, host=settings.metrics_host, port=port).start()
-        if port else None
-    )
-    if server is not None:
-        log.info("metrics and health", url=f"http://{settings.metrics_host}:{server.port}/metrics")
-
-    def stop(signum: int, _frame: Any) -> None:
-        log.info("stop requested", signal=signal.Signals(signum).name)
-        service.request_stop()
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        stats = service.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if server is not None:
-            server.stop()
+    stats = run_service(service, metrics_host=settings.metrics_host,
+                        metrics_port=settings.metrics_port if metrics_port is None else metrics_port)
     click.echo(f"sink stopped: {stats.stored} stored, {stats.duplicates} duplicates skipped, "
                f"{stats.dead_lettered} dead-lettered", err=True)
 

@@ -171,6 +171,8 @@ def check_identity(message: Result) -> None:
 class SinkService:
     """`run()` blocks until `request_stop()`; `health()` may be called from any thread."""
 
+    name = "sink"
+
     def __init__(
         self,
         settings: Settings,

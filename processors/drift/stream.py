@@ -50,7 +50,7 @@ from soundscape.kafka_clients import admin_config, bootstrap_servers, producer_c
 from soundscape.logs import get_logger
 from soundscape.intake import IMPLAUSIBLE_TIME, TimeWindow
 from soundscape.messages import Detection, DriftReport, MessageError, parse
-from soundscape.observability import ObservabilityServer
+from soundscape.service_runner import EventService, run_service
 from soundscape.processors.drift import metrics
 from soundscape.processors.drift.publish import publish
 from soundscape.processors.drift.station import (
@@ -521,16 +521,17 @@ def run(settings: Settings, baseline: BaselineSource | None = None) -> None:
         logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.DEBUG)
     # "producer buffer full" is faust's normal state while it catches up on a backlog.
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR if quiet else logging.DEBUG)
-    server = None
-    if settings.metrics_port:
-        server = ObservabilityServer(stream.health, settings.metrics_host,
-                                     settings.metrics_port).start()
     worker = DriftWorker(stream.app, quiet=True, override_logging=False,
                           redirect_stdouts=False, loglevel=settings.log_level)
     worker.spinner = None  # a terminal spinner has no place in a service's log
-    try:
-        worker.execute_from_commandline()
-    finally:
-        stream.ready = False
-        if server is not None:
-            server.stop()
+
+    def execute() -> None:
+        try:
+            worker.execute_from_commandline()
+        finally:
+            stream.ready = False
+
+    # faust's worker owns SIGTERM/SIGINT (DriftWorker._schedule_shutdown bounds the stop).
+    service = EventService("drift", lambda _stop: execute(), stream.health)
+    run_service(service, metrics_host=settings.metrics_host, metrics_port=settings.metrics_port,
+                handles_signals=True)
