@@ -24,7 +24,7 @@ from pydantic_settings import (
 #: Kafka release the project fetches. 4.0 is the newest line that both clients in the
 #: stack are tested against: librdkafka (confluent-kafka) speaks every API version the
 #: 4.x broker kept, and faust-streaming's client (aiokafka >= 0.12) is CI-tested by
-#: faust-streaming against Apache Kafka 4.0. See README "Why Kafka 4.0".
+#: faust-streaming against Apache Kafka 4.0. See docs/explanation/pipeline.md, "Why Kafka 4.0".
 DEFAULT_KAFKA_VERSION = "4.0.2"
 
 #: A chunk is at most 10 s of 8 channels at 48 kHz in 16-bit WAV (7.7 MB); real chunks
@@ -252,7 +252,7 @@ class DriftSettings(BaseModel):
 
     Windows are aligned to multiples of `hop_s` in event time (chunk_start); `window_s`
     equal to `hop_s` gives tumbling windows, a multiple of it hopping windows. Each check
-    alerts when its value passes its threshold (README, "Drift checks").
+    alerts when its value passes its threshold (docs/how-to/drift-checks.md).
     """
 
     app_id: str = Field(

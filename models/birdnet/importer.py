@@ -289,7 +289,7 @@ def _fp16(source_path: Path, target: Path) -> None:
 
 def _int8_classifier_head(source_path: Path, target: Path) -> None:
     """Dynamic int8 of the last dense layer only (1024 x 6522, most of the weights):
-    quantizing the whole graph, front-end included, measured far worse (see README)."""
+    quantizing the whole graph, front-end included, measured far worse (see docs/benchmarks.md)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

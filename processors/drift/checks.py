@@ -3,7 +3,7 @@
 Pure functions of summaries and settings; the stream (`soundscape drift run`) and the
 batch checks (`soundscape drift check`) both call them through `StationDrift`, so the
 two give the same reports for the same chunks. Thresholds are the `drift` settings
-(README, "Drift checks"); the level, noise floor, centroid, silence, label and confidence
+(docs/how-to/drift-checks.md); the level, noise floor, centroid, silence, label and confidence
 tests also need significance at `alpha`, so that a small window's sampling noise alone
 never alerts.
 """

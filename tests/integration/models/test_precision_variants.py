@@ -57,7 +57,7 @@ def test_int8_is_quantized_and_follows_fp32(bundles: dict[str, Path], held_out) 
             == fp32.manifest.graphs["effnet_b3_lora"].sha256)
     a = FusionModel(fp32, device="cpu").score(held_out.arrays).probabilities
     b = FusionModel(int8, device="cpu").score(held_out.arrays).probabilities
-    # Random small-profile weights: per-item top-1 is too close to call (see README), so
+    # Random small-profile weights: per-item top-1 is too close to call (see docs/explanation/model.md), so
     # check the scores themselves follow fp32.
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.8
     assert int8.manifest.agreement_with_fp32.mean_abs_diff < 0.1

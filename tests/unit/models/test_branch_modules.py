@@ -34,7 +34,7 @@ def test_full_size_matches_the_published_architectures() -> None:
 def test_full_size_branches_and_meta_weigh_about_the_seeds_size() -> None:
     total = sum(_params(branches.build(r, FULL, 206, FEATURES))
                 for r in ("embed_classifier", "resnet50", "effnet_b3_lora", "wave_cnn", "meta"))
-    assert 43_000_000 < total < 44_000_000  # 174 MB of float32 (see README on the 197.5 MB)
+    assert 43_000_000 < total < 44_000_000  # 174 MB of float32 (docs/explanation/model.md on the 197.5 MB)
 
 
 @pytest.mark.parametrize("role", branches.TORCH_ROLES)
