@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from soundscape.counters import Counters
 from soundscape.messages import Detection, Heartbeat
 from soundscape.processors.drift import batch
 from soundscape.processors.drift import scenarios as sc
@@ -113,7 +114,7 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 @dataclass
-class DemoSummary:
+class DemoSummary(Counters):
     start: datetime
     end: datetime
     chunks: int = 0
@@ -121,12 +122,6 @@ class DemoSummary:
     heartbeats: int = 0
     drift_reports: int = 0
     drift_alerts: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"start": self.start.isoformat(), "end": self.end.isoformat(),
-                "chunks": self.chunks, "detections": self.detections,
-                "heartbeats": self.heartbeats, "drift_reports": self.drift_reports,
-                "drift_alerts": self.drift_alerts}
 
 
 def fill(settings: Settings, end: datetime, hours: int,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from soundscape.counters import Counters
 from soundscape.dead_letter import DLQ_HEADROOM_BYTES, fit_copy
 from soundscape.intake import TimeWindow
 from soundscape.kafka_clients import (
@@ -54,7 +55,7 @@ class Batch:
 
 
 @dataclass
-class WorkerStats:
+class WorkerStats(Counters):
     batches: int = 0
     scored: int = 0
     dead_lettered: int = 0

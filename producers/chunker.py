@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from soundscape.counters import Counters
 from soundscape.envelope import CHUNK_SECONDS
 from soundscape.producers.blocks import samples_to_ns
 
@@ -50,7 +51,7 @@ class RawChunk:
 
 
 @dataclass
-class ChunkerStats:
+class ChunkerStats(Counters):
     chunks: int = 0
     gaps: int = 0
     gap_ns_total: int = 0

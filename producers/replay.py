@@ -25,6 +25,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
+from soundscape.counters import Counters
 from soundscape.audio_codec import encode
 from soundscape.chunk_publisher import ChunkPublisher
 from soundscape.envelope import ChunkEnvelope
@@ -52,7 +53,7 @@ WAITING_NOTICE_S = 10.0
 
 
 @dataclass
-class ReplaySummary:
+class ReplaySummary(Counters):
     files_found: int = 0
     files_replayed: int = 0
     files_already_done: int = 0
@@ -75,11 +76,10 @@ class ReplaySummary:
         return self.chunks / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k not in ("skipped", "partial")}
+        data = super().as_dict()
         data["megabytes"] = round(self.bytes / 1e6, 2)
         data["chunks_per_s"] = round(self.chunks_per_s, 2)
         data["seconds"] = round(self.seconds, 2)
-        data["dropped_remainder_s"] = round(self.dropped_remainder_s, 3)
         data["skipped"] = [{"path": str(s.path), "reason": s.reason} for s in self.skipped]
         data["partial"] = [{"path": str(s.path), "reason": s.reason} for s in self.partial]
         return data

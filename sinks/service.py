@@ -29,6 +29,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from soundscape.counters import Counters
 from soundscape.envelope import CHUNK_NAMESPACE, chunk_id_for
 from soundscape.errors import ServiceError
 from soundscape.intake import IMPLAUSIBLE_TIME, TimeWindow
@@ -87,7 +88,7 @@ class Stored:
 
 
 @dataclass
-class SinkStats:
+class SinkStats(Counters):
     consumed: int = 0
     dead_lettered: int = 0
     batches: int = 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from soundscape.counters import Counters
 from soundscape.envelope import ChunkEnvelope
 from soundscape.errors import ServiceError
 from soundscape.kafka_clients import check_payload_size, producer_config
@@ -24,7 +25,7 @@ OnFailed = Callable[[ChunkEnvelope, KafkaError], None]
 
 
 @dataclass
-class DeliveryStats:
+class DeliveryStats(Counters):
     sent: int = 0
     acked: int = 0
     failed: int = 0

@@ -48,7 +48,6 @@ from soundscape.ort_sessions import import_onnxruntime, session_options
 from soundscape.ort_sessions import providers as _providers
 
 if TYPE_CHECKING:
-    import onnxruntime as ort
 
     from soundscape.settings import Settings
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from soundscape.counters import Counters
 from soundscape.messages import Detection, DriftReport, Heartbeat
 from soundscape.settings import Settings
 
@@ -35,7 +36,7 @@ class ResultBatch:
 
 
 @dataclass
-class WriteCounts:
+class WriteCounts(Counters):
     chunks: int = 0
     detections: int = 0
     heartbeats: int = 0
@@ -45,11 +46,6 @@ class WriteCounts:
     #: Messages older than the retention horizon, not stored.
     expired: int = 0
     partitions_created: list[str] = field(default_factory=list)
-
-    def add(self, other: WriteCounts) -> None:
-        for name in ("chunks", "detections", "heartbeats", "drift_reports", "duplicates", "expired"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.partitions_created += other.partitions_created
 
 
 class ResultSink(Protocol):

@@ -117,3 +117,16 @@ def test_event_services_and_the_real_services_fit_the_interface() -> None:
     threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
     run_service(service)
     assert stop_seen.is_set()
+
+
+def test_counters_add_and_report_alike() -> None:
+    from soundscape.result_sink import WriteCounts
+    from soundscape.sinks.service import SinkStats
+
+    total = WriteCounts(chunks=2, partitions_created=["a"])
+    total.add(WriteCounts(chunks=3, duplicates=1, partitions_created=["b"]))
+    assert (total.chunks, total.duplicates, total.partitions_created) == (5, 1, ["a", "b"])
+    stats = SinkStats(consumed=4)
+    stats.add(SinkStats(consumed=1, written=WriteCounts(chunks=7)))
+    assert stats.consumed == 5 and stats.written.chunks == 7
+    assert WriteCounts(expired=2).as_dict()["expired"] == 2
