@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         is_integration = Path(str(item.fspath)).is_relative_to(ROOT / "integration")
         item.add_marker(pytest.mark.integration if is_integration else pytest.mark.unit)
-        if Path(str(item.fspath)).is_relative_to(ROOT / "integration" / "birdnet"):
+        if Path(str(item.fspath)).is_relative_to(ROOT / "integration" / "models" / "birdnet"):
             item.add_marker(pytest.mark.birdnet)
 
 

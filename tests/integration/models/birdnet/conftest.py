@@ -9,7 +9,7 @@ import pytest
 
 from soundscape.models.birdnet.importer import ImportReport, import_birdnet
 
-REAL = Path(__file__).resolve().parents[2] / "data" / "real"
+REAL = Path(__file__).resolve().parents[3] / "data" / "real"
 
 
 @pytest.fixture(scope="session")

@@ -69,7 +69,7 @@ def test_the_configuration_how_to_lists_every_setting() -> None:
     reference is checked by tests/unit/test_docs_reference.py."""
     from soundscape.settings import Settings
 
-    readme = (Path(__file__).parents[2] / "docs" / "how-to" / "configure.md").read_text()
+    readme = (Path(__file__).parents[3] / "docs" / "how-to" / "configure.md").read_text()
     topic_names = {"AUDIO", "DETECTIONS", "AUDIO_DLQ", "HEARTBEATS", "DRIFT"}
     missing = [
         env for env in _env_names(Settings)

@@ -1,6 +1,6 @@
 """docker-compose.yml against the code it runs: its variables are settings, every
 long-running service is health-checked on a port of its own, and Grafana's definition
-is infra/grafana's (one source). The stack itself runs in tests/integration/test_compose.py.
+is infra/grafana's (one source). The stack itself runs in tests/integration/infra/test_compose.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from soundscape.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 GRAFANA = ROOT / "infra" / "grafana"

@@ -27,7 +27,7 @@ from soundscape.app.real_birds import RealBirdsReport, default_recordings, run_r
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
 
-REAL = Path(__file__).resolve().parents[2] / "data" / "real"
+REAL = Path(__file__).resolve().parents[3] / "data" / "real"
 FLUFFTAIL = "Sarothrura insularis"
 
 

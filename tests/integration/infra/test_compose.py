@@ -31,7 +31,7 @@ from soundscape.settings import Settings
 pytestmark = pytest.mark.compose
 T = TypeVar("T")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEMO_MINUTES = 1  # per station: 6 chunks of 10 s
 STATIONS = ("compose-01", "compose-02")  # the replay service's archive folders
