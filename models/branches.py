@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from soundscape.bundle import BRANCHES, EMBEDDER, META, FeatureParams
+from soundscape.bundle import BRANCHES, EMBEDDER, META, BundleFeatures
 from soundscape.errors import UserError
 from soundscape.models.efficientnet import EfficientNetLoRA
 from soundscape.models.embedder import Cnn14Embedder
@@ -26,7 +26,7 @@ from soundscape.models.wave_cnn import WaveCnn
 #: are the embedding classifier's calibration inputs).
 TORCH_ROLES = (EMBEDDER, *BRANCHES, META)
 
-_BUILDERS: dict[str, Callable[[Profile, int, FeatureParams], nn.Module]] = {
+_BUILDERS: dict[str, Callable[[Profile, int, BundleFeatures], nn.Module]] = {
     EMBEDDER: lambda p, c, f: Cnn14Embedder(p.embedder_channels, n_mels=f.n_mels),
     "embed_classifier": lambda p, c, f: embed_classifier(p.embed_hidden, c),
     "resnet50": lambda p, c, f: ResNet(c, p.resnet_blocks, p.resnet_width),
@@ -38,7 +38,7 @@ _BUILDERS: dict[str, Callable[[Profile, int, FeatureParams], nn.Module]] = {
 }
 
 
-def build(role: str, profile: Profile, num_classes: int, features: FeatureParams) -> nn.Module:
+def build(role: str, profile: Profile, num_classes: int, features: BundleFeatures) -> nn.Module:
     """A freshly initialised module for `role` (training mode, LoRA adapters unmerged)."""
     return _BUILDERS[role](profile, num_classes, features)
 

@@ -111,11 +111,11 @@ def export_cmd(out: Path, profile: str, labels_file: Path | None, classes: int |
     need_module("onnxruntime", "serve")
     from pydantic import ValidationError
 
-    from soundscape.bundle import FeatureParams
+    from soundscape.bundle import BundleFeatures
     from soundscape.models.export import ExportRequest, export_bundle
 
     try:
-        features = FeatureParams(fmin=fmin, fmax=fmax)
+        features = BundleFeatures(fmin=fmin, fmax=fmax)
     except ValidationError as exc:
         raise click.BadParameter(exc.errors()[0]["msg"], param_hint="--fmin/--fmax") from None
     thresholds = None

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from soundscape.bundle import BRANCHES, EMBEDDER, META, FeatureParams
+from soundscape.bundle import BRANCHES, EMBEDDER, META, BundleFeatures
 from soundscape.errors import UserError
 from soundscape.models import branches
 from soundscape.models.export import ExportRequest, export_bundle
@@ -93,7 +93,7 @@ def split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.sort(order[tune + meta:]), np.sort(order[tune:tune + meta]), np.sort(order[:tune])
 
 
-def _branch_model(role: str, features: FeatureParams, classes: int) -> torch.nn.Module:
+def _branch_model(role: str, features: BundleFeatures, classes: int) -> torch.nn.Module:
     if role == "embed_classifier":
         return Stack(branches.build(EMBEDDER, SMALL, classes, features),
                      branches.build(role, SMALL, classes, features))
@@ -125,7 +125,7 @@ def train_demo(options: DemoOptions, progress: Progress = print, bar: bool = Fal
     torch.set_num_threads(options.threads)
     torch.manual_seed(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
-    features = FeatureParams()
+    features = BundleFeatures()
     rows, meta_rows, tune_rows = split(options.chunks, options.seed)
 
     with tempfile.TemporaryDirectory(prefix="soundscape-demo-") as tmp:

@@ -29,7 +29,7 @@ from soundscape.bundle import (
     EMBEDDER,
     FRONTEND,
     META,
-    FeatureParams,
+    BundleFeatures,
     GraphEntry,
     Manifest,
     TensorSpec,
@@ -79,7 +79,7 @@ class ExportRequest:
     out: Path
     profile: Profile
     labels: Sequence[str]
-    features: FeatureParams
+    features: BundleFeatures
     checkpoints: dict[str, Path]
     random_seed: int | None  # fresh weights for roles without a checkpoint; None: refuse
     frontend: Path | None = None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from soundscape.bundle import FeatureParams
+from soundscape.bundle import BundleFeatures
 from soundscape.errors import UserError
 from soundscape.synthetic import field_chunk
 
@@ -41,7 +41,7 @@ class SampleSet:
             yield {name: array[start:start + size] for name, array in self.arrays.items()}
 
 
-def feature_shapes(features: FeatureParams) -> dict[str, tuple[int, ...]]:
+def feature_shapes(features: BundleFeatures) -> dict[str, tuple[int, ...]]:
     mel = (1, features.n_mels, features.frames)
     return {"waveform": (features.samples,), "mel": mel, "mel_aug": mel}
 
@@ -57,7 +57,7 @@ def random_input(name: str, shape: tuple[int, ...], rng: np.random.Generator) ->
     return np.maximum(rng.standard_normal(shape), 0).astype(np.float32)  # ReLU embeddings
 
 
-def synthetic_pcm(count: int, first_seed: int, features: FeatureParams) -> np.ndarray:
+def synthetic_pcm(count: int, first_seed: int, features: BundleFeatures) -> np.ndarray:
     """[count, samples] float32 field-like clips, peak-normalised, 0-5 calls each."""
     seconds = -(-features.samples // features.sample_rate)
     clips = np.empty((count, features.samples), dtype=np.float32)
@@ -68,7 +68,7 @@ def synthetic_pcm(count: int, first_seed: int, features: FeatureParams) -> np.nd
     return clips
 
 
-def runtime_frontend(features: FeatureParams) -> Frontend:
+def runtime_frontend(features: BundleFeatures) -> Frontend:
     """The runtime front-end (frontend.onnx's graph) for `features`, built in memory."""
     from soundscape.frontend_params import FeatureParams as FrontendParams
     from soundscape.models.frontend.runtime import FrontEnd
@@ -105,7 +105,7 @@ def onnx_frontend(path: Path) -> Frontend:
 
 
 def synthetic_set(
-    count: int, first_seed: int, features: FeatureParams, frontend: Frontend | None = None
+    count: int, first_seed: int, features: BundleFeatures, frontend: Frontend | None = None
 ) -> SampleSet:
     pcm = synthetic_pcm(count, first_seed, features)
     arrays = (frontend or runtime_frontend(features))(pcm)
@@ -115,7 +115,7 @@ def synthetic_set(
                      f"through {how}")
 
 
-def load_set(path: Path, features: FeatureParams) -> SampleSet:
+def load_set(path: Path, features: BundleFeatures) -> SampleSet:
     """Read an .npz of branch inputs, checking names, shapes and values."""
     try:
         data = np.load(path)
@@ -140,7 +140,7 @@ def load_set(path: Path, features: FeatureParams) -> SampleSet:
 
 
 def sample_set(
-    path: Path | None, count: int, first_seed: int, features: FeatureParams,
+    path: Path | None, count: int, first_seed: int, features: BundleFeatures,
     frontend: Frontend | None = None,
 ) -> SampleSet:
     """The user's .npz when given, else `count` synthetic clips from `first_seed`."""

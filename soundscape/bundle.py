@@ -77,8 +77,10 @@ class LabelsEntry(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class FeatureParams(BaseModel):
-    """What the front-end computes; the branch input shapes follow from it."""
+class BundleFeatures(BaseModel):
+    """What a bundle's manifest records of the front-end (its shapes and band limits); the
+    branch input shapes follow from it. The front-end's full recipe is
+    `soundscape.frontend_params.FeatureParams`, whose MANIFEST_KEYS are these fields."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -93,7 +95,7 @@ class FeatureParams(BaseModel):
     top_db: float = Field(80.0, gt=0)
 
     @model_validator(mode="after")
-    def _consistent(self) -> FeatureParams:
+    def _consistent(self) -> BundleFeatures:
         if self.frames != 1 + self.samples // self.hop_length:
             raise ValueError(
                 f"frames {self.frames} != 1 + samples // hop_length "
@@ -154,7 +156,7 @@ class Manifest(BaseModel):
     precision: Precision
     num_classes: int = Field(gt=0)
     labels: LabelsEntry
-    features: FeatureParams = FeatureParams()
+    features: BundleFeatures = BundleFeatures()
     window: WindowParams | None = None
     #: Fusion bundles only: the embedder reads audio in windows at its own rate (such as
     #: BirdNET's 1024-d embedding, mean-pooled over a chunk's windows) instead of the mel.
@@ -209,7 +211,7 @@ def manifest_io(manifest: Manifest) -> dict[str, dict[str, list[TensorSpec]]]:
     return expected_io(manifest.features, manifest.num_classes, manifest.audio_embedder)
 
 
-def expected_io(features: FeatureParams, num_classes: int,
+def expected_io(features: BundleFeatures, num_classes: int,
                 audio_embedder: WindowParams | None = None) -> dict[str, dict[str, list[TensorSpec]]]:
     """The contract: every role's input and output tensors for these features and classes
     (with an audio embedder, the embedder reads windows of audio at its own rate)."""

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundscape.bundle import FeatureParams
+from soundscape.bundle import BundleFeatures
 
-FEATURES = FeatureParams()
+FEATURES = BundleFeatures()
 CLASSES = 206
 
 
-def contract_frontend(path: Path, features: FeatureParams = FEATURES) -> Path:
+def contract_frontend(path: Path, features: BundleFeatures = FEATURES) -> Path:
     """A front-end graph with the contract's inputs and outputs (not its DSP): pcm ->
     waveform (the same samples), mel (log-magnitude of the first n_mels*frames samples,
     in dB, shaped like a mel), mel_aug (mel + 6 dB). Enough to test the wiring."""

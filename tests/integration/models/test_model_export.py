@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from soundscape.bundle import BRANCHES, ROLES, FeatureParams, load_bundle, sha256_file
+from soundscape.bundle import BRANCHES, ROLES, BundleFeatures, load_bundle, sha256_file
 from soundscape.models import branches
 from soundscape.models.export import ExportRequest, export_bundle
 from soundscape.models.lora import LoRAConv2d
 from soundscape.models.profiles import SMALL
 from soundscape.models.samples import random_input, synthetic_set
 
-FEATURES = FeatureParams()
+FEATURES = BundleFeatures()
 CLASSES = 206
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from soundscape.bundle import FeatureParams, load_bundle
+from soundscape.bundle import BundleFeatures, load_bundle
 from soundscape.errors import UserError
 from soundscape.fusion import FusionModel
 from soundscape.models.quantize import VariantOptions, make_variant, measure_agreement
@@ -19,7 +19,7 @@ from soundscape.models.samples import HELD_OUT_SEED, onnx_frontend, synthetic_se
 @pytest.fixture(scope="module")
 def held_out(bundles: dict[str, Path]) -> object:
     fp32 = load_bundle(bundles["fp32"])
-    return synthetic_set(48, HELD_OUT_SEED, FeatureParams(), onnx_frontend(fp32.path("frontend")))
+    return synthetic_set(48, HELD_OUT_SEED, BundleFeatures(), onnx_frontend(fp32.path("frontend")))
 
 
 def _ops(path: Path) -> set[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from soundscape.bundle import FeatureParams, expected_io
+from soundscape.bundle import BundleFeatures, expected_io
 from soundscape.errors import UserError
 from soundscape.models import branches
 from soundscape.models.efficientnet import EfficientNetLoRA, make_divisible
@@ -16,7 +16,7 @@ from soundscape.models.lora import LoRAConv2d, merge_lora
 from soundscape.models.profiles import FULL, SMALL
 from soundscape.models.resnet import ResNet
 
-FEATURES = FeatureParams()
+FEATURES = BundleFeatures()
 
 
 def _params(model: torch.nn.Module) -> int:

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from soundscape.bundle import (
     BRANCHES,
-    FeatureParams,
+    BundleFeatures,
     GraphEntry,
     Manifest,
     combined_sha256,
@@ -56,14 +56,14 @@ def test_roles_must_be_known_and_complete() -> None:
 
 def test_feature_parameters_must_be_consistent() -> None:
     with pytest.raises(ValidationError, match="frames 300"):
-        FeatureParams(frames=300)
+        BundleFeatures(frames=300)
     with pytest.raises(ValidationError, match="fmin < fmax"):
-        FeatureParams(fmax=20_000)  # above Nyquist at 32 kHz
-    assert FeatureParams(samples=160_000, frames=157).frames == 157
+        BundleFeatures(fmax=20_000)  # above Nyquist at 32 kHz
+    assert BundleFeatures(samples=160_000, frames=157).frames == 157
 
 
 def test_contract_shapes_follow_features_and_classes() -> None:
-    io = expected_io(FeatureParams(n_mels=128, frames=313), num_classes=10)
+    io = expected_io(BundleFeatures(n_mels=128, frames=313), num_classes=10)
     assert io["embedder"]["inputs"][0].shape == ["batch", 1, 128, 313]
     assert io["embedder"]["outputs"][0].shape == ["batch", 2048]
     assert io["meta"]["inputs"][0].shape == ["batch", 40]

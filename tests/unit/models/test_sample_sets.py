@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundscape.bundle import FeatureParams
+from soundscape.bundle import BundleFeatures
 from soundscape.errors import UserError
 from soundscape.models.samples import (
     CALIBRATION_SEED,
@@ -18,7 +18,7 @@ from soundscape.models.samples import (
     synthetic_pcm,
 )
 
-FEATURES = FeatureParams()
+FEATURES = BundleFeatures()
 
 
 def _arrays(n: int = 2) -> dict[str, np.ndarray]:

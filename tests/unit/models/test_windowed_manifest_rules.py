@@ -42,11 +42,11 @@ def test_bad_windowed_manifests_are_refused(changes: dict[str, Any], message: st
 
 
 def test_a_fusion_audio_embedder_reads_windows_and_sets_the_embedding_width() -> None:
-    from soundscape.bundle import FeatureParams
+    from soundscape.bundle import BundleFeatures
 
-    io = expected_io(FeatureParams(), 12, WindowParams(**WINDOW))
+    io = expected_io(BundleFeatures(), 12, WindowParams(**WINDOW))
     assert io["embedder"]["inputs"][0].name == "audio"
     assert io["embedder"]["inputs"][0].shape == ["batch", 144_000]
     assert io["embed_classifier"]["inputs"][0].shape == ["batch", 1024]
-    plain = expected_io(FeatureParams(), 12)
+    plain = expected_io(BundleFeatures(), 12)
     assert plain["embed_classifier"]["inputs"][0].shape == ["batch", 2048]
