@@ -246,7 +246,7 @@ def bench() -> None:
 @pass_app
 def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
     """Publish and read back N ~400 KB FLAC chunks through the broker; MB/s both ways."""
-    from soundscape.roundtrip import run_roundtrip
+    from soundscape.app.roundtrip import run_roundtrip
 
     summary = run_roundtrip(ctx.settings, chunks, progress=not as_json).summary()
     if as_json:

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer
 from soundscape.chunk_publisher import ChunkPublisher
 from soundscape.kafka_clients import consumer_config
 from soundscape.messages import Detection, parse
-from soundscape.roundtrip import generated_chunks
+from soundscape.synthetic.chunks import generated_chunks
 from soundscape.settings import Settings
 
 STATION_CHUNKS_PER_S = 0.1  # one 10 s chunk every 10 s

@@ -28,7 +28,7 @@ from soundscape.kafka_clients import bootstrap_servers, producer_config
 from soundscape.messages import Detection, parse
 from soundscape.processors.scoring import ModelScorer
 from soundscape.processors.worker import InferenceWorker
-from soundscape.roundtrip import generated_chunks
+from soundscape.synthetic.chunks import generated_chunks
 from soundscape.settings import Settings
 from topic_reader import read_messages
 

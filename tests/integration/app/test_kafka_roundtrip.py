@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from soundscape.chunk_publisher import ChunkPublisher
 from soundscape.envelope import ChunkEnvelope
 from soundscape.kafka_clients import ChunkTooLargeError, admin_config, producer_config
-from soundscape.roundtrip import run_roundtrip
+from soundscape.app.roundtrip import run_roundtrip
 from soundscape.settings import Settings
 
 CHUNKS = int(os.environ.get("SOUNDSCAPE_TEST_ROUNDTRIP_CHUNKS", "1000"))

@@ -7,19 +7,16 @@ the broker, topics, size limits and the envelope work together, and measures MB/
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
-from soundscape.audio_codec import encode
 from soundscape.chunk_publisher import ChunkPublisher
-from soundscape.envelope import CHUNK_SECONDS, ChunkEnvelope, EnvelopeError
+from soundscape.envelope import ChunkEnvelope, EnvelopeError
 from soundscape.errors import ServiceError
 from soundscape.kafka_clients import consumer_config
 from soundscape.settings import Settings
-from soundscape.synthetic import SAMPLE_RATE, field_chunk
+from soundscape.synthetic.chunks import generated_chunks
 
 _NS = 1_000_000_000
 
@@ -68,31 +65,6 @@ class RoundTrip:
             "mismatches": len(self.mismatches()),
             "duplicates": self.duplicates,
         }
-
-
-def generated_chunks(
-    count: int, stations: int, start_ns: int, threads: int = 2
-) -> Iterator[tuple[ChunkEnvelope, bytes]]:
-    """Abutting 10 s chunks, round-robin over `stations`, encoded to FLAC in threads."""
-
-    def make(index: int) -> tuple[ChunkEnvelope, bytes]:
-        station = f"demo-{index % stations:03d}"
-        seq = index // stations
-        chunk_start = start_ns + seq * CHUNK_SECONDS * _NS
-        payload = encode(field_chunk(seed=index), SAMPLE_RATE, "flac")
-        envelope = ChunkEnvelope.for_payload(
-            payload,
-            station_id=station,
-            chunk_start=chunk_start,
-            sample_rate=SAMPLE_RATE,
-            seq=seq,
-            captured_at=chunk_start + CHUNK_SECONDS * _NS,
-            source="replay",
-        )
-        return envelope, payload
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        yield from pool.map(make, range(count))
 
 
 def run_roundtrip(
