@@ -30,7 +30,7 @@ class Recorder:
 
     def run(self) -> str:
         self.running.set()
-        assert self.done.wait(10), "never asked to stop"
+        assert self.done.wait(60), "never asked to stop"
         return "summary"
 
     def request_stop(self) -> None:
@@ -47,11 +47,15 @@ class Recorder:
 
 
 def _signal_when_running(service: Recorder, *signals: signal.Signals) -> threading.Thread:
+    """Each signal only after the service saw the one before: two signals sent before the
+    main thread runs its handler merge into one (POSIX does not queue them)."""
     def send() -> None:
-        assert service.running.wait(10)
-        for sig in signals:
+        assert service.running.wait(30)
+        for count, sig in enumerate(signals, 1):
             os.kill(os.getpid(), sig)
-            time.sleep(0.2)
+            deadline = time.monotonic() + 30
+            while len(service.calls) < count and time.monotonic() < deadline:
+                time.sleep(0.01)
     thread = threading.Thread(target=send, daemon=True)
     thread.start()
     return thread
