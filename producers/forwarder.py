@@ -78,7 +78,8 @@ class SpoolForwarder:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():  # a station that failed while starting never started it
+            self._thread.join(timeout=30)
         # Unacked chunks stay in the spool; the next start sends them.
         self._publisher.poll(0)
 

@@ -4,13 +4,12 @@ batch size gives the same answer, and bad items are refused one at a time."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from soundscape.bundle import BRANCHES, BundleError, load_bundle
+from soundscape.bundle import BRANCHES, BundleError
 from soundscape.fusion import FusionModel
 from soundscape.models.samples import HELD_OUT_SEED, run_onnx, synthetic_pcm
 from soundscape.settings import Settings

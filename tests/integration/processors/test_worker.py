@@ -305,3 +305,25 @@ def test_a_chunk_that_crashes_the_worker_is_isolated_and_dead_lettered(
     assert worker.stats.scored == 7 and worker.stats.dead_lettered == 1
     assert scorer.failures >= 3  # the batch, its retry, and the halves that held it
     assert worker_metrics.ISOLATIONS._value.get() > isolations
+
+
+def test_bench_pipeline_measures_every_chunk_and_cleans_up(
+    services: Settings, bundle: Path
+) -> None:
+    """`soundscape bench pipeline` at a small size: every chunk scored by two workers in
+    one group, figures consistent with each other, and its own topics deleted after."""
+    from confluent_kafka.admin import AdminClient
+
+    from soundscape.kafka_clients import admin_config
+    from soundscape.processors.bench import STATION_CHUNKS_PER_S, bench_pipeline
+
+    figures = bench_pipeline(services, bundle, chunks=12, workers=2, progress=False)
+    assert figures.chunks == 12 and figures.workers == 2
+    assert figures.chunks_per_s > 0 and figures.seconds > 0
+    assert figures.stations_served == int(figures.chunks_per_s / STATION_CHUNKS_PER_S)
+    latency = figures.latency_ms
+    assert 0 <= latency["consumed_to_scored_p50"] <= latency["consumed_to_scored_p95"] \
+        <= latency["consumed_to_scored_p99"]
+    assert 1 <= figures.batch_sizes_mean <= services.worker.batch_size
+    topics = AdminClient(admin_config(services)).list_topics(timeout=30).topics
+    assert not [t for t in topics if t.startswith("bench.")], "bench topics left behind"

@@ -101,3 +101,17 @@ def test_synth_archive_bad_input(runner: CliRunner, tmp_path: Path, args: list[s
     result = runner.invoke(cli, ["synth", "archive", str(tmp_path / "a"), *args])
     assert result.exit_code != 0
     assert message in (result.output + str(result.exception))
+
+
+def test_bench_measures_both_front_ends_in_one_run(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["frontend", "bench", "--chunks", "4", "--batch", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert (figures["chunks"], figures["batch"]) == (4, 2)
+    for rate in ("onnx_cpu_chunks_per_s", "onnx_cpu_1thread_chunks_per_s",
+                 "reference_chunks_per_s"):
+        assert figures[rate] > 0, rate
+    # The ratio is the two rates measured in this run, not a stored figure.
+    assert figures["cpu_ratio"] == pytest.approx(
+        figures["onnx_cpu_chunks_per_s"] / figures["reference_chunks_per_s"], rel=1e-6)
+    assert figures["onnx_gpu_chunks_per_s"] is None or figures["onnx_gpu_chunks_per_s"] > 0
