@@ -85,6 +85,33 @@ def infra_up(ctx: App, kafka: bool, postgres: bool) -> None:
     click.echo(f"database url:       {_mask_url(status['database_url'])}")
 
 
+@infra.command("certs")
+@click.option("--rotate", is_flag=True,
+              help="Make a new server certificate now (restart the services to serve it).")
+@click.option("--rotate-ca", is_flag=True,
+              help="Make a new CA and server certificate: every client and station must get "
+                   "the new ca.pem (station bundles) before it can connect again.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
+@pass_app
+def infra_certs(ctx: App, rotate: bool, rotate_ca: bool, as_json: bool) -> None:
+    """Make the deployment's certificate authority and the servers' certificate (under
+    <state_dir>/certs, keys 0600), or renew what is due. `infra up` runs this itself;
+    a server certificate is renewed 30 days before it expires."""
+    from soundscape.infra.certs import ensure_certs
+
+    report = ensure_certs(ctx.settings, rotate=rotate, rotate_ca=rotate_ca)
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(f"certificates in {report['folder']}: "
+               f"{'made ' + ', '.join(report['made']) if report['made'] else 'all current'}")
+    for name in ("ca", "server"):
+        info = report[name]
+        click.echo(f"  {name:6} {info['subject']}  until {info['not_after']}")
+        click.echo(f"         sha256 {info['sha256']}")
+    click.echo(f"  names  {', '.join(report['server']['names'])}")
+
+
 @infra.command("down")
 @pass_app
 def infra_down(ctx: App) -> None:
@@ -96,9 +123,12 @@ def infra_down(ctx: App) -> None:
 
 
 @infra.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable, with the full URLs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
+@click.option("--show-secrets", is_flag=True,
+              help="Print the database URLs with their passwords (masked otherwise, as "
+                   "everywhere: status output ends up in logs and tickets).")
 @pass_app
-def infra_status(ctx: App, as_json: bool) -> None:
+def infra_status(ctx: App, as_json: bool, show_secrets: bool) -> None:
     """Tell what runs where; `--json` gives scripts the bootstrap address and database URL.
 
     Exit status: 0 when every local service runs, 1 otherwise.
@@ -106,6 +136,9 @@ def infra_status(ctx: App, as_json: bool) -> None:
     from soundscape.infra import stack
 
     status = stack.status(ctx.settings)
+    if not show_secrets:
+        for key in ("database_url", "database_url_readonly"):
+            status[key] = _mask_url(status[key])
     if as_json:
         echo_json(status)
     else:

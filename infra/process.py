@@ -93,8 +93,12 @@ read_json = read_state  # one reader of state files: soundscape.local_services
 def write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.chmod(mode)
+    tmp.unlink(missing_ok=True)
+    # Created with its mode, so a file of passwords is never readable by others, even briefly.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.chmod(mode)  # the umask may have taken bits away from a public file
     tmp.replace(path)
 
 

@@ -98,6 +98,12 @@ class PostgresSettings(BaseModel):
     bin_dir: Path | None = Field(None, description="PostgreSQL server binaries; found if unset")
     os_user: str = Field("postgres", description="Runs the server when Soundscape runs as root")
     start_timeout_s: float = Field(60.0, gt=0)
+    reader_statement_timeout_s: float = Field(
+        60.0, gt=0, le=86_400,
+        description="longest query of the read-only role (dashboards, reports); longer ones "
+                    "are cancelled, so one heavy panel cannot hold the database")
+    superuser_password: SecretStr | None = Field(
+        None, description="of the local cluster's `postgres` role; generated at init if unset")
 
 
 class WorkerSettings(BaseModel):
@@ -348,6 +354,15 @@ class GrafanaSettings(BaseModel):
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of each call")
 
 
+class SecuritySettings(BaseModel):
+    deployment: str = Field("soundscape", min_length=1, max_length=64,
+                            description="name in the certificate authority's subject")
+    server_names: list[str] = Field(
+        default_factory=list,
+        description="extra host names and addresses the servers' certificate covers "
+                    "(loopback and the configured hosts always are)")
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one place; `soundscape config show` prints it."""
 
@@ -376,6 +391,7 @@ class Settings(BaseSettings):
     intake: IntakeSettings = IntakeSettings()
     drift: DriftSettings = DriftSettings()
     grafana: GrafanaSettings = GrafanaSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @field_validator("state_dir")
     @classmethod

@@ -1,13 +1,19 @@
 """A private PostgreSQL cluster made with Debian's server binaries under the state folder.
 
     postgres/data/              the cluster (initdb), owned by the user that runs it
-    postgres/run/               its Unix socket
+    postgres/run/               its Unix socket (0700: only the server's user and root)
+    postgres/tls/               the server's certificate and key, copied from certs/
     postgres/logs/postgres.log
     postgres/state.json         port chosen on first start
-    postgres/credentials.json   generated role passwords (mode 0600)
+    postgres/credentials.json   generated role passwords, the superuser's too (mode 0600)
 
 PostgreSQL refuses to run as root; when Soundscape runs as root the server runs as the
 `postgres` system user (settings.postgres.os_user), which the Debian package creates.
+
+Every role logs in with a SCRAM password, on the socket too: no `trust` and no `peer`
+line, so a local OS user who can reach the socket still needs a password. TCP from
+loopback may use TLS; from anywhere else it must (`hostssl` only). pg_hba.conf is ours
+and rewritten at every start.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 from soundscape.errors import ServiceError
 from soundscape.infra import process
+from soundscape.infra.certs import cert_paths, ensure_certs
 from soundscape.infra.postgres.roles import bootstrap_database, grant_read_only
 from soundscape.local_services import (
     Role,
@@ -38,6 +45,8 @@ from soundscape.settings import Settings
 log = get_logger(__name__)
 
 _INSTALL_HINT = "install the server: `bash infra/setup.sh` (Debian package postgresql-15)"
+_HBA_HEADER = "# Written by `soundscape infra up`; edits are overwritten (docs/security.md)."
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class PostgresCluster:
         self.home = settings.state_dir / "postgres"
         self.data_dir = self.home / "data"
         self.run_dir = self.home / "run"
+        self.tls_dir = self.home / "tls"
         self.log_file = self.home / "logs" / "postgres.log"
         self.state_file = postgres_state_file(settings)
         self.credentials_file = postgres_credentials_file(settings)
@@ -128,6 +138,7 @@ class PostgresCluster:
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> ClusterStatus:
         if self.pid() is not None:
+            self._secure_legacy()
             self.bootstrap()
             return self.status()
         self._prepare_dirs()
@@ -137,7 +148,10 @@ class PostgresCluster:
         pg = self.settings.postgres
         port = process.choose_port(pg.port, state.get("port"), pg.host, "PostgreSQL")
         process.write_json(self.state_file, state | {"port": port})
+        self._write_tls()
         self._write_conf(port)
+        if self._hba_is_ours():
+            self._write_hba()
         result = self._pg(
             "pg_ctl",
             "-D",
@@ -157,6 +171,7 @@ class PostgresCluster:
                 + process.tail(self.log_file),
                 hint="`soundscape infra reset --postgres` clears a broken cluster",
             )
+        self._secure_legacy()
         self.bootstrap()
         return self.status()
 
@@ -167,13 +182,14 @@ class PostgresCluster:
         return True
 
     def _prepare_dirs(self) -> None:
-        for path in (self.home, self.data_dir, self.run_dir, self.log_file.parent):
+        for path in (self.home, self.data_dir, self.run_dir, self.tls_dir, self.log_file.parent):
             path.mkdir(parents=True, exist_ok=True)
-        self.data_dir.chmod(0o700)
+        for private in (self.data_dir, self.run_dir, self.tls_dir):
+            private.chmod(0o700)
         prefix = self._run_as()
         if prefix:
             user = pwd.getpwnam(self.settings.postgres.os_user)
-            for path in (self.data_dir, self.run_dir, self.log_file.parent):
+            for path in (self.data_dir, self.run_dir, self.tls_dir, self.log_file.parent):
                 os.chown(path, user.pw_uid, user.pw_gid)
             probe = subprocess.run([*prefix, "test", "-w", str(self.data_dir)], check=False)
             if probe.returncode != 0:
@@ -191,20 +207,17 @@ class PostgresCluster:
                 hint="`soundscape infra reset --postgres` wipes the cluster and starts anew",
             )
         started = time.monotonic()
-        self._pg(
-            "initdb",
-            "-D",
-            str(self.data_dir),
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-locale",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-        )
+        pwfile = self.tls_dir / "initdb-password"
+        self._write_owned(pwfile, self.credentials()["superuser_password"].encode())
+        try:
+            self._pg("initdb", "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8",
+                     "--no-locale", f"--pwfile={pwfile}", "--auth-local=scram-sha-256",
+                     "--auth-host=scram-sha-256")
+        finally:
+            pwfile.unlink(missing_ok=True)
         with open(self.data_dir / "postgresql.conf", "a") as conf:
             conf.write("\ninclude_if_exists = 'soundscape.conf'\n")
+        self._write_hba()
         log.info("postgres cluster created", seconds=round(time.monotonic() - started, 2))
 
     def _write_conf(self, port: int) -> None:
@@ -220,12 +233,70 @@ class PostgresCluster:
             "log_timezone = 'UTC'",
             "timezone = 'UTC'",
             "log_min_duration_statement = 2000",
+            "ssl = on",
+            f"ssl_cert_file = '{self.tls_dir / 'server.pem'}'",
+            f"ssl_key_file = '{self.tls_dir / 'server.key'}'",
+            "ssl_min_protocol_version = 'TLSv1.2'",
+            "log_connections = on",
         ]
-        conf = self.data_dir / "soundscape.conf"
-        conf.write_text("\n".join(lines) + "\n")
+        self._write_owned(self.data_dir / "soundscape.conf", ("\n".join(lines) + "\n").encode())
+
+    def _write_tls(self) -> None:
+        """The server certificate (made or renewed if due) where the server's user owns it:
+        PostgreSQL refuses a key that others can read."""
+        ensure_certs(self.settings)
+        paths = cert_paths(self.settings)
+        self._write_owned(self.tls_dir / "server.pem", paths.server_cert.read_bytes())
+        self._write_owned(self.tls_dir / "server.key", paths.server_key.read_bytes())
+
+    def _hba_rules(self) -> list[str]:
+        rules = [_HBA_HEADER,
+                 "# TYPE   DATABASE USER ADDRESS      METHOD",
+                 "local    all      all               scram-sha-256"]
+        for address in ("127.0.0.1/32", "::1/128"):
+            rules += [f"hostssl  all      all  {address:12} scram-sha-256",
+                      f"host     all      all  {address:12} scram-sha-256"]
+        if self.settings.postgres.host not in _LOOPBACK:
+            # Beyond loopback only over TLS: a host line without ssl matches nothing here.
+            rules.append("hostssl  all      all  all          scram-sha-256")
+        return rules
+
+    def _write_hba(self) -> None:
+        self._write_owned(self.data_dir / "pg_hba.conf",
+                          ("\n".join(self._hba_rules()) + "\n").encode())
+
+    def _hba_is_ours(self) -> bool:
+        try:
+            return (self.data_dir / "pg_hba.conf").read_text().startswith(_HBA_HEADER)
+        except OSError:
+            return False
+
+    def _secure_legacy(self) -> None:
+        """A cluster made before passwords everywhere trusts the socket: give `postgres`
+        its password over that socket, then put our rules in place and reload."""
+        if self._hba_is_ours():
+            return
+        import psycopg
+        from psycopg import sql
+
+        password = self.credentials()["superuser_password"]
+        with psycopg.connect(host=str(self.run_dir), port=self.port(), user="postgres",
+                             dbname="postgres", autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
+            self._write_tls()
+            self._write_hba()
+            conn.execute("SELECT pg_reload_conf()")
+        log.warning("postgres cluster secured: passwords on every login, trust removed",
+                    data_dir=str(self.data_dir))
+
+    def _write_owned(self, path: Path, data: bytes) -> None:
+        """A file only the server's OS user (and root) may read."""
+        from soundscape.infra.certs import write_private
+
+        write_private(path, data)
         if self._run_as():
             user = pwd.getpwnam(self.settings.postgres.os_user)
-            os.chown(conf, user.pw_uid, user.pw_gid)
+            os.chown(path, user.pw_uid, user.pw_gid)
 
     # ---- roles and database ------------------------------------------------------------
     def credentials(self) -> dict[str, str]:
@@ -233,6 +304,11 @@ class PostgresCluster:
         pg = self.settings.postgres
         stored = process.read_json(self.credentials_file) or {}
         creds = {
+            "superuser_password": (
+                pg.superuser_password.get_secret_value()
+                if pg.superuser_password
+                else stored.get("superuser_password") or secrets.token_urlsafe(24)
+            ),
             "writer_password": (
                 pg.writer_password.get_secret_value()
                 if pg.writer_password
@@ -253,7 +329,8 @@ class PostgresCluster:
 
         return psycopg.connect(
             host=str(self.run_dir), port=self.port(), user="postgres", dbname=dbname,
-            autocommit=True, connect_timeout=10,
+            password=self.credentials()["superuser_password"], autocommit=True,
+            connect_timeout=10,
         )
 
     def bootstrap(self) -> None:

@@ -32,6 +32,10 @@ def bootstrap_database(connect: Connect, settings: Settings, creds: dict[str, st
                 )
             )
         conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(reader))
+        # One runaway dashboard query must not hold the database: the reader's are capped.
+        timeout_ms = int(pg.reader_statement_timeout_s * 1000)
+        conn.execute(sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(
+            reader, sql.Literal(timeout_ms)))
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (pg.database,)).fetchone():
             conn.execute(
                 sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(pg.database), writer)

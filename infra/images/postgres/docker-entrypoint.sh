@@ -18,9 +18,11 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   fi
   pwfile=$(mktemp); echo "$POSTGRES_PASSWORD" > "$pwfile"; chown postgres "$pwfile"
   as_pg initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" -E UTF8 --no-locale \
-    --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    --auth-local=scram-sha-256 --auth-host=scram-sha-256 >/dev/null
   rm -f "$pwfile"
   echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+  # No trust line anywhere: the init scripts below log in with the password too.
+  export PGPASSWORD="$POSTGRES_PASSWORD"
   as_pg pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -c port=${PGPORT:-5432}" -w start >/dev/null
   if [ "$POSTGRES_DB" != "postgres" ]; then
     as_pg psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -p "${PGPORT:-5432}" -d postgres \
@@ -33,6 +35,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     esac
   done
   as_pg pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+  unset PGPASSWORD
   echo "PostgreSQL init process complete; ready for start up."
 fi
 # setpriv execs (runuser would stay PID 1 and not pass the stop signal on: postgres

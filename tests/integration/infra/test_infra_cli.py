@@ -66,7 +66,13 @@ def test_up_status_down_lifecycle(state: Path) -> None:
     assert host == "127.0.0.1"
     with socket.create_connection((host, int(port)), timeout=5):
         pass
-    assert info["database_url"].startswith("postgresql://soundscape_writer:")
+    assert info["database_url"].startswith("postgresql://soundscape_writer:***@")
+    # Passwords only when asked for, and then the real, working one.
+    secret = json.loads(soundscape(state, "infra", "status", "--json", "--show-secrets").stdout)
+    creds = json.loads((state / "postgres" / "credentials.json").read_text())
+    assert creds["writer_password"] in secret["database_url"]
+    assert creds["reader_password"] in secret["database_url_readonly"]
+    assert not any(p in status.stdout for p in creds.values())
 
     down = soundscape(state, "infra", "down")
     assert down.returncode == 0, down.stderr
