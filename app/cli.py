@@ -151,6 +151,9 @@ def infra_status(ctx: App, as_json: bool, show_secrets: bool) -> None:
             click.echo(f"{name}: {state}; log {info['log']}")
         click.echo(f"bootstrap_servers: {status['bootstrap_servers']}")
         click.echo(f"database_url: {_mask_url(status['database_url'])}")
+        for listener in status["listeners"]:
+            click.echo(f"  listens {listener['address']:>24}  {listener['service']}: "
+                       f"{listener['auth']}")
     local_down = [
         n for n in ("kafka", "postgres")
         if not status[n].get("external") and not status[n].get("running")
@@ -321,6 +324,10 @@ cli.add_command(frontend_group)
 cli.add_command(synth_group)
 cli.add_command(db)
 cli.add_command(sink)
+from soundscape.app.enrol_cli import stations_add, stations_install, stations_revoke  # noqa: E402
+
+for _enrol in (stations_add, stations_revoke, stations_install):
+    stations.add_command(_enrol)
 cli.add_command(stations)
 bench.add_command(bench_sink)
 cli.add_command(drift)

@@ -6,9 +6,11 @@ import shutil
 import time
 from typing import Any
 
+from soundscape.infra import process
 from soundscape.infra.kafka.broker import KafkaBroker
-from soundscape.kafka_topics import ensure_topics
 from soundscape.infra.postgres.cluster import PostgresCluster
+from soundscape.kafka_topics import ensure_topics
+from soundscape.local_services import kafka_state_file, postgres_state_file
 from soundscape.settings import Settings
 
 
@@ -73,6 +75,7 @@ def status(settings: Settings) -> dict[str, Any]:
         "state_dir": str(settings.state_dir),
         "kafka": kafka,
         "postgres": postgres,
+        "listeners": listeners(settings),
         "bootstrap_servers": kafka.get("bootstrap_servers"),
         "database_url": url,
         "database_url_readonly": reader,
@@ -94,3 +97,33 @@ def reset(settings: Settings, *, kafka: bool = True, postgres: bool = True) -> l
         shutil.rmtree(cluster.home, ignore_errors=True)
         wiped.append(str(cluster.home))
     return wiped
+
+
+def listeners(settings: Settings) -> list[dict[str, str]]:
+    """Every address the local services listen on, and who may connect there."""
+    found: list[dict[str, str]] = []
+    if not settings.kafka.bootstrap_servers:
+        state = process.read_json(kafka_state_file(settings)) or {}
+        host = settings.kafka.host
+        if state.get("port"):
+            found.append({"service": "kafka", "address": f"{host}:{state['port']}",
+                          "auth": "PLAINTEXT, anonymous super user: this machine's own "
+                                  "services (loopback only)"})
+        if state.get("controller_port"):
+            found.append({"service": "kafka controller",
+                          "address": f"{host}:{state['controller_port']}",
+                          "auth": "PLAINTEXT, the broker's own controller (loopback only)"})
+        if state.get("stations_port"):
+            found.append({"service": "kafka stations",
+                          "address": f"{settings.kafka.stations_host}:{state['stations_port']}",
+                          "auth": "SASL_SSL SCRAM-SHA-512, ACLs per station"})
+    if settings.postgres.url is None:
+        state = process.read_json(postgres_state_file(settings)) or {}
+        if state.get("port"):
+            found.append({"service": "postgres",
+                          "address": f"{settings.postgres.host}:{state['port']}",
+                          "auth": "scram-sha-256; TLS offered on loopback, required beyond"})
+            found.append({"service": "postgres socket",
+                          "address": str(settings.state_dir / "postgres" / "run"),
+                          "auth": "scram-sha-256; folder 0700"})
+    return found

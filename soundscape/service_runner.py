@@ -4,7 +4,9 @@ signal handling, /healthz and /metrics, and a structured log of start and stop.
 The first SIGTERM or SIGINT asks the service to finish what it has in hand
 (`request_stop`); a second one asks it to stop at once (`stop_now`, where the service
 has one). A service whose framework owns the signals (faust, for `drift run`) says so
-with `handles_signals`, and the runner only serves its health.
+with `handles_signals`, and the runner only serves its health. Under systemd
+(`Type=notify`) the runner reports READY and STOPPING, and pets the watchdog while the
+service is healthy.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from soundscape.logs import get_logger
 from soundscape.observability import ObservabilityServer
+from soundscape.systemd_notify import Watchdog, notify, watchdog_interval_s
 
 log = get_logger("soundscape.service")
 T = TypeVar("T")
@@ -92,9 +95,15 @@ def run_service(service: Service[T], *, metrics_host: str = "127.0.0.1",
                                      registry=registry).start()
     log.info("service started", service=service.name,
              health=f"http://{metrics_host}:{server.port}/healthz" if server else None)
+    notify("READY=1")
+    interval = watchdog_interval_s()
+    watchdog = Watchdog(service.health, interval).start() if interval else None
     try:
         return service.run()
     finally:
+        notify("STOPPING=1")
+        if watchdog is not None:
+            watchdog.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if server is not None:

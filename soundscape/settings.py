@@ -68,6 +68,15 @@ class KafkaSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port once and keeps it")
     controller_port: int = Field(0, ge=0, le=65535)
+    stations_host: str = Field(
+        "127.0.0.1",
+        description="where the local broker's SASL_SSL listener for stations listens "
+                    "(0.0.0.0 or this machine's address to let remote stations in)")
+    stations_port: int = Field(0, ge=0, le=65535,
+                               description="its port; 0 picks a free port once and keeps it")
+    stations_advertised_host: str | None = Field(
+        None, description="the name stations reach the broker by (in their config bundle and "
+                          "the certificate); stations_host if unset")
     heap: str = "768m"
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024 * 1024)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -3,10 +3,19 @@
 Layout under the state folder:
     kafka/state.json         version, cluster id, ports chosen on first start
     kafka/server.properties  written at each start from the settings
+    kafka/tls/keystore.pem   the server's key and certificate (0600), from certs/
     kafka/data/              the log dirs (formatted once with the cluster id)
     kafka/logs/              server.log (rolled) and the JVM's stdout
     kafka/kafka.pid
 and the jars under the cache folder (kept across `infra reset`).
+
+Two client listeners (docs/explanation/security.md):
+- PLAINTEXT on `kafka.host` (127.0.0.1): the project's own services on this machine. Its
+  clients are anonymous, and User:ANONYMOUS is a super user: this is the documented
+  choice for loopback, and why that listener never binds to another address;
+- SASL_SSL (SCRAM-SHA-512, the deployment CA's certificate) on `kafka.stations_host`:
+  stations, each its own principal with only the ACLs `stations add` gives it.
+The StandardAuthorizer denies everything no ACL allows.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from typing import Any
 
 from soundscape.errors import ServiceError
 from soundscape.infra import process
+from soundscape.infra.certs import cert_paths, ensure_certs, write_private
 from soundscape.infra.kafka.jars import KafkaJars
 from soundscape.kafka_clients import ENVELOPE_OVERHEAD_BYTES
 from soundscape.local_services import kafka_state_file, local_kafka_address
@@ -31,6 +41,7 @@ log = get_logger(__name__)
 
 _TEMPLATE_DIR = Path(__file__).parent
 _MAIN_CLASS = "kafka.Kafka"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class KafkaBroker:
         self.pid_file = self.home / "kafka.pid"
         self.config_file = self.home / "server.properties"
         self.log4j_file = self.home / "log4j2.properties"
+        self.keystore = self.home / "tls" / "keystore.pem"
         self.jars = KafkaJars(settings.cache_dir, settings.kafka.version)
 
     # ---- state -------------------------------------------------------------------------
@@ -169,29 +181,71 @@ class KafkaBroker:
         )
         if cport == port:
             cport = process.free_port(kafka.host)
+        sport = process.choose_port(
+            kafka.stations_port, state.get("stations_port"), kafka.stations_host,
+            "Kafka stations listener")
+        while sport in (port, cport):
+            sport = process.free_port(kafka.stations_host)
         state |= {
             "version": kafka.version,
             "cluster_id": state.get("cluster_id") or _new_cluster_id(),
             "port": port,
             "controller_port": cport,
+            "stations_port": sport,
         }
         self.log_dir.mkdir(parents=True, exist_ok=True)
         process.write_json(self.state_file, state)
         return state
 
+    def stations_address(self) -> str | None:
+        """host:port stations reach the SASL_SSL listener at, or None before the first start."""
+        port = self._state().get("stations_port")
+        kafka = self.settings.kafka
+        return f"{kafka.stations_advertised_host or kafka.stations_host}:{port}" if port else None
+
+    def _write_keystore(self) -> None:
+        ensure_certs(self.settings)
+        paths = cert_paths(self.settings)
+        self.keystore.parent.mkdir(parents=True, exist_ok=True)
+        self.keystore.parent.chmod(0o700)
+        write_private(self.keystore,
+                      paths.server_key.read_bytes() + paths.server_cert.read_bytes())
+
     def _write_config(self, state: dict[str, Any]) -> None:
         kafka, topics = self.settings.kafka, self.settings.topics
         host, port, cport = kafka.host, state["port"], state["controller_port"]
+        if host not in _LOOPBACK:
+            raise ServiceError(
+                f"kafka.host is {host!r}: the local broker's unauthenticated listener binds to "
+                "loopback only",
+                hint="let remote stations in through the SASL_SSL listener instead: set "
+                     "SOUNDSCAPE_KAFKA__STATIONS_HOST (docs/explanation/security.md)")
+        self._write_keystore()
+        stations = f"{kafka.stations_host}:{state['stations_port']}"
         message_max = kafka.max_message_bytes + ENVELOPE_OVERHEAD_BYTES
         lines = {
             "process.roles": "broker,controller",
             "node.id": 1,
             "controller.quorum.voters": f"1@{host}:{cport}",
-            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
-            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport},"
+                         f"STATIONS://{stations}",
+            "advertised.listeners": f"PLAINTEXT://{host}:{port},"
+                                    f"STATIONS://{self.stations_address()}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map":
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,STATIONS:SASL_SSL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.stations.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.stations.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.stations.ssl.keystore.type": "PEM",
+            "listener.name.stations.ssl.keystore.location": self.keystore,
+            "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            # Loopback PLAINTEXT and the controller are anonymous: the project's own services.
+            "super.users": "User:ANONYMOUS",
             "log.dirs": self.data_dir,
             "num.partitions": topics.partitions,
             "auto.create.topics.enable": "false",

@@ -67,6 +67,11 @@ def test_up_status_down_lifecycle(state: Path) -> None:
     with socket.create_connection((host, int(port)), timeout=5):
         pass
     assert info["database_url"].startswith("postgresql://soundscape_writer:***@")
+    listening = {entry["service"]: entry for entry in info["listeners"]}
+    assert set(listening) == {"kafka", "kafka controller", "kafka stations", "postgres",
+                              "postgres socket"}
+    assert "SASL_SSL" in listening["kafka stations"]["auth"]
+    assert all(e["address"].startswith(("127.0.0.1:", "/")) for e in info["listeners"])
     # Passwords only when asked for, and then the real, working one.
     secret = json.loads(soundscape(state, "infra", "status", "--json", "--show-secrets").stdout)
     creds = json.loads((state / "postgres" / "credentials.json").read_text())

@@ -1,0 +1,111 @@
+"""Station principals on the local broker: SCRAM credentials and least-privilege ACLs.
+
+Each station is the Kafka user `User:<station_id>`; it may WRITE (idempotently: WRITE on
+a topic implies it since Kafka 3.0) the audio and heartbeat topics and nothing else: it
+cannot read any topic, join a group, write results, or create or delete topics. The
+StandardAuthorizer denies what no ACL allows. Changes go through the loopback PLAINTEXT
+listener, whose anonymous clients are the broker's super users (docs/explanation/security.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
+)
+from confluent_kafka.error import KafkaException
+
+from soundscape.errors import ServiceError
+from soundscape.kafka_clients import admin_config
+from soundscape.settings import Settings
+
+#: PBKDF2 rounds of the stored SCRAM secret (Kafka accepts 4096 to 16384).
+SCRAM_ITERATIONS = 8192
+_TIMEOUT_S = 30.0
+
+
+def station_acls(settings: Settings, station_id: str) -> list[AclBinding]:
+    principal = f"User:{station_id}"
+    return [
+        AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, principal, "*",
+                   AclOperation.WRITE, AclPermissionType.ALLOW)
+        for topic in (settings.topics.audio, settings.topics.heartbeats)
+    ]
+
+
+def _admin(settings: Settings) -> AdminClient:
+    return AdminClient(admin_config(settings))
+
+
+def _wait(futures: dict[Any, Any], what: str) -> list[Any]:
+    results = []
+    for key, future in futures.items():
+        try:
+            results.append(future.result(timeout=_TIMEOUT_S))
+        except KafkaException as exc:
+            raise ServiceError(f"{what} failed for {key}: {exc.args[0].str()}",
+                               hint="is the local broker up? `soundscape infra status`") from None
+    return results
+
+
+def add_station(settings: Settings, station_id: str, password: str) -> None:
+    """Create or replace the station's SCRAM-SHA-512 credential and its two ACLs."""
+    upsert = UserScramCredentialUpsertion(
+        station_id, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS),
+        password.encode())
+    admin = _admin(settings)
+    _wait(admin.alter_user_scram_credentials([upsert], request_timeout=_TIMEOUT_S),
+          "storing the SCRAM credential")
+    _wait(admin.create_acls(station_acls(settings, station_id), request_timeout=_TIMEOUT_S),
+          "creating the ACLs")
+
+
+def revoke_station(settings: Settings, station_id: str) -> dict[str, int]:
+    """Remove the credential (new connections fail) and every ACL of the principal (the
+    open connection's next request is refused). Returns what was removed."""
+    admin = _admin(settings)
+    removed = {"credentials": 0, "acls": 0}
+    known = station_ids_with_credentials(settings)
+    if station_id in known:
+        deletion = UserScramCredentialDeletion(station_id, ScramMechanism.SCRAM_SHA_512)
+        _wait(admin.alter_user_scram_credentials([deletion], request_timeout=_TIMEOUT_S),
+              "deleting the SCRAM credential")
+        removed["credentials"] = 1
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY,
+                                  f"User:{station_id}", None, AclOperation.ANY,
+                                  AclPermissionType.ANY)
+    for bindings in _wait(admin.delete_acls([everything], request_timeout=_TIMEOUT_S),
+                          "deleting the ACLs"):
+        removed["acls"] += len(bindings)
+    return removed
+
+
+def station_ids_with_credentials(settings: Settings) -> list[str]:
+    admin = _admin(settings)
+    try:
+        described = admin.describe_user_scram_credentials(request_timeout=_TIMEOUT_S)
+        found = described.result(timeout=_TIMEOUT_S) if hasattr(described, "result") else {
+            user: future.result(timeout=_TIMEOUT_S) for user, future in described.items()}
+    except KafkaException as exc:
+        raise ServiceError(f"listing SCRAM users failed: {exc.args[0].str()}",
+                           hint="is the local broker up? `soundscape infra status`") from None
+    return sorted(found)
+
+
+def acls_of(settings: Settings, station_id: str) -> list[AclBinding]:
+    pattern = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY,
+                               f"User:{station_id}", None, AclOperation.ANY, AclPermissionType.ANY)
+    admin = _admin(settings)  # held until the answer is in: a collected client cancels it
+    return list(admin.describe_acls(pattern, request_timeout=_TIMEOUT_S).result(
+        timeout=_TIMEOUT_S))

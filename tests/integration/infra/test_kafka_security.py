@@ -1,0 +1,207 @@
+"""The local broker as an attacker and a broken station meet it: the stations' SASL_SSL
+listener refuses anonymous and wrong-password clients, a station's principal may write
+audio and heartbeats and nothing else, revoking a station stops its next publish, and a
+station enrolled with `stations add` + `stations install` publishes through it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from soundscape.app.enrolment import add_station, install_bundle, read_bundle
+from soundscape.errors import UserError
+from soundscape.infra.certs import cert_paths
+from soundscape.infra.kafka.broker import KafkaBroker
+from soundscape.infra.kafka.principals import acls_of, revoke_station
+from soundscape.settings import Settings
+from topic_reader import read_messages
+
+pytestmark = [pytest.mark.integration, pytest.mark.local_only]
+
+
+def _station_config(settings: Settings, user: str, password: str, **extra: Any) -> dict:
+    return {
+        "bootstrap.servers": KafkaBroker(settings).stations_address(),
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": user, "sasl.password": password,
+        "ssl.ca.location": str(cert_paths(settings).ca_cert),
+    } | extra
+
+
+def _produce(config: dict, topic: str, timeout_s: float = 15) -> KafkaError | None:
+    """The delivery error of one message (None: delivered); errors seen by error_cb
+    (authentication) count as the error when no delivery report came."""
+    seen: list[Any] = []
+    producer = Producer(config | {"message.timeout.ms": int(timeout_s * 1000),
+                                  "error_cb": seen.append, "enable.idempotence": True})
+    reports: list[KafkaError | None] = []
+    producer.produce(topic, b"probe", key=b"probe", on_delivery=lambda e, _m: reports.append(e))
+    deadline = time.monotonic() + timeout_s + 5
+    while not reports and not seen and time.monotonic() < deadline:
+        producer.poll(0.1)
+    if reports and reports[0] is not None:
+        return reports[0]
+    if reports:
+        return None
+    return seen[0] if seen else KafkaError(KafkaError._MSG_TIMED_OUT)
+
+
+@pytest.fixture
+def station(kafka_settings: Settings, tmp_path: Path) -> tuple[str, str, Path]:
+    """An enrolled station: (id, password, bundle)."""
+    station_id = f"sec-{uuid.uuid4().hex[:8]}"
+    done = add_station(kafka_settings, station_id, tmp_path / "bundle.tar.gz")
+    config, _ca = read_bundle(done.bundle)
+    return station_id, config["kafka"]["sasl_password"], done.bundle
+
+
+def test_anonymous_and_wrong_password_clients_are_refused(
+    kafka_settings: Settings, station: tuple[str, str, Path]
+) -> None:
+    station_id, password, _ = station
+    audio = kafka_settings.topics.audio
+    good = _station_config(kafka_settings, station_id, password)
+    assert _produce(good, audio) is None  # the control: the right password gets in
+
+    wrong = _produce(good | {"sasl.password": password + "x"}, audio, timeout_s=6)
+    assert wrong is not None and wrong.code() in (KafkaError._AUTHENTICATION,
+                                                  KafkaError._MSG_TIMED_OUT), wrong
+    unknown = _produce(good | {"sasl.username": "nobody-" + station_id}, audio, timeout_s=6)
+    assert unknown is not None
+    anonymous = {k: v for k, v in good.items() if not k.startswith("sasl.")}
+    assert _produce(anonymous | {"security.protocol": "SSL"}, audio, timeout_s=6) is not None
+    plaintext = {"bootstrap.servers": good["bootstrap.servers"]}
+    assert _produce(plaintext, audio, timeout_s=6) is not None
+
+
+def test_a_station_writes_audio_and_heartbeats_and_nothing_else(
+    kafka_settings: Settings, station: tuple[str, str, Path]
+) -> None:
+    station_id, password, _ = station
+    config = _station_config(kafka_settings, station_id, password)
+    topics = kafka_settings.topics
+    assert _produce(config, topics.audio) is None
+    assert _produce(config, topics.heartbeats) is None
+    for forbidden in (topics.detections, topics.audio_dlq, topics.drift, topics.results_dlq):
+        error = _produce(config, forbidden, timeout_s=8)
+        assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (
+            forbidden, error)
+
+    consumer = Consumer(config | {"group.id": f"steal-{station_id}",
+                                  "auto.offset.reset": "earliest"})
+    consumer.subscribe([topics.audio])
+    errors = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not errors:
+        message = consumer.poll(0.5)
+        if message is not None:
+            assert message.error() is not None, "a station read a message"
+            errors.append(message.error().code())
+    consumer.close()
+    assert errors and errors[0] in (KafkaError.GROUP_AUTHORIZATION_FAILED,
+                                    KafkaError.TOPIC_AUTHORIZATION_FAILED)
+
+    admin = AdminClient({k: v for k, v in config.items() if k != "enable.idempotence"})
+    made = admin.create_topics([NewTopic(f"evil-{station_id}", 1, 1)], request_timeout=15)
+    with pytest.raises(Exception, match="AUTHORIZATION"):
+        made[f"evil-{station_id}"].result(timeout=30)
+    gone = admin.delete_topics([topics.audio], request_timeout=15)
+    with pytest.raises(Exception, match="AUTHORIZATION"):
+        gone[topics.audio].result(timeout=30)
+    assert {b.name for b in acls_of(kafka_settings, station_id)} == {topics.audio,
+                                                                     topics.heartbeats}
+
+
+def test_a_revoked_station_cannot_publish_even_on_an_open_connection(
+    kafka_settings: Settings, station: tuple[str, str, Path]
+) -> None:
+    station_id, password, _ = station
+    config = _station_config(kafka_settings, station_id, password)
+    producer = Producer(config | {"message.timeout.ms": 10_000, "enable.idempotence": True})
+    reports: list[KafkaError | None] = []
+    topic = kafka_settings.topics.audio
+    producer.produce(topic, b"before", on_delivery=lambda e, _m: reports.append(e))
+    producer.flush(20)
+    assert reports == [None]
+
+    assert revoke_station(kafka_settings, station_id) == {"credentials": 1, "acls": 2}
+    time.sleep(1)  # the authorizer's metadata reaches the broker's request path
+    producer.produce(topic, b"after", on_delivery=lambda e, _m: reports.append(e))
+    producer.flush(20)
+    assert reports[1] is not None and reports[1].code() in (
+        KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError._MSG_TIMED_OUT), reports
+    assert _produce(config, topic, timeout_s=6) is not None  # and no new connection
+    assert revoke_station(kafka_settings, station_id) == {"credentials": 0, "acls": 0}
+
+
+def test_an_enrolled_and_installed_station_publishes_over_sasl_ssl(
+    kafka_settings: Settings, station: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    """The two commands of a new station, then `soundscape station` under that config:
+    its chunks and heartbeats arrive, read back through the project's own listener."""
+    station_id, _password, bundle = station
+    installed = install_bundle(bundle, tmp_path / "etc", tmp_path / "systemd",
+                               state_dir=tmp_path / "state")
+    config = Path(installed["config"])
+    assert config.stat().st_mode & 0o777 == 0o600
+    unit = Path(installed["unit"]).read_text()
+    for line in ("Type=notify", "WatchdogSec=", "Restart=always",
+                 f"Environment=SOUNDSCAPE_CONFIG={config}", "-m soundscape station"):
+        assert line in unit
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOUNDSCAPE_")} | {
+        "SOUNDSCAPE_CONFIG": str(config), "SOUNDSCAPE_LOG_FORMAT": "json",
+        "SOUNDSCAPE_TOPICS__AUDIO": kafka_settings.topics.audio,
+        "SOUNDSCAPE_TOPICS__HEARTBEATS": kafka_settings.topics.heartbeats,
+    }
+    run = subprocess.run([sys.executable, "-m", "soundscape", "station", "--source",
+                          "synthetic", "--speed", "0", "--chunks", "3", "--json"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert (report["station_id"], report["chunks_acked"], report["spool_depth"]) == (
+        station_id, 3, 0)
+    messages = read_messages(kafka_settings, kafka_settings.topics.audio, expected=3)
+    assert len(messages) == 3
+    assert {m.key().decode() for m in messages} == {station_id}
+
+
+def test_a_bundle_that_is_not_ours_is_refused(tmp_path: Path,
+                                              station: tuple[str, str, Path]) -> None:
+    def tar_with(*entries: tuple[str, bytes]) -> Path:
+        path = tmp_path / f"bad-{len(list(tmp_path.iterdir()))}.tar.gz"
+        with tarfile.open(path, "w:gz") as tar:
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return path
+
+    _, _, good = station
+    config, ca = read_bundle(good)
+    toml = (b'[kafka]\nbootstrap_servers = "x:1"\n[station]\nstation_id = "a"\n')
+    cases = {
+        "not a tar": tmp_path / "plain.tar.gz",
+        "path escape": tar_with(("soundscape.toml", toml), ("ca.pem", ca),
+                                ("../../etc/cron.d/evil", b"* * * * * root id")),
+        "no CA": tar_with(("soundscape.toml", toml)),
+        "unknown setting": tar_with(("soundscape.toml", b"[kafka]\nevil = 1\n"), ("ca.pem", ca)),
+        "not a certificate": tar_with(("soundscape.toml", toml), ("ca.pem", b"hello")),
+    }
+    cases["not a tar"].write_bytes(b"garbage")
+    for name, path in cases.items():
+        with pytest.raises(UserError):
+            install_bundle(path, tmp_path / f"etc-{name}", None)
+        assert not (tmp_path / "etc" / "cron.d").exists(), name
+    assert config["station"]["station_id"].startswith("sec-")
