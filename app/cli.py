@@ -292,6 +292,26 @@ def bench_kafka(ctx: App, chunks: int, as_json: bool) -> None:
             click.echo(f"{key:>14}: {value}")
 
 
+@bench.command("transport")
+@click.option("--chunks", default=200, show_default=True, type=click.IntRange(2, 100_000))
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, 20),
+              help="Alternating rounds per listener; the median is reported.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def bench_transport_cmd(ctx: App, chunks: int, rounds: int, as_json: bool) -> None:
+    """Chunks/s a station publishes through the loopback PLAINTEXT listener and through
+    the stations' SASL_SSL listener (TLS + SCRAM), in one run, and the cost in percent.
+    Needs `soundscape infra up`; enrols and revokes a scratch station on scratch topics."""
+    from soundscape.app.transport_bench import bench_transport
+
+    figures = bench_transport(ctx.settings, chunks, rounds)
+    if as_json:
+        echo_json(figures)
+        return
+    for key, value in figures.items():
+        click.echo(f"{key:>24}: {value}")
+
+
 # ---- commands that live in their rooms ----------------------------------------------------
 from soundscape.infra.grafana.cli import grafana, report  # noqa: E402
 from soundscape.infra.images.cli import images  # noqa: E402

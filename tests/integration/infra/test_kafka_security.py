@@ -205,3 +205,19 @@ def test_a_bundle_that_is_not_ours_is_refused(tmp_path: Path,
             install_bundle(path, tmp_path / f"etc-{name}", None)
         assert not (tmp_path / "etc" / "cron.d").exists(), name
     assert config["station"]["station_id"].startswith("sec-")
+
+
+def test_bench_transport_compares_both_listeners_and_leaves_nothing(services: Settings) -> None:
+    from soundscape.app.transport_bench import bench_transport
+    from soundscape.infra.kafka.principals import station_ids_with_credentials
+
+    before = set(station_ids_with_credentials(services))
+    figures = bench_transport(services, chunks=6, rounds=1)
+    assert figures["plaintext_chunks_per_s"] > 0 and figures["sasl_ssl_chunks_per_s"] > 0
+    # The cost is the two rates measured in this run (rounded figures: a loose match).
+    ratio = figures["plaintext_chunks_per_s"] / figures["sasl_ssl_chunks_per_s"]
+    assert figures["sasl_ssl_cost_percent"] == pytest.approx((ratio - 1) * 100, rel=0.05, abs=1)
+    assert set(station_ids_with_credentials(services)) == before
+    topics = AdminClient({"bootstrap.servers": KafkaBroker(services).bootstrap_address()}) \
+        .list_topics(timeout=30).topics
+    assert not [t for t in topics if ".bench-" in t]
