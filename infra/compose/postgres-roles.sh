@@ -6,6 +6,7 @@ psql -v ON_ERROR_STOP=1 -U "${POSTGRES_USER:-postgres}" -p "${PGPORT:-5432}" -d 
 CREATE ROLE soundscape_writer LOGIN PASSWORD '${SOUNDSCAPE_WRITER_PASSWORD}';
 CREATE ROLE soundscape_reader LOGIN PASSWORD '${SOUNDSCAPE_READER_PASSWORD}';
 ALTER ROLE soundscape_reader SET default_transaction_read_only = on;
+ALTER ROLE soundscape_reader SET statement_timeout = 60000;  -- postgres.reader_statement_timeout_s
 CREATE DATABASE soundscape OWNER soundscape_writer;
 SQL
 psql -v ON_ERROR_STOP=1 -U "${POSTGRES_USER:-postgres}" -p "${PGPORT:-5432}" -d soundscape <<SQL
