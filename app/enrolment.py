@@ -55,6 +55,13 @@ def add_station(settings: Settings, station_id: str, out: Path | None = None,
                         f"uses {settings.kafka.bootstrap_servers}",
                         hint="create the station's user and ACLs with your cluster's tools "
                              "(docs/explanation/security.md)")
+    kafka = settings.kafka
+    if kafka.stations_host in ("0.0.0.0", "::") and not kafka.stations_advertised_host:
+        raise UserError(
+            f"the stations' listener binds {kafka.stations_host}, which a station cannot "
+            "dial: its bundle needs the name it reaches this machine by",
+            hint="set SOUNDSCAPE_KAFKA__STATIONS_ADVERTISED_HOST (e.g. broker.example.org), "
+                 "then `soundscape infra down && soundscape infra up`")
     broker = KafkaBroker(settings)
     address = broker.stations_address()
     if broker.pid() is None or address is None:

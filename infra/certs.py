@@ -59,9 +59,11 @@ def cert_paths(settings: Settings) -> CertPaths:
 
 
 def server_names(settings: Settings) -> list[str]:
-    """Loopback plus the hosts the broker and database are configured to listen on."""
+    """Loopback plus the hosts the broker and database listen on or are reached by."""
     names = list(LOOPBACK_NAMES)
-    for host in (settings.kafka.host, settings.postgres.host, *settings.security.server_names):
+    kafka = settings.kafka
+    for host in (kafka.host, kafka.stations_host, kafka.stations_advertised_host,
+                 settings.postgres.host, *settings.security.server_names):
         if host and host not in names and host not in ("0.0.0.0", "::"):
             names.append(host)
     return names

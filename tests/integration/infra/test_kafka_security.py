@@ -221,3 +221,13 @@ def test_bench_transport_compares_both_listeners_and_leaves_nothing(services: Se
     topics = AdminClient({"bootstrap.servers": KafkaBroker(services).bootstrap_address()}) \
         .list_topics(timeout=30).topics
     assert not [t for t in topics if ".bench-" in t]
+
+
+def test_a_bundle_never_names_an_address_no_station_can_dial(kafka_settings: Settings,
+                                                            tmp_path: Path) -> None:
+    wildcard = kafka_settings.model_copy(update={"kafka": kafka_settings.kafka.model_copy(
+        update={"stations_host": "0.0.0.0"})})
+    with pytest.raises(UserError, match="cannot dial") as caught:
+        add_station(wildcard, "sec-wildcard", tmp_path / "b.tar.gz")
+    assert "STATIONS_ADVERTISED_HOST" in (caught.value.hint or "")
+    assert not (tmp_path / "b.tar.gz").exists()

@@ -78,3 +78,12 @@ def test_a_damaged_or_mismatched_key_is_replaced(tmp_path: Path, damage: str) ->
         paths.server_key.write_bytes(paths.ca_key.read_bytes())
     assert ensure_certs(settings)["made"] == ["server"]
     assert stat.S_IMODE(paths.server_key.stat().st_mode) == 0o600
+
+
+def test_the_names_stations_dial_are_covered(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={
+        "stations_host": "0.0.0.0", "stations_advertised_host": "broker.example.org"})})
+    names = certs.server_names(settings)
+    assert "broker.example.org" in names and "0.0.0.0" not in names
+    assert ensure_certs(settings)["server"]["names"] == names
