@@ -344,11 +344,17 @@ cli.add_command(frontend_group)
 cli.add_command(synth_group)
 cli.add_command(db)
 cli.add_command(sink)
-from soundscape.app.enrol_cli import stations_add, stations_install, stations_revoke  # noqa: E402
+from soundscape.app.enrol_cli import (  # noqa: E402
+    keys,
+    stations_add,
+    stations_install,
+    stations_revoke,
+)
 
 for _enrol in (stations_add, stations_revoke, stations_install):
     stations.add_command(_enrol)
 cli.add_command(stations)
+cli.add_command(keys)
 bench.add_command(bench_sink)
 cli.add_command(drift)
 bench.add_command(bench_drift)

@@ -18,7 +18,8 @@ from soundscape.cli_context import current_settings, echo_json
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
 def stations_add(station_id: str, out: Path | None, replace: bool, as_json: bool) -> None:
     """Create STATION_ID's Kafka user (SCRAM-SHA-512) with the right to write audio and
-    heartbeats only, and write its config bundle (0600) to copy to the Pi."""
+    heartbeats only and its chunk-signing key (the public half registered in the results
+    database), and write its config bundle (0600) to copy to the Pi."""
     from soundscape.app.enrolment import add_station
 
     done = add_station(current_settings(), station_id, out, replace)
@@ -36,9 +37,10 @@ def stations_add(station_id: str, out: Path | None, replace: bool, as_json: bool
 @click.argument("station_id")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
 def stations_revoke(station_id: str, as_json: bool) -> None:
-    """Remove STATION_ID's Kafka user and rights: its next publish is refused. Its data
+    """Remove STATION_ID's Kafka user and rights (its next publish is refused) and revoke
+    its signing key (workers refuse its chunks, even those already in Kafka). Its data
     already stored stays."""
-    from soundscape.infra.kafka.principals import revoke_station
+    from soundscape.app.enrolment import revoke_station
 
     removed = revoke_station(current_settings(), station_id)
     if as_json:
@@ -48,7 +50,8 @@ def stations_revoke(station_id: str, as_json: bool) -> None:
         click.echo(f"station {station_id} had no credentials or ACLs")
         return
     click.echo(f"station {station_id}: credential removed: {bool(removed['credentials'])}, "
-               f"ACLs removed: {removed['acls']}")
+               f"ACLs removed: {removed['acls']}, "
+               f"signing key revoked: {bool(removed['signing_key'])}")
 
 
 @click.command("install")
@@ -91,3 +94,49 @@ def stations_install(bundle: Path, config_dir: Path | None, systemd_dir: Path | 
                    "systemctl enable --now soundscape-station")
     else:
         click.echo(f"run: SOUNDSCAPE_CONFIG={written['config']} soundscape station")
+
+
+@click.group("keys")
+def keys() -> None:
+    """Chunk-signing keys: the public keys workers check signatures against (stations get
+    theirs from `stations add`; archives replayed by `soundscape replay` from here)."""
+
+
+@keys.command("archive")
+@click.argument("name")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the private key [archive-NAME.key], 0600.")
+def keys_archive(name: str, out: Path | None) -> None:
+    """Make the signing key replays of archive NAME sign with, register its public half
+    as `archive:NAME`, and write the private half (0600) for SOUNDSCAPE_REPLAY__SIGNING_KEY."""
+    from soundscape.app.enrolment import add_archive_key
+
+    path = add_archive_key(current_settings(), name, out)
+    click.echo(f"archive:{name} registered; private key in {path} (0600)")
+    click.echo(f"replay with: SOUNDSCAPE_REPLAY__SIGNING_KEY=$(cat {path}) "
+               f"SOUNDSCAPE_REPLAY__ARCHIVE_NAME={name} soundscape replay ...")
+
+
+@keys.command("revoke")
+@click.argument("signer")
+def keys_revoke(signer: str) -> None:
+    """Revoke SIGNER's key (a station id, or archive:NAME): workers refuse what it signs."""
+    from soundscape.sinks.signing_keys import revoke_key
+
+    done = revoke_key(current_settings(), signer)
+    click.echo(f"{signer}: {'revoked' if done else 'no key in force'}")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
+def keys_list(as_json: bool) -> None:
+    """Every registered signer, its public key, and whether it is revoked."""
+    from soundscape.sinks.signing_keys import list_keys
+
+    rows = list_keys(current_settings())
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "in force"
+        click.echo(f"{row['signer']:32} {row['public_key']}  {state}")

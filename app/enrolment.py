@@ -23,12 +23,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from soundscape.chunk_signing import (
+    ARCHIVE_PREFIX,
+    new_private_key_text,
+    private_key_from_text,
+    public_key_text,
+)
 from soundscape.errors import UserError
 from soundscape.infra.certs import cert_paths, ensure_certs, write_private, write_public
 from soundscape.infra.kafka import principals
 from soundscape.infra.kafka.broker import KafkaBroker
 from soundscape.envelope import STATION_ID_RE
 from soundscape.settings import Settings
+from soundscape.sinks.signing_keys import register_key, revoke_key
 
 CONFIG_NAME = "soundscape.toml"
 CA_NAME = "ca.pem"
@@ -47,8 +54,9 @@ class Enrolment:
 
 
 def add_station(settings: Settings, station_id: str, out: Path | None = None,
-                replace: bool = False) -> Enrolment:
-    """Create the station's principal and ACLs on the local broker and write its bundle."""
+                replace: bool = False, signing: bool = True) -> Enrolment:
+    """Create the station's principal and ACLs on the local broker, its signing key
+    (the public half registered in the results database), and write its bundle."""
     _check_id(station_id)
     if settings.kafka.bootstrap_servers:
         raise UserError("`stations add` manages the broker `infra up` runs; this deployment "
@@ -71,16 +79,40 @@ def add_station(settings: Settings, station_id: str, out: Path | None = None,
         raise UserError(f"station {station_id!r} already has credentials",
                         hint="--replace gives it a new password (the old bundle stops working), "
                              "or `soundscape stations revoke` first")
+    signing_key = new_private_key_text() if signing else None
+    if signing_key is not None:  # first: a database that is not ready changes nothing
+        register_key(settings, station_id,
+                     public_key_text(private_key_from_text(signing_key)))
     password = secrets.token_urlsafe(32)
     principals.add_station(settings, station_id, password)
     ensure_certs(settings)
     target = out or Path(f"{station_id}.station.tar.gz")
     write_private(target, _bundle_bytes(station_id, address, password,
-                                        cert_paths(settings).ca_cert.read_bytes()))
+                                        cert_paths(settings).ca_cert.read_bytes(),
+                                        signing_key))
     return Enrolment(station_id, target.absolute(), address, existing)
 
 
-def _bundle_bytes(station_id: str, bootstrap: str, password: str, ca_pem: bytes) -> bytes:
+def add_archive_key(settings: Settings, name: str, out: Path | None = None) -> Path:
+    """A signing key for replays of archive `name`: registered as archive:NAME, the
+    private half written 0600 (replay reads it from SOUNDSCAPE_REPLAY__SIGNING_KEY)."""
+    _check_id(name)
+    key = new_private_key_text()
+    register_key(settings, f"{ARCHIVE_PREFIX}{name}", public_key_text(private_key_from_text(key)))
+    target = out or Path(f"archive-{name}.key")
+    write_private(target, key.encode())
+    return target.absolute()
+
+
+def revoke_station(settings: Settings, station_id: str) -> dict[str, int]:
+    """The broker's credential and ACLs, and the signing key (marked revoked: chunks it
+    signed, still in Kafka, are refused too)."""
+    removed = principals.revoke_station(settings, station_id)
+    return removed | {"signing_key": int(revoke_key(settings, station_id))}
+
+
+def _bundle_bytes(station_id: str, bootstrap: str, password: str, ca_pem: bytes,
+                  signing_key: str | None) -> bytes:
     config = "\n".join([
         f"# Soundscape station {station_id}: made by `soundscape stations add` "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Holds a password: keep it 0600.",
@@ -94,6 +126,7 @@ def _bundle_bytes(station_id: str, bootstrap: str, password: str, ca_pem: bytes)
         "",
         "[station]",
         f'station_id = "{station_id}"',
+        *([f'signing_key = "{signing_key}"'] if signing_key else []),
         "",
     ]).encode()
     buffer = io.BytesIO()
@@ -133,7 +166,8 @@ def read_bundle(bundle: Path) -> tuple[dict[str, Any], bytes]:
                 "sasl_password", "ssl_ca_location"}
     if (set(config) != {"kafka", "station"} or not isinstance(kafka, dict)
             or set(kafka) != expected or not isinstance(station, dict)
-            or set(station) != {"station_id"} or kafka["security_protocol"] != "SASL_SSL"
+            or not {"station_id"} <= set(station) <= {"station_id", "signing_key"}
+            or kafka["security_protocol"] != "SASL_SSL"
             or station["station_id"] != kafka["sasl_username"]):
         raise UserError(f"{bundle}: {CONFIG_NAME} is not a station's config",
                         hint="use the file `soundscape stations add` wrote, unchanged")

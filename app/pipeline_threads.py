@@ -14,13 +14,16 @@ from soundscape.settings import Settings
 @contextmanager
 def running_pipeline(settings: Settings, scorers: Sequence[Any], name: str) -> Iterator[list[Any]]:
     """Start one worker per scorer (ids `<name>-1`, ...) and the sink; yield the workers."""
+    from soundscape.app.worker_cli import signature_check
     from soundscape.processors.worker import InferenceWorker
     from soundscape.sinks.service import SinkService
 
     stop = threading.Event()
-    pool = [InferenceWorker(settings, scorer, worker_id=f"{name}-{i + 1}")
-            for i, scorer in enumerate(scorers)]
     sink = SinkService(settings)
+    signatures = signature_check(settings)
+    pool = [InferenceWorker(settings, scorer, worker_id=f"{name}-{i + 1}",
+                            signatures=signatures)
+            for i, scorer in enumerate(scorers)]
     threads = [threading.Thread(target=w.run, args=(stop,), name=w.worker_id) for w in pool]
     threads.append(threading.Thread(target=sink.run, name="sink"))
     for thread in threads:

@@ -35,7 +35,7 @@ def bench_transport(settings: Settings, chunks: int = 200, rounds: int = 3) -> d
     ensure_topics(settings)
     bundle = settings.state_dir / f"{station_id}.station.tar.gz"
     try:
-        add_station(settings, station_id, bundle)
+        add_station(settings, station_id, bundle, signing=False)
         config, _ca = read_bundle(bundle)
         secure = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={
             "bootstrap_servers": KafkaBroker(settings).stations_address(),

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from soundscape.logs import configure_logging, get_logger
+from soundscape.chunk_signing import SignatureCheck
 from soundscape.cli_context import current_settings
 from soundscape.settings import Settings
 
@@ -47,6 +48,19 @@ def station_sites(settings: Settings, bundle: Path) -> object | None:
     return DatabaseStationSites(settings, ttl_s=settings.worker.sites_ttl_s)
 
 
+def signature_check(settings: Settings) -> SignatureCheck | None:
+    """How the worker checks chunk signatures (intake.signatures), against the keys
+    registered in the results database; None when the check is off."""
+    mode = settings.intake.signatures
+    if mode == "off":
+        return None
+    from soundscape.sinks.signing_keys import DatabaseSigningKeys
+
+    keys = DatabaseSigningKeys(settings, settings.intake.keys_ttl_s)
+    get_logger("soundscape.worker").info("chunk signatures checked", mode=mode, keys=len(keys))
+    return SignatureCheck(keys.lookup, require=mode == "require")
+
+
 @click.command("worker")
 @click.option("--bundle", type=click.Path(file_okay=False, path_type=Path),
               help="Model bundle folder, or the name of an imported one (birdnet-v2.4, "
@@ -83,7 +97,8 @@ def worker(bundle: Path | None, batch_size: int | None, batch_timeout_ms: int | 
         licence = (scorer.bundle.manifest.model_extra or {}).get("licence", {})
         log.info("windowed bundle", labels=len(scorer.labels), rate=scorer.sample_rate,
                  licence=licence.get("name"), location_filter=settings.worker.location_filter)
-    worker = InferenceWorker(settings, scorer, worker_id=worker_id)
+    worker = InferenceWorker(settings, scorer, worker_id=worker_id,
+                             signatures=signature_check(settings))
     service = EventService("worker", lambda stop: worker.run(stop, max_chunks=max_chunks),
                            worker.health)
     stats = run_service(service, metrics_host=settings.metrics_host,

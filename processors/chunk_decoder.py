@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from soundscape.audio_codec import AudioDecodeError, AudioInfo, decode_mono
+from soundscape.chunk_signing import SIGNATURE_REASONS, SignatureCheck, verify
 from soundscape.envelope import CHUNK_SECONDS, ChunkEnvelope, EnvelopeError, sha256_hex
 from soundscape.intake import IMPLAUSIBLE_TIME, TimeWindow
 from soundscape.settings import FrontendSettings
@@ -31,6 +32,7 @@ REASONS = (
     "non_finite_audio",
     "sample_rate_too_low",
     IMPLAUSIBLE_TIME,
+    *SIGNATURE_REASONS,
     "internal_error",
 )
 
@@ -83,6 +85,7 @@ def decode_chunk(
     length_tolerance_ms: float = DEFAULT_LENGTH_TOLERANCE_MS,
     max_nonfinite_fraction: float = DEFAULT_MAX_NONFINITE_FRACTION,
     times: TimeWindow | None = None,
+    signatures: SignatureCheck | None = None,
 ) -> Decoded | Rejected:
     """`target_rate`: the bundle's rate (chunks are resampled to it here, on the decode
     threads: one place, one resampler). `min_rate`: chunks recorded below it are refused,
@@ -95,7 +98,7 @@ def decode_chunk(
     """
     try:
         return _decode(headers, payload, key, max_payload_bytes, target_rate, min_rate,
-                       length_tolerance_ms, max_nonfinite_fraction, times)
+                       length_tolerance_ms, max_nonfinite_fraction, times, signatures)
     except _Refused as refused:
         return refused.rejected
     except Exception as exc:  # noqa: BLE001 - a chunk never takes the worker down
@@ -121,6 +124,7 @@ def _decode(
     length_tolerance_ms: float,
     max_nonfinite_fraction: float,
     times: TimeWindow | None,
+    signatures: SignatureCheck | None = None,
 ) -> Decoded:
     import time
 
@@ -145,6 +149,10 @@ def _decode(
     digest = sha256_hex(payload)
     if digest != envelope.sha256:
         raise _Refused("sha256_mismatch", f"payload hashes to {digest}, header {envelope.sha256}")
+    # After the hash: the signature covers the sha256 header, so it now covers the payload.
+    if signatures is not None and (refused := verify(envelope, signatures.lookup,
+                                                     signatures.require)):
+        raise _Refused(*refused)
 
     expected = envelope.sample_rate * CHUNK_SECONDS
     tolerance = int(round(length_tolerance_ms * envelope.sample_rate / 1000))

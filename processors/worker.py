@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from soundscape.chunk_signing import SignatureCheck
 from soundscape.counters import Counters
 from soundscape.dead_letter import DLQ_HEADROOM_BYTES, fit_copy
 from soundscape.intake import TimeWindow
@@ -74,8 +75,11 @@ class InferenceWorker:
         scorer: ModelScorer,
         worker_id: str | None = None,
         on_batch_committed: Callable[[int], None] | None = None,
+        signatures: SignatureCheck | None = None,
     ) -> None:
         self.settings = settings
+        #: Chunk signatures checked before scoring (None: not checked, intake.signatures off)
+        self.signatures = signatures
         self.scorer = scorer
         self.worker_id = worker_id or default_worker_id()
         self.stats = WorkerStats()
@@ -198,7 +202,7 @@ class InferenceWorker:
                               target_rate=rate, min_rate=min_rate,
                               length_tolerance_ms=frontend.length_tolerance_ms,
                               max_nonfinite_fraction=frontend.max_nonfinite_fraction,
-                              times=self._times)
+                              times=self._times, signatures=self.signatures)
             for m in good
         ]
         return Batch(good, consumed_at, decoded)

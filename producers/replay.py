@@ -25,8 +25,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
-from soundscape.counters import Counters
 from soundscape.audio_codec import encode
+from soundscape.chunk_signing import ARCHIVE_PREFIX, ChunkSigner
+from soundscape.counters import Counters
 from soundscape.chunk_publisher import ChunkPublisher
 from soundscape.envelope import ChunkEnvelope
 from soundscape.logs import get_logger
@@ -123,6 +124,9 @@ class Replay:
         self._sent = 0
         self._bar: Any = None
         self._awaiting: list[tuple[str, int, list[str]]] = []
+        key = settings.replay.signing_key
+        self._signer = None if key is None else _archive_signer(
+            key.get_secret_value(), f"{ARCHIVE_PREFIX}{settings.replay.archive_name}")
 
     # ---- the service (soundscape.service_runner) ----------------------------------------
     name = "replay"
@@ -258,6 +262,8 @@ class Replay:
             padded = str(raw.padded_samples).encode()
             envelope = replace(envelope, extra=(("padded_samples", padded),))
             self.summary.padded_chunks += 1
+        if self._signer is not None:
+            envelope = self._signer.sign(envelope)
         if raw.gap_ns:
             self.summary.gaps += 1
         pacer.wait(self._sent_seconds())
@@ -324,3 +330,14 @@ class Replay:
                 begin = max(begin, acked + CHUNK_NS)
             total += max(0, math.ceil((run[-1].end_ns - begin) / CHUNK_NS))
         return total if self.limit is None else min(total, self.limit)
+
+
+def _archive_signer(key: str, signer: str) -> ChunkSigner:
+    from soundscape.errors import UserError
+
+    try:
+        return ChunkSigner.from_text(key, signer)
+    except ValueError as exc:
+        raise UserError(f"the replay's signing key is unusable: {exc}",
+                        hint="SOUNDSCAPE_REPLAY__SIGNING_KEY from `soundscape keys archive`") \
+            from None

@@ -19,7 +19,9 @@ from typing import Any
 
 from soundscape import __version__
 from soundscape.audio_codec import encode
+from soundscape.chunk_signing import ChunkSigner
 from soundscape.envelope import ChunkEnvelope
+from soundscape.errors import UserError
 from soundscape.logs import get_logger
 from soundscape.messages import Heartbeat
 from soundscape.producers import system_health
@@ -53,6 +55,7 @@ class Station:
         self.settings = settings
         self.station_id = station_id
         self.source = source
+        self.signer = _signer(settings.station.signing_key, station_id)
         self.codec = settings.station.codec
         self.max_chunks = max_chunks
         self.drain_timeout_s = drain_timeout_s
@@ -152,6 +155,8 @@ class Station:
             source="live",
             gap_ns=raw.gap_ns,
         )
+        if self.signer is not None:  # signed before it is spooled: the spool keeps it
+            envelope = self.signer.sign(envelope)
         evicted = self.spool.put(envelope, payload, self.forwarder.in_flight())
         self.state.next_seq += 1
         self.state.last_chunk_end_ns = raw.end_ns
@@ -242,3 +247,13 @@ class Station:
         report["kafka_error"] = self.forwarder.watch.last_error
         report["healthy"] = self.forwarder.alive and silent_s < 30
         return report
+
+
+def _signer(key: Any, signer: str) -> ChunkSigner | None:
+    if key is None:
+        return None
+    try:
+        return ChunkSigner.from_text(key.get_secret_value(), signer)
+    except ValueError as exc:
+        raise UserError(f"the station's signing key is unusable: {exc}",
+                        hint="use the bundle `soundscape stations add` wrote") from None

@@ -84,6 +84,19 @@ class Station(Base):
     exclude_species: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
 
 
+class SigningKey(Base):
+    """The public key a station (or an archive, `archive:<name>`) signs its chunks with;
+    `stations add` registers it, `stations revoke` marks it (docs/explanation/security.md)."""
+
+    __tablename__ = "signing_keys"
+
+    signer: Mapped[str] = mapped_column(Text, primary_key=True)
+    #: base64 of the 32-byte Ed25519 public key
+    public_key: Mapped[str] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
 class ModelBundle(Base):
     """A model bundle version that produced results; manifest fields come from the bundle."""
 

@@ -182,6 +182,9 @@ class StationSettings(BaseModel):
         0, ge=0, le=384_000, description="device rate; 0 tries 32 kHz, then 48, then 44.1"
     )
     codec: Literal["flac", "wav"] = "flac"
+    signing_key: SecretStr | None = Field(
+        None, description="base64 Ed25519 key the station signs its chunks with (in the "
+                          "bundle `stations add` writes); unsigned if unset")
     data_dir: Path | None = Field(
         None, description="spool/ and state.json; <state_dir>/station/<id> if unset"
     )
@@ -196,6 +199,12 @@ class StationSettings(BaseModel):
 
 class ReplaySettings(BaseModel):
     """Archive replay (`soundscape replay`): how files become chunks."""
+
+    signing_key: SecretStr | None = Field(
+        None, description="base64 Ed25519 key replays sign with (`soundscape keys archive`); "
+                          "unsigned if unset")
+    archive_name: str = Field("archive", pattern=r"^[a-z0-9-]{1,64}$",
+                              description="the signer's name: archive:<archive_name>")
 
     speed: float = Field(0.0, ge=0, description="0: as fast as possible; N: N x real time")
     min_remainder_s: float = Field(
@@ -232,6 +241,13 @@ class IntakeSettings(BaseModel):
     max_future_s: float = Field(
         86_400.0, ge=0, description="times further ahead of this host's clock are refused"
     )
+    signatures: Literal["off", "registered", "require"] = Field(
+        "registered",
+        description="chunk signatures the worker checks: registered = a station with a "
+                    "registered key must sign with it; require = every chunk must be signed "
+                    "by a registered key; off = none checked")
+    keys_ttl_s: float = Field(30.0, gt=0, le=86_400,
+                              description="how long a worker keeps the registered keys it read")
 
     @field_validator("earliest")
     @classmethod

@@ -20,12 +20,16 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from soundscape.app import enrolment
 from soundscape.app.enrolment import add_station, install_bundle, read_bundle
+from soundscape.chunk_signing import SIGNER_HEADER, verify
+from soundscape.envelope import ChunkEnvelope
 from soundscape.errors import UserError
 from soundscape.infra.certs import cert_paths
 from soundscape.infra.kafka.broker import KafkaBroker
-from soundscape.infra.kafka.principals import acls_of, revoke_station
+from soundscape.infra.kafka.principals import acls_of
 from soundscape.settings import Settings
+from soundscape.sinks.signing_keys import DatabaseSigningKeys
 from topic_reader import read_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
@@ -56,6 +60,16 @@ def _produce(config: dict, topic: str, timeout_s: float = 15) -> KafkaError | No
     if reports:
         return None
     return seen[0] if seen else KafkaError(KafkaError._MSG_TIMED_OUT)
+
+
+@pytest.fixture
+def kafka_settings(kafka_settings: Settings, db_settings: Settings) -> Settings:
+    """This test's topics and a migrated database of its own (signing keys live there)."""
+    from soundscape.sinks import migrate
+
+    combined = kafka_settings.model_copy(update={"postgres": db_settings.postgres})
+    migrate.upgrade(combined)
+    return combined
 
 
 @pytest.fixture
@@ -136,14 +150,18 @@ def test_a_revoked_station_cannot_publish_even_on_an_open_connection(
     producer.flush(20)
     assert reports == [None]
 
-    assert revoke_station(kafka_settings, station_id) == {"credentials": 1, "acls": 2}
+    assert enrolment.revoke_station(kafka_settings, station_id) == {
+        "credentials": 1, "acls": 2, "signing_key": 1}
     time.sleep(1)  # the authorizer's metadata reaches the broker's request path
     producer.produce(topic, b"after", on_delivery=lambda e, _m: reports.append(e))
     producer.flush(20)
     assert reports[1] is not None and reports[1].code() in (
         KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError._MSG_TIMED_OUT), reports
     assert _produce(config, topic, timeout_s=6) is not None  # and no new connection
-    assert revoke_station(kafka_settings, station_id) == {"credentials": 0, "acls": 0}
+    assert enrolment.revoke_station(kafka_settings, station_id) == {
+        "credentials": 0, "acls": 0, "signing_key": 0}
+    keys = DatabaseSigningKeys(kafka_settings, ttl_s=30)
+    assert keys.lookup(station_id).revoked  # kept, marked: what it signed is refused
 
 
 def test_an_enrolled_and_installed_station_publishes_over_sasl_ssl(
@@ -175,6 +193,12 @@ def test_an_enrolled_and_installed_station_publishes_over_sasl_ssl(
     messages = read_messages(kafka_settings, kafka_settings.topics.audio, expected=3)
     assert len(messages) == 3
     assert {m.key().decode() for m in messages} == {station_id}
+    # Signed on the Pi with the key from its bundle, checked against the registered one.
+    keys = DatabaseSigningKeys(kafka_settings, ttl_s=30)
+    for message in messages:
+        envelope = ChunkEnvelope.from_headers(message.headers(), message.value(), message.key())
+        assert dict(envelope.extra)[SIGNER_HEADER] == station_id.encode()
+        assert verify(envelope, keys.lookup, require=True) is None
 
 
 def test_a_bundle_that_is_not_ours_is_refused(tmp_path: Path,

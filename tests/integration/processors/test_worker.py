@@ -22,6 +22,7 @@ from confluent_kafka import Producer
 
 from soundscape.audio_codec import encode
 from soundscape.chunk_publisher import ChunkPublisher
+from soundscape.database import database_url
 from soundscape.envelope import ChunkEnvelope
 from soundscape.infra.process import free_port
 from soundscape.kafka_clients import bootstrap_servers, producer_config
@@ -85,6 +86,8 @@ def worker_env(settings: Settings, bundle: Path) -> dict[str, str]:
         "SOUNDSCAPE_WORKER__DECODE_THREADS": "1",
         "SOUNDSCAPE_LOG_FORMAT": "json",
         "SOUNDSCAPE_STATE_DIR": str(settings.state_dir),
+        # Where the worker reads the chunk-signing keys (intake.signatures, registered).
+        "SOUNDSCAPE_POSTGRES__URL": database_url(settings),
     }
 
 

@@ -161,3 +161,38 @@ def test_bad_files_resume_and_same_ids_on_replaying_again(
     repeated = read_topic(kafka_settings, kafka_settings.topics.audio, expected=2 * len(ids))
     assert sorted(str(r.envelope().chunk_id) for r in repeated) == sorted(
         str(i) for i in ids * 2)  # the same ids, each twice: idempotent downstream
+
+
+def test_a_replay_signs_with_its_archive_key(kafka_settings: Settings, tmp_path: Path) -> None:
+    """With SOUNDSCAPE_REPLAY__SIGNING_KEY every chunk carries archive:<name>'s valid
+    signature; a bad key is refused before anything is sent."""
+    from pydantic import SecretStr
+
+    from soundscape.chunk_signing import (
+        SIGNER_HEADER,
+        SignerKey,
+        new_private_key_text,
+        private_key_from_text,
+        verify,
+    )
+    from soundscape.envelope import ChunkEnvelope
+    from soundscape.errors import UserError
+
+    archive = tmp_path / "a"
+    _write(archive / "Pond-01" / f"{_stamp(0)}.wav", 30, 32_000)
+    key = new_private_key_text()
+    signed = kafka_settings.model_copy(update={"replay": kafka_settings.replay.model_copy(
+        update={"signing_key": SecretStr(key), "archive_name": "ponds-2024"})})
+    summary = _replay(signed, archive, tmp_path)
+    assert summary.chunks == 3  # type: ignore[attr-defined]
+    public = SignerKey("archive:ponds-2024", private_key_from_text(key).public_key())
+    records = read_topic(kafka_settings, kafka_settings.topics.audio, expected=3)
+    for record in records:
+        envelope = ChunkEnvelope.from_headers(record.headers, record.value, record.key)
+        assert dict(envelope.extra)[SIGNER_HEADER] == b"archive:ponds-2024"
+        assert verify(envelope, lambda s: public if s == public.signer else None, True) is None
+
+    broken = signed.model_copy(update={"replay": signed.replay.model_copy(
+        update={"signing_key": SecretStr("not-a-key")})})
+    with pytest.raises(UserError, match="signing key is unusable"):
+        _replay(broken, archive, tmp_path / "again")
