@@ -94,9 +94,9 @@ def revoke_station(settings: Settings, station_id: str) -> dict[str, int]:
 def station_ids_with_credentials(settings: Settings) -> list[str]:
     admin = _admin(settings)
     try:
-        described = admin.describe_user_scram_credentials(request_timeout=_TIMEOUT_S)
-        found = described.result(timeout=_TIMEOUT_S) if hasattr(described, "result") else {
-            user: future.result(timeout=_TIMEOUT_S) for user, future in described.items()}
+        # Asked for every user (no list), the client answers with one future of a dict.
+        found = admin.describe_user_scram_credentials(request_timeout=_TIMEOUT_S).result(
+            timeout=_TIMEOUT_S)
     except KafkaException as exc:
         raise ServiceError(f"listing SCRAM users failed: {exc.args[0].str()}",
                            hint="is the local broker up? `soundscape infra status`") from None

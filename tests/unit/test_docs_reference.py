@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from settings_names import env_names
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -21,19 +22,6 @@ GENERATED = ("configuration.md", "cli.md")
 
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
-
-
-def _env_names(model: type, prefix: str = "SOUNDSCAPE_") -> list[str]:
-    from pydantic import BaseModel
-
-    names = []
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            names += _env_names(annotation, f"{prefix}{name.upper()}__")
-        else:
-            names.append(f"{prefix}{name.upper()}")
-    return names
 
 
 def _markdown_files() -> list[Path]:
@@ -59,7 +47,7 @@ def test_configuration_reference_lists_every_setting() -> None:
     from soundscape.settings import Settings
 
     page = (DOCS / "reference" / "configuration.md").read_text(encoding="utf-8")
-    names = _env_names(Settings)
+    names = env_names(Settings)
     assert len(names) > 100  # the walk went into the sections
     missing = [env for env in names if f"`{env}`" not in page]
     assert not missing, f"docs/reference/configuration.md lacks {missing}: run gen_reference.py"

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from settings_names import env_names
 
 from soundscape.errors import UserError
 from soundscape.settings import load_settings
@@ -51,19 +52,6 @@ def test_missing_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
         load_settings()
 
 
-def _env_names(model: type, prefix: str = "SOUNDSCAPE_") -> list[str]:
-    from pydantic import BaseModel
-
-    names = []
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            names += _env_names(annotation, f"{prefix}{name.upper()}__")
-        else:
-            names.append(f"{prefix}{name.upper()}")
-    return names
-
-
 def test_the_configuration_how_to_lists_every_setting() -> None:
     """The hand-written table with remarks (docs/how-to/configure.md); the generated
     reference is checked by tests/unit/test_docs_reference.py."""
@@ -72,7 +60,7 @@ def test_the_configuration_how_to_lists_every_setting() -> None:
     readme = (Path(__file__).parents[3] / "docs" / "how-to" / "configure.md").read_text()
     topic_names = {"AUDIO", "DETECTIONS", "AUDIO_DLQ", "HEARTBEATS", "DRIFT"}
     missing = [
-        env for env in _env_names(Settings)
+        env for env in env_names(Settings)
         if f"`{env}`" not in readme
         and not (env.startswith("SOUNDSCAPE_TOPICS__") and env.split("__")[1] in topic_names)
     ]
