@@ -333,6 +333,10 @@ def _result_writer(settings: Settings, application_name: str) -> ResultSink:
 
 App.result_sinks = _result_writer
 cli.add_command(images)
+from soundscape.app.registry_cli import list_cmd as models_list, register_cmd  # noqa: E402
+
+models_group.add_command(register_cmd)
+models_group.add_command(models_list)
 cli.add_command(models_group)
 cli.add_command(worker)
 bench.add_command(bench_pipeline_cmd)

@@ -14,10 +14,15 @@ from soundscape.settings import Settings
 @contextmanager
 def running_pipeline(settings: Settings, scorers: Sequence[Any], name: str) -> Iterator[list[Any]]:
     """Start one worker per scorer (ids `<name>-1`, ...) and the sink; yield the workers."""
+    from soundscape.app.bundle_registration import register
     from soundscape.app.worker_cli import signature_check
     from soundscape.processors.worker import InferenceWorker
     from soundscape.sinks.service import SinkService
 
+    # Registered the way an operator would (`models register`): the sink stores results
+    # of registered bundles only.
+    for scorer in scorers:
+        register(settings, scorer.bundle)
     stop = threading.Event()
     sink = SinkService(settings)
     signatures = signature_check(settings)

@@ -30,7 +30,7 @@ from soundscape.kafka_clients import producer_config
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
 from soundscape.sinks.connection import connect
-from soundscape.sinks.sample_results import NS, detection_stream
+from soundscape.sinks.sample_results import NS, detection_stream, register_sample_bundle
 from soundscape.sinks.service import SinkService, run_until
 from soundscape.sinks.writer import ResultBatch, ResultWriter
 
@@ -73,6 +73,7 @@ def run_sink_bench(
     ensure_topics(bench)
     try:
         migrate.upgrade(bench, schema=schema)
+        register_sample_bundle(bench, schema=schema)
         writer = ResultWriter(bench, schema=schema, application_name="soundscape-bench")
         writer.maintain()
         write_s = write_cpu = 0.0

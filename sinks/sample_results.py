@@ -20,6 +20,9 @@ from soundscape.messages import (
     StageTimes,
 )
 
+from soundscape.settings import Settings
+from soundscape.sinks.bundle_registry import BundleRecord, register_bundle
+
 NS = 1_000_000_000
 CHUNK_NS = CHUNK_SECONDS * NS
 LABELS = tuple(
@@ -28,13 +31,25 @@ LABELS = tuple(
     for species in ("merula", "major", "communis", "atricapilla", "coelebs", "rubecula", "minor")
 )
 
+#: The version these results name; registered like a real bundle by `register_sample_bundle`.
+SAMPLE_BUNDLE = "sample-1"
+
+
+def register_sample_bundle(settings: Settings, schema: str | None = None,
+                           version: str = SAMPLE_BUNDLE) -> None:
+    """Register the sample results' bundle version, as `models register` would a real one
+    (the sink stores results of registered versions only)."""
+    register_bundle(settings, BundleRecord(
+        version=version, hashes={}, labels=list(LABELS), parameters={"kind": "sample"},
+        location="soundscape.sinks.sample_results"), schema=schema)
+
 
 def detection(
     station_id: str,
     chunk_start: int,
     *,
     detections: int = 3,
-    bundle_version: str = "sample-1",
+    bundle_version: str = SAMPLE_BUNDLE,
     source: str = "replay",
     seed: int | None = None,
 ) -> Detection:
@@ -85,7 +100,7 @@ def detection_stream(
 def heartbeat(station_id: str, sent_at: int, *, spool_depth: int = 0) -> Heartbeat:
     return Heartbeat(
         station_id=station_id, sent_at=sent_at, software_version="0.1.0",
-        bundle_version="sample-1", disk_free_bytes=20 * 10**9, spool_depth=spool_depth,
+        bundle_version=SAMPLE_BUNDLE, disk_free_bytes=20 * 10**9, spool_depth=spool_depth,
         spool_bytes=spool_depth * 400_000, cpu_temperature_c=48.5, clock_offset_ms=0.4,
     )
 

@@ -98,7 +98,8 @@ class SigningKey(Base):
 
 
 class ModelBundle(Base):
-    """A model bundle version that produced results; manifest fields come from the bundle."""
+    """A model bundle version: registered by `models register` (the sink stores results of
+    registered versions only), with its manifest's hashes, labels and parameters."""
 
     __tablename__ = "models"
 
@@ -107,8 +108,12 @@ class ModelBundle(Base):
     labels: Mapped[list[str] | None] = mapped_column(JSONB)
     parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     #: Earliest and latest scoring time of a stored result made with this bundle.
-    first_used: Mapped[datetime] = mapped_column(Timestamp)
-    last_used: Mapped[datetime] = mapped_column(Timestamp)
+    first_used: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_used: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: When `models register` vouched for it; NULL: results naming it are refused.
+    registered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: Where the bundle's files were when it was registered.
+    location: Mapped[str | None] = mapped_column(Text)
 
 
 class Chunk(Base):

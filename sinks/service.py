@@ -15,6 +15,9 @@
 - A message that does not parse, whose times are implausible (`intake` settings), or
   with a value the database refuses, goes to the dead-letter topic with the reason; the
   rest of its batch is stored. No input stops the sink.
+- A detection whose bundle version `models register` never vouched for is dead-lettered
+  too (`unregistered_bundle`): results forged by hand or made by a misconfigured worker
+  never take a chunk's place ahead of the real result (sinks/bundle_registry.py).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from soundscape.logs import get_logger
 from soundscape.messages import Detection, DriftReport, Heartbeat, MessageError, parse
 from soundscape.settings import Settings
 from soundscape.sinks import metrics
+from soundscape.sinks.bundle_registry import UNREGISTERED_BUNDLE
 from soundscape.sinks.dead_letters import TransactionalCommitter
 from soundscape.sinks.migrate import head_revision
 from soundscape.sinks.writer import (
@@ -208,6 +212,7 @@ class SinkService:
         self._last_commit: float | None = None
         self._last_maintenance = 0.0
         self._last_progress = time.monotonic()
+        self._registered: set[str] = set()
 
     # ---- control -----------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -314,6 +319,37 @@ class SinkService:
         self._pending = (inflight, self._executor.submit(self._store, inflight.records))
 
     def _store(self, records: list[Record]) -> Stored:
+        """Refuse results of unregistered bundles, then write the rest."""
+        records, refused = self._registered_only(records)
+        stored = self._write(records)
+        stored.rejected += refused
+        return stored
+
+    def _registered_only(self, records: list[Record]) -> tuple[list[Record], list[tuple[Record, str]]]:
+        """Split off detections whose bundle version is not registered (`sink.bundles`).
+        Registered versions are remembered (registration is never withdrawn); unknown
+        ones are asked for at every batch, so a bundle registered now is stored now."""
+        if self.settings.sink.bundles == "any":
+            return records, []
+        versions = {r.message.bundle_version for r in records if isinstance(r.message, Detection)}
+        unknown = versions - self._registered
+        if unknown:
+            self._registered |= self._writer.registered_bundles(unknown)
+            unknown -= self._registered
+        if not unknown:
+            return records, []
+        kept, refused = [], []
+        for record in records:
+            message = record.message
+            if isinstance(message, Detection) and message.bundle_version in unknown:
+                refused.append((record, f"{UNREGISTERED_BUNDLE}: bundle version "
+                                        f"{message.bundle_version!r} is not registered "
+                                        "(`soundscape models register`)"))
+            else:
+                kept.append(record)
+        return kept, refused
+
+    def _write(self, records: list[Record]) -> Stored:
         """Write records; on a refused value, halve until the culprits stand alone."""
         if not records:
             return Stored(WriteCounts(), [])
@@ -324,7 +360,7 @@ class SinkService:
             if len(records) == 1:
                 return Stored(WriteCounts(), [(records[0], f"database refused: {exc}")])
             middle = len(records) // 2
-            first, second = self._store(records[:middle]), self._store(records[middle:])
+            first, second = self._write(records[:middle]), self._write(records[middle:])
             first.counts.add(second.counts)
             return Stored(first.counts, first.rejected + second.rejected)
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)

@@ -193,7 +193,8 @@ ORDER BY bundle_version
 ON CONFLICT (bundle_version) DO UPDATE
 SET first_used = least(models.first_used, excluded.first_used),
     last_used = greatest(models.last_used, excluded.last_used)
-WHERE excluded.first_used < models.first_used OR excluded.last_used > models.last_used
+WHERE models.first_used IS NULL
+   OR excluded.first_used < models.first_used OR excluded.last_used > models.last_used
 """
 
 

@@ -21,6 +21,7 @@ from soundscape.logs import get_logger
 from soundscape.messages import Detection
 from soundscape.settings import Settings
 from soundscape.sinks import staging
+from soundscape.sinks.bundle_registry import registered_among
 from soundscape.sinks.connection import connect
 from soundscape.sinks.partition_plan import floor_to_interval, retention_horizon
 from soundscape.sinks.partitions import MaintenanceReport, PartitionManager, to_ns
@@ -78,6 +79,14 @@ class ResultWriter:
         """Raise DatabaseUnavailable unless the database answers."""
         try:
             self.connection().execute("SELECT 1")
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise DatabaseUnavailable(_first_line(exc)) from exc
+
+    def registered_bundles(self, versions: set[str]) -> set[str]:
+        """Those of `versions` that `models register` vouched for."""
+        try:
+            return registered_among(self.connection(), versions)
         except psycopg.OperationalError as exc:
             self.close()
             raise DatabaseUnavailable(_first_line(exc)) from exc

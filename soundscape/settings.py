@@ -168,6 +168,10 @@ class SinkSettings(BaseModel):
     maintenance_interval_s: int = Field(
         3600, ge=0, description="How often the sink runs partition maintenance; 0: never"
     )
+    bundles: Literal["registered", "any"] = Field(
+        "registered",
+        description="store results of bundle versions `models register` vouched for "
+                    "(others go to the dead-letter topic), or of any version")
 
 
 class StationSettings(BaseModel):

@@ -38,8 +38,14 @@ from soundscape.kafka_clients import (
     producer_config,
 )
 from soundscape.settings import Settings, settings_env
+from soundscape.app.bundle_registration import register
 from soundscape.sinks import migrate
-from soundscape.sinks.sample_results import detection, drift_report, heartbeat
+from soundscape.sinks.sample_results import (
+    detection,
+    drift_report,
+    heartbeat,
+    register_sample_bundle,
+)
 from soundscape.synthetic import field_chunk
 from topic_reader import read_messages
 
@@ -251,6 +257,8 @@ def bad_results() -> dict[str, tuple[str, bytes, str]]:
         "200 labels in top_k": ("detections", det(top_k=[{"label": f"l{i}", "probability": 0.1}
                                                           for i in range(200)]), "top_k"),
         "station path": ("detections", det(station_id="../etc"), "station_id"),
+        "unregistered bundle": ("detections", det(bundle_version="forged-bundle"),
+                                "unregistered_bundle"),
         "heartbeat spool_depth -1": ("heartbeats", other(hb, spool_depth=-1), "spool_depth"),
         "heartbeat in 2200": ("heartbeats", other(hb, sent_at=FAR_FUTURE_NS), "implausible_time"),
         "heartbeat past 2262": ("heartbeats", other(hb, sent_at=10_413_792_000 * NS),
@@ -286,6 +294,8 @@ def test_no_input_stops_the_worker_or_the_sink(kafka_settings: Settings, db_sett
     })
     ensure_topics(settings)  # the smaller limit, and room for DLQ headers on top of it
     migrate.upgrade(settings)
+    register(settings, settings.worker.bundle)  # as `models register` would
+    register_sample_bundle(settings)  # the good results' version
 
     chunks = Chunks()
     bad = bad_chunks(chunks)

@@ -12,13 +12,16 @@ from sink_testkit import ResultPublisher, RunningSink, quick_sink
 
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
+from soundscape.sinks.sample_results import register_sample_bundle
 from soundscape.sinks.service import SinkService
 
 
 @pytest.fixture
 def results_db(db_settings: Settings) -> Settings:
-    """The test's own database, migrated to the newest schema."""
+    """The test's own database, migrated to the newest schema, the sample results'
+    bundle registered."""
     migrate.upgrade(db_settings)
+    register_sample_bundle(db_settings)
     return db_settings
 
 

@@ -51,10 +51,10 @@ def test_db_commands_migrate_report_and_refuse_clearly(db_settings: Settings) ->
     env = env_for(db_settings)
     status = run_cli(env, "db", "status", "--json")
     assert status.returncode == 1
-    assert json.loads(status.stdout)["pending"] == ["0001", "0002", "0003", "0004"]
+    assert json.loads(status.stdout)["pending"] == ["0001", "0002", "0003", "0004", "0005"]
     upgrade = run_cli(env, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
-    assert "schema at 0004" in upgrade.stdout and "partitions created: 16" in upgrade.stdout
+    assert "schema at 0005" in upgrade.stdout and "partitions created: 16" in upgrade.stdout
     status = run_cli(env, "db", "status", "--json")
     report = json.loads(status.stdout)
     assert status.returncode == 0 and report["up_to_date"] and report["partitions"]["chunks"]["count"] == 4
@@ -127,3 +127,32 @@ def _wait_json(url: str, condition, timeout_s: float) -> dict:  # type: ignore[n
             return last
         time.sleep(0.2)
     raise AssertionError(f"{url}: condition not met, last answer {last}")
+
+
+def test_models_register_vouches_for_the_workers_bundle(results_db: Settings, tmp_path: Path) -> None:
+    """`models register` with no argument registers the bundle `soundscape worker` would
+    run; a bundle whose files do not match its manifest is refused before any row."""
+    from soundscape.bundle import read_manifest
+    from soundscape.models import DEMO_BUNDLE
+
+    env = env_for(results_db)
+    done = run_cli(env, "models", "register", "--json")
+    assert done.returncode == 0, done.stderr
+    version = read_manifest(DEMO_BUNDLE).version
+    assert json.loads(done.stdout) | {"location": None} == {
+        "version": version, "new": True, "location": None, "labels": 12}
+    again = run_cli(env, "models", "register", str(DEMO_BUNDLE))
+    assert again.returncode == 0 and "already registered" in again.stdout
+    listed = json.loads(run_cli(env, "models", "list", "--json").stdout)
+    assert [row["version"] for row in listed if row["registered_at"]] == ["sample-1", version] \
+        or [row["version"] for row in listed if row["registered_at"]] == [version, "sample-1"]
+
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    for item in DEMO_BUNDLE.iterdir():
+        (tampered / item.name).write_bytes(item.read_bytes())
+    labels = tampered / read_manifest(DEMO_BUNDLE).labels.file
+    labels.write_text(labels.read_text().replace("\n", " \n", 1))
+    refused = run_cli(env, "models", "register", str(tampered))
+    assert refused.returncode != 0 and "sha256" in refused.stderr, refused.stderr
+    assert len(json.loads(run_cli(env, "models", "list", "--json").stdout)) == 2

@@ -16,7 +16,7 @@ from sink_testkit import ResultPublisher, RunningSink, column, scalar
 from soundscape.database import database_url
 from soundscape.messages import Detection, LabelScore, WindowScores
 from soundscape.settings import Settings
-from soundscape.sinks.sample_results import NS, detection
+from soundscape.sinks.sample_results import NS, detection, register_sample_bundle
 from soundscape.sinks.writer import ResultBatch, ResultWriter, RowsRejected
 
 DIM = 1024  # BirdNET v2.4's embedding
@@ -126,6 +126,7 @@ def test_an_embedding_that_is_not_base64_is_rejected_and_the_writer_carries_on(
 def test_the_sink_stores_windowed_results_and_dead_letters_a_bad_embedding(
         sink_settings: Settings, publisher: ResultPublisher,
         start_sink: Callable[..., RunningSink]) -> None:
+    register_sample_bundle(sink_settings, version="birdnet-v2.4")
     start = _recent()
     good = [windowed_detection("st-sink", start + i * 10 * NS, seed=i) for i in range(5)]
     bad = windowed_detection("st-sink", start + 50 * NS, embedding="not base64!")

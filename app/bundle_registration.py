@@ -1,0 +1,35 @@
+"""Registering bundles: a bundle folder (models room) into the registry (sinks room).
+
+Composed here because neither room may import the other. Callers that start workers
+on a bundle of their own (the demo, the round trip, the pipeline benchmark) register it
+the same way an operator does with `soundscape models register`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from soundscape.bundle import Bundle, load_bundle
+from soundscape.settings import Settings
+from soundscape.sinks.bundle_registry import BundleRecord, register_bundle
+
+
+def bundle_record(bundle: Bundle) -> BundleRecord:
+    manifest = bundle.manifest
+    return BundleRecord(
+        version=bundle.version,
+        hashes={role: graph.sha256 for role, graph in sorted(manifest.graphs.items())}
+        | {"labels": manifest.labels.sha256},
+        labels=list(bundle.labels),
+        parameters={"kind": manifest.kind, "precision": manifest.precision,
+                    "num_classes": manifest.num_classes},
+        location=str(bundle.root.resolve()),
+    )
+
+
+def register(settings: Settings, bundle: Bundle | Path | str) -> tuple[BundleRecord, bool]:
+    """Register a bundle (checked: its files must match the manifest's hashes first).
+    Returns its record and whether it is newly registered."""
+    loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    record = bundle_record(loaded)
+    return record, register_bundle(settings, record)
