@@ -140,3 +140,53 @@ def keys_list(as_json: bool) -> None:
     for row in rows:
         state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "in force"
         click.echo(f"{row['signer']:32} {row['public_key']}  {state}")
+
+
+@click.group("services")
+def services() -> None:
+    """Principals for services that reach this broker from other machines (a GPU worker
+    box, a sink beside a remote database): each its own Kafka user on the SASL_SSL
+    listener, with what its role reads and writes and nothing more."""
+
+
+@services.command("add")
+@click.argument("role", type=click.Choice(["worker", "sink", "replay"]))
+@click.argument("name")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the bundle [ROLE.NAME.tar.gz].")
+@click.option("--replace", is_flag=True, help="It exists: give it a new password.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
+def services_add(role: str, name: str, out: Path | None, replace: bool, as_json: bool) -> None:
+    """Create the Kafka user ROLE.NAME with its role's rights: a worker reads audio and
+    writes detections and audio dead letters (only workers can write detections); a sink
+    reads results and writes result dead letters; a replay writes audio. Writes its config
+    bundle (soundscape.toml and ca.pem, 0600): unpack it on the service's machine and
+    point SOUNDSCAPE_CONFIG at its soundscape.toml (add the database URL for a worker or
+    sink)."""
+    from soundscape.app.enrolment import add_service
+
+    done = add_service(current_settings(), role, name, out, replace)
+    if as_json:
+        echo_json({"user": done.station_id, "bundle": str(done.bundle),
+                   "bootstrap": done.bootstrap, "replaced": done.replaced})
+        return
+    click.echo(f"{role} {name}: Kafka user {done.station_id}, broker {done.bootstrap} (SASL_SSL)")
+    click.echo(f"bundle:  {done.bundle}  (holds its password: copy it like a key)")
+    click.echo(f"there:   tar xzf {done.bundle.name} -C DIR && "
+               f"SOUNDSCAPE_CONFIG=DIR/soundscape.toml soundscape {role}")
+
+
+@services.command("revoke")
+@click.argument("role", type=click.Choice(["worker", "sink", "replay"]))
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
+def services_revoke(role: str, name: str, as_json: bool) -> None:
+    """Remove ROLE.NAME's Kafka user and rights: its next request is refused."""
+    from soundscape.app.enrolment import revoke_service
+
+    removed = revoke_service(current_settings(), role, name)
+    if as_json:
+        echo_json({"role": role, "name": name} | removed)
+        return
+    click.echo(f"{role} {name}: credential removed: {bool(removed['credentials'])}, "
+               f"ACLs removed: {removed['acls']}")

@@ -58,22 +58,7 @@ def add_station(settings: Settings, station_id: str, out: Path | None = None,
     """Create the station's principal and ACLs on the local broker, its signing key
     (the public half registered in the results database), and write its bundle."""
     _check_id(station_id)
-    if settings.kafka.bootstrap_servers:
-        raise UserError("`stations add` manages the broker `infra up` runs; this deployment "
-                        f"uses {settings.kafka.bootstrap_servers}",
-                        hint="create the station's user and ACLs with your cluster's tools "
-                             "(docs/explanation/security.md)")
-    kafka = settings.kafka
-    if kafka.stations_host in ("0.0.0.0", "::") and not kafka.stations_advertised_host:
-        raise UserError(
-            f"the stations' listener binds {kafka.stations_host}, which a station cannot "
-            "dial: its bundle needs the name it reaches this machine by",
-            hint="set SOUNDSCAPE_KAFKA__STATIONS_ADVERTISED_HOST (e.g. broker.example.org), "
-                 "then `soundscape infra down && soundscape infra up`")
-    broker = KafkaBroker(settings)
-    address = broker.stations_address()
-    if broker.pid() is None or address is None:
-        raise UserError("the local broker is not running", hint="soundscape infra up")
+    address = _local_broker_address(settings, "stations add")
     existing = station_id in principals.station_ids_with_credentials(settings)
     if existing and not replace:
         raise UserError(f"station {station_id!r} already has credentials",
@@ -93,6 +78,33 @@ def add_station(settings: Settings, station_id: str, out: Path | None = None,
     return Enrolment(station_id, target.absolute(), address, existing)
 
 
+def add_service(settings: Settings, role: str, name: str, out: Path | None = None,
+                replace: bool = False) -> Enrolment:
+    """A service on another machine (worker, sink, replay) as a principal of its own on
+    the stations' SASL_SSL listener, with its role's ACLs only; its config bundle
+    (the same format as a station's, `[service]` instead of `[station]`)."""
+    _check_id(name)
+    address = _local_broker_address(settings, "services add")
+    user = principals.service_user(role, name)
+    existing = user in principals.station_ids_with_credentials(settings)
+    if existing and not replace:
+        raise UserError(f"{role} {name!r} already has credentials",
+                        hint="--replace gives it a new password, or `soundscape services "
+                             "revoke` first")
+    password = secrets.token_urlsafe(32)
+    principals.add_principal(settings, role, user, password)
+    ensure_certs(settings)
+    target = out or Path(f"{user}.tar.gz")
+    config = _config_text(f"{role} {name}", "services add", address, user, password,
+                          ["[service]", f'role = "{role}"', f'name = "{name}"'])
+    write_private(target, _tar(config, cert_paths(settings).ca_cert.read_bytes()))
+    return Enrolment(user, target.absolute(), address, existing)
+
+
+def revoke_service(settings: Settings, role: str, name: str) -> dict[str, int]:
+    return principals.revoke_principal(settings, principals.service_user(role, name))
+
+
 def add_archive_key(settings: Settings, name: str, out: Path | None = None) -> Path:
     """A signing key for replays of archive `name`: registered as archive:NAME, the
     private half written 0600 (replay reads it from SOUNDSCAPE_REPLAY__SIGNING_KEY)."""
@@ -104,6 +116,27 @@ def add_archive_key(settings: Settings, name: str, out: Path | None = None) -> P
     return target.absolute()
 
 
+def _local_broker_address(settings: Settings, command: str) -> str:
+    """The stations' SASL_SSL listener of the running local broker, as clients dial it."""
+    if settings.kafka.bootstrap_servers:
+        raise UserError(f"`{command}` manages the broker `infra up` runs; this deployment "
+                        f"uses {settings.kafka.bootstrap_servers}",
+                        hint="create the user and ACLs with your cluster's tools "
+                             "(docs/explanation/security.md)")
+    kafka = settings.kafka
+    if kafka.stations_host in ("0.0.0.0", "::") and not kafka.stations_advertised_host:
+        raise UserError(
+            f"the stations' listener binds {kafka.stations_host}, which a client cannot "
+            "dial: its bundle needs the name it reaches this machine by",
+            hint="set SOUNDSCAPE_KAFKA__STATIONS_ADVERTISED_HOST (e.g. broker.example.org), "
+                 "then `soundscape infra down && soundscape infra up`")
+    broker = KafkaBroker(settings)
+    address = broker.stations_address()
+    if broker.pid() is None or address is None:
+        raise UserError("the local broker is not running", hint="soundscape infra up")
+    return address
+
+
 def revoke_station(settings: Settings, station_id: str) -> dict[str, int]:
     """The broker's credential and ACLs, and the signing key (marked revoked: chunks it
     signed, still in Kafka, are refused too)."""
@@ -113,22 +146,31 @@ def revoke_station(settings: Settings, station_id: str) -> dict[str, int]:
 
 def _bundle_bytes(station_id: str, bootstrap: str, password: str, ca_pem: bytes,
                   signing_key: str | None) -> bytes:
-    config = "\n".join([
-        f"# Soundscape station {station_id}: made by `soundscape stations add` "
+    config = _config_text(f"station {station_id}", "stations add", bootstrap, station_id,
+                          password, ["[station]", f'station_id = "{station_id}"',
+                                     *([f'signing_key = "{signing_key}"'] if signing_key else [])])
+    return _tar(config, ca_pem)
+
+
+def _config_text(who: str, command: str, bootstrap: str, user: str, password: str,
+                 section: list[str]) -> bytes:
+    return "\n".join([
+        f"# Soundscape {who}: made by `soundscape {command}` "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Holds a password: keep it 0600.",
         "[kafka]",
         f'bootstrap_servers = "{bootstrap}"',
         'security_protocol = "SASL_SSL"',
         'sasl_mechanism = "SCRAM-SHA-512"',
-        f'sasl_username = "{station_id}"',
+        f'sasl_username = "{user}"',
         f'sasl_password = "{password}"',
         f'ssl_ca_location = "{CA_NAME}"',
         "",
-        "[station]",
-        f'station_id = "{station_id}"',
-        *([f'signing_key = "{signing_key}"'] if signing_key else []),
+        *section,
         "",
     ]).encode()
+
+
+def _tar(config: bytes, ca_pem: bytes) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, data, mode in ((CONFIG_NAME, config, 0o600), (CA_NAME, ca_pem, 0o644)):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from soundscape.errors import ServiceError, UserError
 from soundscape.local_services import local_kafka_address
-from soundscape.settings import Settings
+from soundscape.settings import Settings, config_file_path
 
 #: Room for headers and record-batch framing on top of the payload limit.
 ENVELOPE_OVERHEAD_BYTES = 64 * 1024
@@ -52,8 +53,17 @@ def common_config(settings: Settings) -> dict[str, Any]:
             "sasl.password": kafka.sasl_password.get_secret_value(),
         }
     if kafka.ssl_ca_location:
-        config["ssl.ca.location"] = str(kafka.ssl_ca_location)
+        config["ssl.ca.location"] = str(_beside_config(kafka.ssl_ca_location))
     return config
+
+
+def _beside_config(path: Path) -> Path:
+    """A relative CA path is read beside the config file that names it (a service's
+    bundle unpacked anywhere keeps working), else from the working folder."""
+    if path.is_absolute() or path.exists():
+        return path
+    config = config_file_path()
+    return config.parent / path if config is not None else path
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:

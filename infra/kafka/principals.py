@@ -1,9 +1,17 @@
-"""Station principals on the local broker: SCRAM credentials and least-privilege ACLs.
+"""Principals on the local broker: SCRAM credentials and least-privilege ACLs.
 
 Each station is the Kafka user `User:<station_id>`; it may WRITE (idempotently: WRITE on
 a topic implies it since Kafka 3.0) the audio and heartbeat topics and nothing else: it
-cannot read any topic, join a group, write results, or create or delete topics. The
-StandardAuthorizer denies what no ACL allows. Changes go through the loopback PLAINTEXT
+cannot read any topic, join a group, write results, or create or delete topics.
+
+Services that run on other machines than the broker (`soundscape services add ROLE NAME`)
+are users of their own, with what their role reads and writes and nothing more:
+- worker: READ audio, its group; WRITE detections and the audio DLQ; its transactional
+  ids (`<worker.group_id>-*`). Only workers can write detections;
+- sink: READ detections, heartbeats and drift, its group; WRITE the results DLQ; its
+  transactional ids (`<sink.group_id>-sink-*`);
+- replay: WRITE audio (an archive's chunks, signed with the archive's key).
+The StandardAuthorizer denies what no ACL allows. Changes go through the loopback PLAINTEXT
 listener, whose anonymous clients are the broker's super users (docs/explanation/security.md).
 """
 
@@ -35,13 +43,44 @@ SCRAM_ITERATIONS = 8192
 _TIMEOUT_S = 30.0
 
 
+#: The roles `services add` gives; a station's is `station`.
+SERVICE_ROLES = ("worker", "sink", "replay")
+
+
+def _allow(principal: str, kind: ResourceType, name: str, operation: AclOperation,
+           pattern: ResourcePatternType = ResourcePatternType.LITERAL) -> AclBinding:
+    return AclBinding(kind, name, pattern, principal, "*", operation, AclPermissionType.ALLOW)
+
+
+def role_acls(settings: Settings, role: str, name: str) -> list[AclBinding]:
+    """What principal `name` in `role` may do, and nothing else."""
+    principal, topics = f"User:{name}", settings.topics
+    T, G, X = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
+    R, W, D = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
+    prefixed = ResourcePatternType.PREFIXED
+    if role == "station":
+        rights = [(T, topics.audio, W), (T, topics.heartbeats, W)]
+    elif role == "replay":
+        rights = [(T, topics.audio, W)]
+    elif role == "worker":
+        group = settings.worker.group_id
+        rights = [(T, topics.audio, R), (T, topics.detections, W), (T, topics.audio_dlq, W),
+                  (T, topics.audio_dlq, AclOperation.DESCRIBE_CONFIGS), (G, group, R)]
+        return [_allow(principal, *right) for right in rights] + [
+            _allow(principal, X, f"{group}-", op, prefixed) for op in (W, D)]
+    elif role == "sink":
+        group = settings.sink.group_id
+        rights = [(T, topics.detections, R), (T, topics.heartbeats, R), (T, topics.drift, R),
+                  (T, topics.results_dlq, W), (G, group, R)]
+        return [_allow(principal, *right) for right in rights] + [
+            _allow(principal, X, f"{group}-sink-", op, prefixed) for op in (W, D)]
+    else:
+        raise ValueError(f"unknown role {role!r}; one of station, {', '.join(SERVICE_ROLES)}")
+    return [_allow(principal, *right) for right in rights]
+
+
 def station_acls(settings: Settings, station_id: str) -> list[AclBinding]:
-    principal = f"User:{station_id}"
-    return [
-        AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, principal, "*",
-                   AclOperation.WRITE, AclPermissionType.ALLOW)
-        for topic in (settings.topics.audio, settings.topics.heartbeats)
-    ]
+    return role_acls(settings, "station", station_id)
 
 
 def _admin(settings: Settings) -> AdminClient:
@@ -61,17 +100,31 @@ def _wait(futures: dict[Any, Any], what: str) -> list[Any]:
 
 def add_station(settings: Settings, station_id: str, password: str) -> None:
     """Create or replace the station's SCRAM-SHA-512 credential and its two ACLs."""
+    add_principal(settings, "station", station_id, password)
+
+
+def add_principal(settings: Settings, role: str, name: str, password: str) -> None:
+    """Create or replace the user's SCRAM-SHA-512 credential and its role's ACLs."""
+    acls = role_acls(settings, role, name)  # an unknown role changes nothing
     upsert = UserScramCredentialUpsertion(
-        station_id, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS),
+        name, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS),
         password.encode())
     admin = _admin(settings)
     _wait(admin.alter_user_scram_credentials([upsert], request_timeout=_TIMEOUT_S),
           "storing the SCRAM credential")
-    _wait(admin.create_acls(station_acls(settings, station_id), request_timeout=_TIMEOUT_S),
-          "creating the ACLs")
+    _wait(admin.create_acls(acls, request_timeout=_TIMEOUT_S), "creating the ACLs")
+
+
+def service_user(role: str, name: str) -> str:
+    """The Kafka user of a service: `<role>.<name>` (station ids have no dot: no clash)."""
+    return f"{role}.{name}"
 
 
 def revoke_station(settings: Settings, station_id: str) -> dict[str, int]:
+    return revoke_principal(settings, station_id)
+
+
+def revoke_principal(settings: Settings, station_id: str) -> dict[str, int]:
     """Remove the credential (new connections fail) and every ACL of the principal (the
     open connection's next request is refused). Returns what was removed."""
     admin = _admin(settings)

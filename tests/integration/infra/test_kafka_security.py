@@ -16,13 +16,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import SecretStr
 
 from soundscape.app import enrolment
 from soundscape.app.enrolment import add_station, install_bundle, read_bundle
 from soundscape.chunk_signing import SIGNER_HEADER, verify
+from soundscape.database import database_url
 from soundscape.envelope import ChunkEnvelope
 from soundscape.errors import UserError
 from soundscape.infra.certs import cert_paths
@@ -255,3 +258,126 @@ def test_a_bundle_never_names_an_address_no_station_can_dial(kafka_settings: Set
         add_station(wildcard, "sec-wildcard", tmp_path / "b.tar.gz")
     assert "STATIONS_ADVERTISED_HOST" in (caught.value.hint or "")
     assert not (tmp_path / "b.tar.gz").exists()
+
+
+def _service_settings(settings: Settings, bundle: Path) -> Settings:
+    """The settings a service gets from its unpacked bundle (the CA beside its config)."""
+    config, ca_pem = read_bundle_any(bundle)
+    ca = bundle.with_suffix(".ca.pem")
+    ca.write_bytes(ca_pem)
+    kafka = config["kafka"] | {"ssl_ca_location": ca}
+    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update=kafka | {
+        "sasl_password": SecretStr(kafka["sasl_password"])})})
+
+
+def read_bundle_any(bundle: Path) -> tuple[dict, bytes]:
+    with tarfile.open(bundle) as tar:
+        config = tar.extractfile("soundscape.toml").read().decode()  # type: ignore[union-attr]
+        ca = tar.extractfile("ca.pem").read()  # type: ignore[union-attr]
+    import tomllib
+
+    return tomllib.loads(config), ca
+
+
+def test_only_workers_write_detections_and_services_run_on_their_own_rights(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """A worker and a sink on other machines, each with `services add`'s principal over
+    SASL_SSL: the worker scores (transactions, its group) and the sink stores; neither a
+    sink, a replay nor a station principal can write detections; a worker cannot read
+    results or write what is not its own."""
+    from soundscape.app.bundle_registration import register
+    from soundscape.chunk_publisher import ChunkPublisher
+    from soundscape.models import DEMO_BUNDLE
+    from soundscape.processors.scoring import ModelScorer
+    from soundscape.processors.worker import InferenceWorker
+    from soundscape.sinks.service import SinkService
+    from soundscape.synthetic.chunks import generated_chunks
+
+    run = uuid.uuid4().hex[:6]
+    bundles = {role: enrolment.add_service(kafka_settings, role, f"{role[:2]}{run}",
+                                           tmp_path / f"{role}.tar.gz").bundle
+               for role in ("worker", "sink", "replay")}
+    assert oct(bundles["worker"].stat().st_mode & 0o777) == "0o600"
+    as_worker, as_sink, as_replay = (_service_settings(kafka_settings, bundles[r])
+                                     for r in ("worker", "sink", "replay"))
+    topics = kafka_settings.topics
+
+    def client(settings: Settings) -> dict:
+        k = settings.kafka
+        return _station_config(kafka_settings, k.sasl_username,
+                               k.sasl_password.get_secret_value())  # type: ignore[union-attr]
+
+    # Refused by the broker: results from anyone but a worker, and a worker's strays.
+    for who, topic in ((as_sink, topics.detections), (as_replay, topics.detections),
+                       (as_worker, topics.results_dlq), (as_worker, topics.heartbeats),
+                       (as_worker, topics.drift)):
+        error = _produce(client(who), topic, timeout_s=8)
+        assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (
+            who.kafka.sasl_username, topic, error)
+    assert _produce(client(as_replay), topics.audio) is None
+    consumer = Consumer(client(as_worker) | {"group.id": kafka_settings.worker.group_id,
+                                             "auto.offset.reset": "earliest"})
+    consumer.subscribe([topics.detections])
+    deadline, refused = time.monotonic() + 15, None
+    while time.monotonic() < deadline and refused is None:
+        message = consumer.poll(0.5)
+        if message is not None:
+            assert message.error() is not None, "a worker read a result"
+            refused = message.error().code()
+    consumer.close()
+    assert refused == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    # The real services, each on its own principal, through the TLS listener.
+    register(kafka_settings, DEMO_BUNDLE)
+    publisher = ChunkPublisher(kafka_settings)
+    start = (time.time_ns() // 10**9 - 3600) // 10 * 10 * 10**9
+    for envelope, payload in generated_chunks(6, 2, start):
+        publisher.publish(envelope, payload)
+    publisher.flush()
+    worker = InferenceWorker(as_worker, ModelScorer.load(Path(DEMO_BUNDLE), as_worker),
+                             worker_id="tls-1", signatures=None)
+    sink = SinkService(as_sink)
+    import threading
+
+    stop = threading.Event()
+    threads = [threading.Thread(target=worker.run, args=(stop,)),
+               threading.Thread(target=sink.run)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while sink.stats.stored < 6:
+            assert time.monotonic() < deadline, (worker.stats, sink.health())
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        sink.request_stop()
+        for thread in threads:
+            thread.join(60)
+    assert worker.stats.scored == 6 and sink.stats.dead_lettered == 0
+
+    enrolment.revoke_service(kafka_settings, "worker", f"wo{run}")
+    error = _produce(client(as_worker), topics.detections, timeout_s=8)
+    assert error is not None
+
+
+def test_the_secure_pipeline_benchmark_runs_both_ways_and_cleans_up(
+    kafka_settings: Settings,
+) -> None:
+    """A small `bench secure-pipeline`: the worker and sink drain signed chunks over
+    SASL_SSL as principals of their own, and plain ones over loopback; its scratch
+    principals, topics and schema are gone afterwards."""
+    from soundscape.app.secure_pipeline_bench import bench_secure_pipeline
+    from soundscape.infra.kafka.principals import station_ids_with_credentials
+    from soundscape.models import DEMO_BUNDLE
+
+    users_before = set(station_ids_with_credentials(kafka_settings))
+    figures = bench_secure_pipeline(kafka_settings, Path(DEMO_BUNDLE), chunks=24, rounds=1,
+                                    progress=False)
+    assert figures["plain_chunks_per_s"] > 0 and figures["secure_chunks_per_s"] > 0
+    assert len(figures["seconds"]["plain"]) == len(figures["seconds"]["secure"]) == 1
+    assert set(station_ids_with_credentials(kafka_settings)) == users_before
+    with psycopg.connect(database_url(kafka_settings)) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.schemata "
+                            "WHERE schema_name LIKE 'bench_%'").fetchone()[0] == 0
