@@ -167,12 +167,8 @@ def test_a_revoked_station_cannot_publish_even_on_an_open_connection(
     assert keys.lookup(station_id).revoked  # kept, marked: what it signed is refused
 
 
-def test_an_enrolled_and_installed_station_publishes_over_sasl_ssl(
-    kafka_settings: Settings, station: tuple[str, str, Path], tmp_path: Path
-) -> None:
-    """The two commands of a new station, then `soundscape station` under that config:
-    its chunks and heartbeats arrive, read back through the project's own listener."""
-    station_id, _password, bundle = station
+def _installed_env(kafka_settings: Settings, bundle: Path, tmp_path: Path) -> dict[str, str]:
+    """`stations install` into tmp_path; the environment its systemd unit would give."""
     installed = install_bundle(bundle, tmp_path / "etc", tmp_path / "systemd",
                                state_dir=tmp_path / "state")
     config = Path(installed["config"])
@@ -181,11 +177,35 @@ def test_an_enrolled_and_installed_station_publishes_over_sasl_ssl(
     for line in ("Type=notify", "WatchdogSec=", "Restart=always",
                  f"Environment=SOUNDSCAPE_CONFIG={config}", "-m soundscape station"):
         assert line in unit
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOUNDSCAPE_")} | {
+    return {k: v for k, v in os.environ.items() if not k.startswith("SOUNDSCAPE_")} | {
         "SOUNDSCAPE_CONFIG": str(config), "SOUNDSCAPE_LOG_FORMAT": "json",
         "SOUNDSCAPE_TOPICS__AUDIO": kafka_settings.topics.audio,
         "SOUNDSCAPE_TOPICS__HEARTBEATS": kafka_settings.topics.heartbeats,
     }
+
+
+def _arrived_signed(kafka_settings: Settings, station_id: str, count: int) -> list:
+    """The station's chunks, read back through the project's own listener, each signed on
+    the Pi with the key from its bundle and checked against the registered one."""
+    messages = read_messages(kafka_settings, kafka_settings.topics.audio, expected=count)
+    assert len(messages) == count
+    assert {m.key().decode() for m in messages} == {station_id}
+    keys = DatabaseSigningKeys(kafka_settings, ttl_s=30)
+    envelopes = []
+    for message in messages:
+        envelope = ChunkEnvelope.from_headers(message.headers(), message.value(), message.key())
+        assert dict(envelope.extra)[SIGNER_HEADER] == station_id.encode()
+        assert verify(envelope, keys.lookup, require=True) is None
+        envelopes.append((envelope, message.value()))
+    return envelopes
+
+
+def test_an_enrolled_and_installed_station_publishes_over_sasl_ssl(
+    kafka_settings: Settings, station: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    """The two commands of a new station, then `soundscape station` under that config."""
+    station_id, _password, bundle = station
+    env = _installed_env(kafka_settings, bundle, tmp_path)
     run = subprocess.run([sys.executable, "-m", "soundscape", "station", "--source",
                           "synthetic", "--speed", "0", "--chunks", "3", "--json"],
                          env=env, capture_output=True, text=True, timeout=120)
@@ -193,15 +213,43 @@ def test_an_enrolled_and_installed_station_publishes_over_sasl_ssl(
     report = json.loads(run.stdout)
     assert (report["station_id"], report["chunks_acked"], report["spool_depth"]) == (
         station_id, 3, 0)
-    messages = read_messages(kafka_settings, kafka_settings.topics.audio, expected=3)
-    assert len(messages) == 3
-    assert {m.key().decode() for m in messages} == {station_id}
-    # Signed on the Pi with the key from its bundle, checked against the registered one.
-    keys = DatabaseSigningKeys(kafka_settings, ttl_s=30)
-    for message in messages:
-        envelope = ChunkEnvelope.from_headers(message.headers(), message.value(), message.key())
-        assert dict(envelope.extra)[SIGNER_HEADER] == station_id.encode()
-        assert verify(envelope, keys.lookup, require=True) is None
+    _arrived_signed(kafka_settings, station_id, 3)
+
+
+def test_an_installed_station_records_its_microphone_over_sasl_ssl(
+    kafka_settings: Settings, station: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    """The PulseAudio path with security on: a 1 kHz tone played into a real capture
+    device, recorded by the enrolled station and published over TLS + SCRAM, signed."""
+    import numpy as np
+    import soundfile as sf
+    from pulse_device import pulse_device
+
+    from soundscape.audio_codec import decode
+
+    station_id, _password, bundle = station
+    tone = tmp_path / "tone.wav"
+    t = np.arange(48_000 * 30) / 48_000
+    sf.write(tone, (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), 48_000)
+    with pulse_device(tmp_path) as pulse:
+        env = _installed_env(kafka_settings, bundle, tmp_path) | pulse
+        player = subprocess.Popen(["paplay", "--device=mic", str(tone)], env=env)
+        try:
+            run = subprocess.run([sys.executable, "-m", "soundscape", "station", "--source",
+                                  "mic", "--device", "pulse", "--capture-rate", "48000",
+                                  "--chunks", "1", "--json"],
+                                 env=env, capture_output=True, text=True, timeout=90)
+        finally:
+            player.terminate()
+            player.wait(timeout=10)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert (report["chunks_acked"], report["overruns"]) == (1, 0)
+    ((envelope, payload),) = _arrived_signed(kafka_settings, station_id, 1)
+    assert (envelope.source, envelope.sample_rate) == ("live", 32_000)
+    mono = decode(payload, envelope.codec).mono()
+    spectrum = np.abs(np.fft.rfft(mono[-32_000 * 5:]))
+    assert abs(np.argmax(spectrum) / 5 - 1000) <= 2, "the tone did not come through"
 
 
 def test_a_bundle_that_is_not_ours_is_refused(tmp_path: Path,

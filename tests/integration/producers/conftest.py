@@ -5,7 +5,6 @@ back, a broker of the test's own (to stop and start), and a real PulseAudio capt
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer
+
+from pulse_device import pulse_device
 
 from soundscape.envelope import ChunkEnvelope
 from soundscape.kafka_clients import bootstrap_servers, consumer_config
@@ -111,39 +112,6 @@ def own_broker(run_state_dir: Path) -> Iterator[tuple[Settings, object]]:
 
 @pytest.fixture
 def pulse_mic(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A PulseAudio daemon with a null sink "mic": what is played into it, its monitor
-    source (the default input) records; PortAudio reaches it as device `pulse`.
-
-    Yields the environment a client needs (PULSE_RUNTIME_PATH); the daemon is ours alone
-    and is stopped by its pid.
-    """
-    for tool in ("pulseaudio", "pactl", "paplay"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is missing: run `bash infra/setup.sh`")
-    runtime = tmp_path / "pulse"
-    runtime.mkdir()
-    env = dict(os.environ) | {"PULSE_RUNTIME_PATH": str(runtime),
-                              "PULSE_STATE_PATH": str(runtime / "state")}
-    daemon = subprocess.Popen(
-        ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "-n", "--disable-shm=yes",
-         "--load=module-null-sink sink_name=mic rate=48000",
-         "--load=module-native-protocol-unix"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode != 0:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("PulseAudio did not start: "
-                                   + (daemon.stderr.read().decode() if daemon.stderr else ""))
-            time.sleep(0.2)
-        subprocess.run(["pactl", "set-default-sink", "mic"], env=env, check=True)
-        subprocess.run(["pactl", "set-default-source", "mic.monitor"], env=env, check=True)
-        yield {"PULSE_RUNTIME_PATH": str(runtime), "PULSE_STATE_PATH": str(runtime / "state")}
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+    """A PulseAudio capture device of this test's own (tests/pulse_device.py)."""
+    with pulse_device(tmp_path) as env:
+        yield env

@@ -23,8 +23,10 @@ from drift_testkit import (
     wait_for,
 )
 
+from soundscape.processors.drift.scenarios import BUNDLE_VERSION
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
+from soundscape.sinks.sample_results import register_sample_bundle
 from soundscape.sinks.writer import ResultBatch, ResultWriter
 
 ALERTS_SQL = (
@@ -36,6 +38,7 @@ ALERTS_SQL = (
 @pytest.fixture
 def stream_settings(kafka_settings: Settings, db_settings: Settings, tmp_path: Path) -> Settings:
     migrate.upgrade(db_settings)
+    register_sample_bundle(db_settings, version=BUNDLE_VERSION)  # the sink stores registered ones
     both = kafka_settings.model_copy(update={"postgres": db_settings.postgres})
     return small_windows(both, tmp_path)
 
