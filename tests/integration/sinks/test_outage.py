@@ -20,6 +20,7 @@ from soundscape.infra.process import free_port
 from soundscape.kafka_clients import bootstrap_servers
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
+from soundscape.sinks.sample_results import register_sample_bundle
 from soundscape.sinks.sample_results import NS, detection_stream
 
 RESULTS = 600
@@ -44,6 +45,7 @@ def own_cluster(kafka_settings: Settings, run_state_dir: Path) -> Iterator[tuple
     cluster.start()
     try:
         migrate.upgrade(settings)
+        register_sample_bundle(settings)  # the sink stores results of registered bundles
         yield settings, cluster
     finally:
         cluster.stop()
