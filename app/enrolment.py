@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from soundscape.chunk_signing import (
     ARCHIVE_PREFIX,
@@ -59,7 +59,7 @@ def add_station(settings: Settings, station_id: str, out: Path | None = None,
     (the public half registered in the results database), and write its bundle."""
     _check_id(station_id)
     address = _local_broker_address(settings, "stations add")
-    existing = station_id in principals.station_ids_with_credentials(settings)
+    existing = station_id in principals.users_with_credentials(settings)
     if existing and not replace:
         raise UserError(f"station {station_id!r} already has credentials",
                         hint="--replace gives it a new password (the old bundle stops working), "
@@ -86,7 +86,7 @@ def add_service(settings: Settings, role: str, name: str, out: Path | None = Non
     _check_id(name)
     address = _local_broker_address(settings, "services add")
     user = principals.service_user(role, name)
-    existing = user in principals.station_ids_with_credentials(settings)
+    existing = user in principals.users_with_credentials(settings)
     if existing and not replace:
         raise UserError(f"{role} {name!r} already has credentials",
                         hint="--replace gives it a new password, or `soundscape services "
@@ -114,6 +114,16 @@ def add_archive_key(settings: Settings, name: str, out: Path | None = None) -> P
     target = out or Path(f"archive-{name}.key")
     write_private(target, key.encode())
     return target.absolute()
+
+
+def as_principal(settings: Settings, user: str, password: str) -> Settings:
+    """The settings of a client of the local broker's SASL_SSL listener as `user`, as its
+    bundle would configure it (for benchmarks and tests on this machine)."""
+    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={
+        "bootstrap_servers": KafkaBroker(settings).stations_address(),
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": user, "sasl_password": SecretStr(password),
+        "ssl_ca_location": cert_paths(settings).ca_cert})})
 
 
 def _local_broker_address(settings: Settings, command: str) -> str:

@@ -17,31 +17,25 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-from psycopg import sql
-from pydantic import SecretStr
 from tqdm import tqdm
 
 from soundscape.app.bundle_registration import bundle_record
+from soundscape.app.enrolment import as_principal
 from soundscape.bundle import load_bundle
 from soundscape.chunk_publisher import ChunkPublisher
 from soundscape.chunk_signing import ChunkSigner, SignatureCheck, SignerKey, new_private_key_text
 from soundscape.envelope import ChunkEnvelope
-from soundscape.infra.certs import cert_paths
 from soundscape.infra.kafka import principals
-from soundscape.infra.kafka.broker import KafkaBroker
 from soundscape.kafka_topics import delete_topics, ensure_topics, scratch_topics
 from soundscape.processors.scoring import ModelScorer
 from soundscape.processors.worker import InferenceWorker
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
 from soundscape.sinks.bundle_registry import register_bundle
-from soundscape.sinks.connection import connect
 from soundscape.sinks.service import SinkService
 from soundscape.synthetic.chunks import generated_chunks
 
@@ -55,7 +49,7 @@ def bench_secure_pipeline(settings: Settings, bundle: Path, chunks: int = 200, r
     audio = [payload for _, payload in generated_chunks(chunks, 1, _START_NS)]
     scorer = ModelScorer.load(bundle, settings)
     seconds: dict[str, list[float]] = {"plain": [], "secure": []}
-    with _scratch_schema(settings, schema):
+    with migrate.scratch_schema(settings, schema):
         register_bundle(settings, bundle_record(load_bundle(bundle)), schema=schema)
         bar = tqdm(total=2 * rounds, desc="rounds", unit="run", disable=not progress)
         for i in range(rounds):
@@ -112,11 +106,7 @@ def _round(base: Settings, tag: str, schema: str, scorer: ModelScorer, audio: li
 def _principal(settings: Settings, role: str, user: str) -> Settings:
     password = secrets.token_urlsafe(24)
     principals.add_principal(settings, role, user, password)
-    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={
-        "bootstrap_servers": KafkaBroker(settings).stations_address(),
-        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_username": user, "sasl_password": SecretStr(password),
-        "ssl_ca_location": cert_paths(settings).ca_cert})})
+    return as_principal(settings, user, password)
 
 
 def _drain(as_worker: Settings, as_sink: Settings, schema: str, scorer: ModelScorer,
@@ -152,14 +142,3 @@ def _alive(threads: list[threading.Thread], deadline: float, worker: InferenceWo
         raise RuntimeError(f"chunks were refused: worker {worker.stats}, sink {sink.health()}")
     time.sleep(0.02)
 
-
-@contextmanager
-def _scratch_schema(settings: Settings, schema: str) -> Iterator[None]:
-    with connect(settings) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        migrate.upgrade(settings, schema=schema)
-        yield
-    finally:
-        with connect(settings) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

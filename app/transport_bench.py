@@ -13,13 +13,10 @@ import uuid
 from statistics import median
 from typing import Any
 
-from pydantic import SecretStr
 
-from soundscape.app.enrolment import add_station, read_bundle
+from soundscape.app.enrolment import add_station, as_principal, read_bundle
 from soundscape.chunk_publisher import ChunkPublisher
 from soundscape.envelope import ChunkEnvelope
-from soundscape.infra.certs import cert_paths
-from soundscape.infra.kafka.broker import KafkaBroker
 from soundscape.infra.kafka.principals import revoke_station
 from soundscape.kafka_topics import delete_topics, ensure_topics, scratch_topics
 from soundscape.settings import Settings
@@ -37,11 +34,7 @@ def bench_transport(settings: Settings, chunks: int = 200, rounds: int = 3) -> d
     try:
         add_station(settings, station_id, bundle, signing=False)
         config, _ca = read_bundle(bundle)
-        secure = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={
-            "bootstrap_servers": KafkaBroker(settings).stations_address(),
-            "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
-            "sasl_username": station_id, "sasl_password": SecretStr(config["kafka"]["sasl_password"]),
-            "ssl_ca_location": cert_paths(settings).ca_cert})})
+        secure = as_principal(settings, station_id, config["kafka"]["sasl_password"])
         made = [(ChunkEnvelope.for_payload(
                     payload, station_id=station_id, chunk_start=env.chunk_start,
                     sample_rate=env.sample_rate, seq=env.seq, captured_at=env.captured_at,

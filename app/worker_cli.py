@@ -23,10 +23,10 @@ def resolve_bundle(settings: Settings, bundle: Path | None) -> Path:
         from soundscape.models import DEMO_BUNDLE
 
         chosen = DEMO_BUNDLE
-    registered = settings.state_dir / "bundles" / str(chosen)
+    imported = settings.state_dir / "bundles" / str(chosen)
     if not (chosen / "bundle.json").is_file() and len(Path(chosen).parts) == 1 \
-            and (registered / "bundle.json").is_file():
-        chosen = registered
+            and (imported / "bundle.json").is_file():
+        chosen = imported
     if not (chosen / "bundle.json").is_file():
         hint = "pass --bundle DIR (or a name under <state_dir>/bundles) or set SOUNDSCAPE_WORKER__BUNDLE"
         if str(chosen).startswith("birdnet"):

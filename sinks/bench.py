@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
-from psycopg import sql
 from tqdm import tqdm
 
 from soundscape.errors import ServiceError
@@ -29,7 +28,6 @@ from soundscape.kafka_topics import delete_topics, ensure_topics, scratch_topics
 from soundscape.kafka_clients import producer_config
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
-from soundscape.sinks.connection import connect
 from soundscape.sinks.sample_results import NS, detection_stream, register_sample_bundle
 from soundscape.sinks.service import SinkService, run_until
 from soundscape.sinks.writer import ResultBatch, ResultWriter
@@ -68,57 +66,53 @@ def run_sink_bench(
     bench = scratch_settings(settings, suffix, batch_size)
     size = bench.sink.batch_size
     start_ns = (time.time_ns() // NS - 7 * 86_400) * NS  # last week: partitions exist
-    with connect(settings) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     ensure_topics(bench)
     try:
-        migrate.upgrade(bench, schema=schema)
-        register_sample_bundle(bench, schema=schema)
-        writer = ResultWriter(bench, schema=schema, application_name="soundscape-bench")
-        writer.maintain()
-        write_s = write_cpu = 0.0
-        server = _CpuClock(writer.connection().info.backend_pid)
-        bar = tqdm(total=results, desc="database write", unit="result", disable=not progress)
-        for batch in _batches(results, size, stations, start_ns, detections, first=0):
-            started, cpu = time.perf_counter(), time.process_time()
-            writer.write(ResultBatch(batch))
-            write_s += time.perf_counter() - started
-            write_cpu += time.process_time() - cpu
-            bar.update(len(batch))
-        bar.close()
-        write_server_cpu = server.elapsed()
-        writer.close()
+        with migrate.scratch_schema(bench, schema):
+            register_sample_bundle(bench, schema=schema)
+            writer = ResultWriter(bench, schema=schema, application_name="soundscape-bench")
+            writer.maintain()
+            write_s = write_cpu = 0.0
+            server = _CpuClock(writer.connection().info.backend_pid)
+            bar = tqdm(total=results, desc="database write", unit="result", disable=not progress)
+            for batch in _batches(results, size, stations, start_ns, detections, first=0):
+                started, cpu = time.perf_counter(), time.process_time()
+                writer.write(ResultBatch(batch))
+                write_s += time.perf_counter() - started
+                write_cpu += time.process_time() - cpu
+                bar.update(len(batch))
+            bar.close()
+            write_server_cpu = server.elapsed()
+            writer.close()
 
-        publish_s = _publish(bench, results, stations, start_ns, detections, progress)
-        service = SinkService(bench, schema=schema, group_id=f"soundscape-bench-{suffix}")
-        marks: dict[str, float] = {}
+            publish_s = _publish(bench, results, stations, start_ns, detections, progress)
+            service = SinkService(bench, schema=schema, group_id=f"soundscape-bench-{suffix}")
+            marks: dict[str, float] = {}
 
-        clocks: dict[str, _CpuClock] = {}
+            clocks: dict[str, _CpuClock] = {}
 
-        def drained(s: SinkService) -> bool:
-            if "first" not in marks and s.stats.consumed:
-                marks["first"], marks["cpu"] = time.perf_counter(), time.process_time()
-                clocks["server"] = _CpuClock(s.database_backend_pid())
-            done = s.stats.stored + s.stats.duplicates >= results
-            if done:
-                marks["cpu"] = time.process_time() - marks.get("cpu", time.process_time())
-                marks["server_cpu"] = clocks["server"].elapsed() if clocks else None  # type: ignore[assignment]
-            return done
+            def drained(s: SinkService) -> bool:
+                if "first" not in marks and s.stats.consumed:
+                    marks["first"], marks["cpu"] = time.perf_counter(), time.process_time()
+                    clocks["server"] = _CpuClock(s.database_backend_pid())
+                done = s.stats.stored + s.stats.duplicates >= results
+                if done:
+                    marks["cpu"] = time.process_time() - marks.get("cpu", time.process_time())
+                    marks["server_cpu"] = clocks["server"].elapsed() if clocks else None  # type: ignore[assignment]
+                return done
 
-        bar = tqdm(total=results, desc="sink end to end", unit="result", disable=not progress)
-        runner = run_until(service, drained, timeout_s=max(120.0, results / 1000))
-        while runner.is_alive():
-            runner.join(0.5)
-            bar.n = service.stats.stored
-            bar.refresh()
-        bar.close()
-        finished = time.perf_counter()
-        stats = service.stats
-        e2e_s = finished - marks.get("first", finished)
-        rows = stats.written.chunks + stats.written.detections
+            bar = tqdm(total=results, desc="sink end to end", unit="result", disable=not progress)
+            runner = run_until(service, drained, timeout_s=max(120.0, results / 1000))
+            while runner.is_alive():
+                runner.join(0.5)
+                bar.n = service.stats.stored
+                bar.refresh()
+            bar.close()
+            finished = time.perf_counter()
+            stats = service.stats
+            e2e_s = finished - marks.get("first", finished)
+            rows = stats.written.chunks + stats.written.detections
     finally:
-        with connect(settings) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         delete_topics(bench, bench.topics.all_names())
     return {
         "results": results,

@@ -10,7 +10,7 @@ chunk's place ahead of the real result (the sink keeps the first result per chun
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from soundscape.errors import UserError
 from soundscape.settings import Settings
-from soundscape.sinks.connection import connect
+from soundscape.sinks.connection import connect_to_table
 
 #: The dead-letter reason of a result whose bundle version is not registered.
 UNREGISTERED_BUNDLE = "unregistered_bundle"
@@ -82,11 +82,7 @@ def list_bundles(settings: Settings) -> list[dict[str, Any]]:
              "location": r[4], "labels": r[5]} for r in rows]
 
 
-@contextlib.contextmanager
-def _registry(settings: Settings, schema: str | None = None) -> Iterator[psycopg.Connection[Any]]:
-    try:
-        with connect(settings, schema=schema, application_name="soundscape-registry") as conn:
-            yield conn
-    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
-        raise UserError("the results database has no bundle registry yet",
-                        hint="run `soundscape db upgrade`") from None
+def _registry(settings: Settings, schema: str | None = None
+              ) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+    return connect_to_table(settings, "bundle registry", schema=schema,
+                            application_name="soundscape-registry")

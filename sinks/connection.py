@@ -7,7 +7,9 @@ search_path, so migrations, the sink and the queries need no schema-qualified na
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -45,6 +47,19 @@ def connect(
         options=session_options(schema),
         application_name=application_name,
     )
+
+
+@contextlib.contextmanager
+def connect_to_table(settings: Settings, what: str, *, schema: str | None = None,
+                     application_name: str = "soundscape") -> Iterator[psycopg.Connection[Any]]:
+    """A writer connection for a command on `what` (a table the migrations make): a
+    database not yet migrated that far is one clear message, not a traceback."""
+    try:
+        with connect(settings, schema=schema, application_name=application_name) as conn:
+            yield conn
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+        raise UserError(f"the results database has no {what} yet",
+                        hint="run `soundscape db upgrade`") from None
 
 
 def writer_engine(settings: Settings, schema: str | None = None) -> Engine:

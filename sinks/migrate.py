@@ -6,7 +6,9 @@ installed wheel migrates without an alembic.ini. Migrations run as the writer ro
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,7 @@ from psycopg import sql
 from sqlalchemy import Connection, text
 
 from soundscape.settings import Settings
-from soundscape.sinks.connection import writer_engine
+from soundscape.sinks.connection import connect, writer_engine
 from soundscape.sinks.partition_plan import is_partition_name
 from soundscape.sinks.schema import PARTITION_KEYS
 
@@ -132,3 +134,17 @@ def grant_reader(conn: Connection, reader: str) -> None:
                       "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}"):
         composed = sql.SQL(statement).format(schema=schema, role=sql.Identifier(reader))
         conn.exec_driver_sql(composed.as_string(driver))
+
+
+@contextlib.contextmanager
+def scratch_schema(settings: Settings, schema: str) -> Iterator[None]:
+    """A schema of a benchmark's own, migrated to the newest revision, dropped with
+    everything in it when the block is left (however it is left)."""
+    with connect(settings) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        upgrade(settings, schema=schema)
+        yield
+    finally:
+        with connect(settings) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

@@ -13,28 +13,22 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
 from soundscape.chunk_signing import SignerKey, public_key_from_text
-from soundscape.errors import ServiceError, UserError
+from soundscape.errors import ServiceError
 from soundscape.logs import get_logger
 from soundscape.settings import Settings
-from soundscape.sinks.connection import connect
+from soundscape.sinks.connection import connect, connect_to_table
 
 log = get_logger(__name__)
 
 
-@contextlib.contextmanager
-def _registry(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
-    try:
-        with connect(settings, application_name="soundscape-keys") as conn:
-            yield conn
-    except psycopg.errors.UndefinedTable:
-        raise UserError("the results database has no signing_keys table yet",
-                        hint="run `soundscape db upgrade`") from None
+def _registry(settings: Settings) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+    return connect_to_table(settings, "signing_keys table", application_name="soundscape-keys")
 
 
 def register_key(settings: Settings, signer: str, public_key: str) -> None:

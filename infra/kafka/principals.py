@@ -124,19 +124,19 @@ def revoke_station(settings: Settings, station_id: str) -> dict[str, int]:
     return revoke_principal(settings, station_id)
 
 
-def revoke_principal(settings: Settings, station_id: str) -> dict[str, int]:
+def revoke_principal(settings: Settings, user: str) -> dict[str, int]:
     """Remove the credential (new connections fail) and every ACL of the principal (the
     open connection's next request is refused). Returns what was removed."""
     admin = _admin(settings)
     removed = {"credentials": 0, "acls": 0}
-    known = station_ids_with_credentials(settings)
-    if station_id in known:
-        deletion = UserScramCredentialDeletion(station_id, ScramMechanism.SCRAM_SHA_512)
+    known = users_with_credentials(settings)
+    if user in known:
+        deletion = UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_512)
         _wait(admin.alter_user_scram_credentials([deletion], request_timeout=_TIMEOUT_S),
               "deleting the SCRAM credential")
         removed["credentials"] = 1
     everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY,
-                                  f"User:{station_id}", None, AclOperation.ANY,
+                                  f"User:{user}", None, AclOperation.ANY,
                                   AclPermissionType.ANY)
     for bindings in _wait(admin.delete_acls([everything], request_timeout=_TIMEOUT_S),
                           "deleting the ACLs"):
@@ -144,7 +144,8 @@ def revoke_principal(settings: Settings, station_id: str) -> dict[str, int]:
     return removed
 
 
-def station_ids_with_credentials(settings: Settings) -> list[str]:
+def users_with_credentials(settings: Settings) -> list[str]:
+    """Every SCRAM user of the broker: stations and services."""
     admin = _admin(settings)
     try:
         # Asked for every user (no list), the client answers with one future of a dict.

@@ -284,15 +284,15 @@ def test_a_bundle_that_is_not_ours_is_refused(tmp_path: Path,
 
 def test_bench_transport_compares_both_listeners_and_leaves_nothing(services: Settings) -> None:
     from soundscape.app.transport_bench import bench_transport
-    from soundscape.infra.kafka.principals import station_ids_with_credentials
+    from soundscape.infra.kafka.principals import users_with_credentials
 
-    before = set(station_ids_with_credentials(services))
+    before = set(users_with_credentials(services))
     figures = bench_transport(services, chunks=6, rounds=1)
     assert figures["plaintext_chunks_per_s"] > 0 and figures["sasl_ssl_chunks_per_s"] > 0
     # The cost is the two rates measured in this run (rounded figures: a loose match).
     ratio = figures["plaintext_chunks_per_s"] / figures["sasl_ssl_chunks_per_s"]
     assert figures["sasl_ssl_cost_percent"] == pytest.approx((ratio - 1) * 100, rel=0.05, abs=1)
-    assert set(station_ids_with_credentials(services)) == before
+    assert set(users_with_credentials(services)) == before
     topics = AdminClient({"bootstrap.servers": KafkaBroker(services).bootstrap_address()}) \
         .list_topics(timeout=30).topics
     assert not [t for t in topics if ".bench-" in t]
@@ -417,15 +417,15 @@ def test_the_secure_pipeline_benchmark_runs_both_ways_and_cleans_up(
     SASL_SSL as principals of their own, and plain ones over loopback; its scratch
     principals, topics and schema are gone afterwards."""
     from soundscape.app.secure_pipeline_bench import bench_secure_pipeline
-    from soundscape.infra.kafka.principals import station_ids_with_credentials
+    from soundscape.infra.kafka.principals import users_with_credentials
     from soundscape.models import DEMO_BUNDLE
 
-    users_before = set(station_ids_with_credentials(kafka_settings))
+    users_before = set(users_with_credentials(kafka_settings))
     figures = bench_secure_pipeline(kafka_settings, Path(DEMO_BUNDLE), chunks=24, rounds=1,
                                     progress=False)
     assert figures["plain_chunks_per_s"] > 0 and figures["secure_chunks_per_s"] > 0
     assert len(figures["seconds"]["plain"]) == len(figures["seconds"]["secure"]) == 1
-    assert set(station_ids_with_credentials(kafka_settings)) == users_before
+    assert set(users_with_credentials(kafka_settings)) == users_before
     with psycopg.connect(database_url(kafka_settings)) as conn:
         assert conn.execute("SELECT count(*) FROM information_schema.schemata "
                             "WHERE schema_name LIKE 'bench_%'").fetchone()[0] == 0
