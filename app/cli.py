@@ -77,6 +77,9 @@ def infra_up(ctx: App, kafka: bool, postgres: bool) -> None:
         if name == "topics":
             click.echo(f"topics:   {len(info['topics'])} ready in {info['seconds']:.2f} s")
             continue
+        if name == "principals":
+            click.echo(f"kafka principals of this machine's services: {', '.join(info)}")
+            continue
         extra = ""
         if info.get("jar_fetch_seconds"):
             extra = f" (jars fetched from Maven Central in {info['jar_fetch_seconds']:.1f} s)"

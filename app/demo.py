@@ -24,6 +24,7 @@ from soundscape.envelope import chunk_id_for
 from soundscape.errors import ServiceError
 from soundscape.logs import get_logger
 from soundscape.app.pipeline_threads import running_pipeline
+from soundscape.local_services import as_local_service
 from soundscape.settings import Settings
 
 log = get_logger(__name__)
@@ -131,7 +132,8 @@ def run_demo(settings: Settings, *, stations: int = 4, minutes: int = 5, workers
     with running_pipeline(settings, scorers, "demo-worker") as pool:
         mark = time.monotonic()
         for station, folder in folders.items():
-            Replay(settings, [str(folder)], Naming(station=station), speed=0, restart=True,
+            Replay(as_local_service(settings, "replay"), [str(folder)], Naming(station=station),
+                   speed=0, restart=True,
                    progress=progress).run()
         clock["replay"] = time.monotonic() - mark
         _wait_stored(settings, set(truth), report, progress, timeout_s, pool)

@@ -142,6 +142,12 @@ def keys_list(as_json: bool) -> None:
         click.echo(f"{row['signer']:32} {row['public_key']}  {state}")
 
 
+#: `services add` roles and the command each runs with its bundle.
+_COMMANDS = {"worker": "worker", "sink": "sink", "replay": "replay FILES...",
+             "drift": "drift run"}
+_ROLES = list(_COMMANDS)
+
+
 @click.group("services")
 def services() -> None:
     """Principals for services that reach this broker from other machines (a GPU worker
@@ -150,7 +156,7 @@ def services() -> None:
 
 
 @services.command("add")
-@click.argument("role", type=click.Choice(["worker", "sink", "replay"]))
+@click.argument("role", type=click.Choice(_ROLES))
 @click.argument("name")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the bundle [ROLE.NAME.tar.gz].")
@@ -159,7 +165,8 @@ def services() -> None:
 def services_add(role: str, name: str, out: Path | None, replace: bool, as_json: bool) -> None:
     """Create the Kafka user ROLE.NAME with its role's rights: a worker reads audio and
     writes detections and audio dead letters (only workers can write detections); a sink
-    reads results and writes result dead letters; a replay writes audio. Writes its config
+    reads results and writes result dead letters; a replay writes audio; drift reads
+    detections, writes drift reports and its own state topics. Writes its config
     bundle (soundscape.toml and ca.pem, 0600): unpack it on the service's machine and
     point SOUNDSCAPE_CONFIG at its soundscape.toml (add the database URL for a worker or
     sink)."""
@@ -173,11 +180,11 @@ def services_add(role: str, name: str, out: Path | None, replace: bool, as_json:
     click.echo(f"{role} {name}: Kafka user {done.station_id}, broker {done.bootstrap} (SASL_SSL)")
     click.echo(f"bundle:  {done.bundle}  (holds its password: copy it like a key)")
     click.echo(f"there:   tar xzf {done.bundle.name} -C DIR && "
-               f"SOUNDSCAPE_CONFIG=DIR/soundscape.toml soundscape {role}")
+               f"SOUNDSCAPE_CONFIG=DIR/soundscape.toml soundscape {_COMMANDS[role]}")
 
 
 @services.command("revoke")
-@click.argument("role", type=click.Choice(["worker", "sink", "replay"]))
+@click.argument("role", type=click.Choice(_ROLES))
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
 def services_revoke(role: str, name: str, as_json: bool) -> None:

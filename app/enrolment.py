@@ -34,6 +34,7 @@ from soundscape.infra.certs import cert_paths, ensure_certs, write_private, writ
 from soundscape.infra.kafka import principals
 from soundscape.infra.kafka.broker import KafkaBroker
 from soundscape.envelope import STATION_ID_RE
+from soundscape.local_services import LOCAL_SERVICE_NAME
 from soundscape.settings import Settings
 from soundscape.sinks.signing_keys import register_key, revoke_key
 
@@ -84,6 +85,9 @@ def add_service(settings: Settings, role: str, name: str, out: Path | None = Non
     the stations' SASL_SSL listener, with its role's ACLs only; its config bundle
     (the same format as a station's, `[service]` instead of `[station]`)."""
     _check_id(name)
+    if name == LOCAL_SERVICE_NAME:
+        raise UserError(f"{name!r} names this machine's own services (made by `infra up`)",
+                        hint="give the remote service a name of its own, e.g. gpu-1")
     address = _local_broker_address(settings, "services add")
     user = principals.service_user(role, name)
     existing = user in principals.users_with_credentials(settings)

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from soundscape.local_services import as_local_service
 from soundscape.settings import Settings
 
 
@@ -24,9 +25,11 @@ def running_pipeline(settings: Settings, scorers: Sequence[Any], name: str) -> I
     for scorer in scorers:
         register(settings, scorer.bundle)
     stop = threading.Event()
-    sink = SinkService(settings)
+    # Each as its own principal where the local broker has no anonymous listener.
+    sink = SinkService(as_local_service(settings, "sink"))
     signatures = signature_check(settings)
-    pool = [InferenceWorker(settings, scorer, worker_id=f"{name}-{i + 1}",
+    as_worker = as_local_service(settings, "worker")
+    pool = [InferenceWorker(as_worker, scorer, worker_id=f"{name}-{i + 1}",
                             signatures=signatures)
             for i, scorer in enumerate(scorers)]
     threads = [threading.Thread(target=w.run, args=(stop,), name=w.worker_id) for w in pool]

@@ -22,6 +22,7 @@ from soundscape.envelope import CHUNK_SECONDS, chunk_id_for
 from soundscape.errors import ServiceError
 from soundscape.logs import get_logger
 from soundscape.app.pipeline_threads import running_pipeline
+from soundscape.local_services import as_local_service
 from soundscape.settings import Settings
 
 log = get_logger(__name__)
@@ -109,7 +110,8 @@ def run_real_birds(settings: Settings, bundle: Path, recordings: Sequence[Record
         for rec in recordings:
             # The replay decides what becomes a chunk (a short tail is padded or dropped by
             # its remainder rule); what it sent is what must come back.
-            sent = Replay(settings, [str(rec.path)], Naming(station=rec.station, start_ns=start_ns),
+            sent = Replay(as_local_service(settings, "replay"), [str(rec.path)],
+                          Naming(station=rec.station, start_ns=start_ns),
                           speed=0, restart=True, progress=False).run()
             for index in range(sent.chunks + sent.chunks_already_acked):
                 ns = start_ns + index * CHUNK_SECONDS * _NS

@@ -83,7 +83,7 @@ def worker(bundle: Path | None, batch_size: int | None, batch_timeout_ms: int | 
     from soundscape.service_runner import EventService, run_service
     from soundscape.processors.worker import InferenceWorker
 
-    settings = current_settings()
+    settings = current_settings("worker")
     overrides = {k: v for k, v in (("batch_size", batch_size),
                                    ("batch_timeout_ms", batch_timeout_ms)) if v is not None}
     if overrides:

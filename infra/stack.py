@@ -8,9 +8,14 @@ from typing import Any
 
 from soundscape.infra import process
 from soundscape.infra.kafka.broker import KafkaBroker
+from soundscape.infra.kafka.principals import ensure_local_services
 from soundscape.infra.postgres.cluster import PostgresCluster
 from soundscape.kafka_topics import ensure_topics
-from soundscape.local_services import kafka_state_file, postgres_state_file
+from soundscape.local_services import (
+    kafka_state_file,
+    local_kafka_secured,
+    postgres_state_file,
+)
 from soundscape.settings import Settings
 
 
@@ -41,6 +46,9 @@ def up(settings: Settings, *, kafka: bool = True, postgres: bool = True) -> dict
         started = time.monotonic()
         outcome = ensure_topics(settings)
         report["topics"] = {"seconds": round(time.monotonic() - started, 2), "topics": outcome}
+    if kafka and local_kafka_secured(settings):
+        report["principals"] = ensure_local_services(settings,
+                                                     KafkaBroker(settings).store_password)
     return report
 
 
@@ -105,18 +113,23 @@ def listeners(settings: Settings) -> list[dict[str, str]]:
     if not settings.kafka.bootstrap_servers:
         state = process.read_json(kafka_state_file(settings)) or {}
         host = settings.kafka.host
+        secured = local_kafka_secured(settings)
         if state.get("port"):
             found.append({"service": "kafka", "address": f"{host}:{state['port']}",
-                          "auth": "PLAINTEXT, anonymous super user: this machine's own "
+                          "auth": "SASL_PLAINTEXT PLAIN, the broker's admin only: the "
+                                  "operator's commands (loopback only)" if secured else
+                                  "PLAINTEXT, anonymous super user: this machine's own "
                                   "services (loopback only)"})
         if state.get("controller_port"):
             found.append({"service": "kafka controller",
                           "address": f"{host}:{state['controller_port']}",
-                          "auth": "PLAINTEXT, the broker's own controller (loopback only)"})
+                          "auth": ("SASL_PLAINTEXT PLAIN, the broker's admin only"
+                                   if secured else "PLAINTEXT")
+                                  + ": the broker's own controller (loopback only)"})
         if state.get("stations_port"):
             found.append({"service": "kafka stations",
                           "address": f"{settings.kafka.stations_host}:{state['stations_port']}",
-                          "auth": "SASL_SSL SCRAM-SHA-512, ACLs per station"})
+                          "auth": "SASL_SSL SCRAM-SHA-512, ACLs per station and service"})
     if settings.postgres.url is None:
         state = process.read_json(postgres_state_file(settings)) or {}
         if state.get("port"):

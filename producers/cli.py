@@ -12,7 +12,7 @@ import click
 from soundscape.envelope import STATION_ID_RE
 from soundscape.errors import ServiceError, UserError
 from soundscape.settings import Settings
-from soundscape.cli_context import current_app
+from soundscape.cli_context import current_app, current_settings
 from soundscape.service_runner import run_service
 
 
@@ -137,7 +137,7 @@ def replay(paths: tuple[str, ...], station: str | None, start: str | None,
     from soundscape.producers.archive import Naming
     from soundscape.producers.replay import Replay
 
-    settings: Settings = current_app().settings
+    settings: Settings = current_settings("replay")
     tz = file_times.zone(timezone or settings.replay.timezone)
     if station is not None:
         _station_id(station)

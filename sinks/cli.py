@@ -173,7 +173,7 @@ def sink(group_id: str | None, metrics_port: int | None) -> None:
     from soundscape.service_runner import run_service
     from soundscape.sinks.service import SinkService
 
-    settings = current_settings()
+    settings = current_settings("sink")
     tune_gc()
     service = SinkService(settings, group_id=group_id)
     stats = run_service(service, metrics_host=settings.metrics_host,

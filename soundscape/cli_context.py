@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import click
 
 from soundscape.errors import ServiceError, UserError
+from soundscape.local_services import as_local_service
 from soundscape.logs import configure_logging
 from soundscape.result_sink import ResultSink, ResultSinkFactory
 from soundscape.settings import Settings, load_settings
@@ -52,9 +53,12 @@ def current_app() -> App:
     return click.get_current_context().ensure_object(App)
 
 
-def current_settings() -> Settings:
-    """The settings of the running command (loaded once, logging configured)."""
-    return current_app().settings
+def current_settings(role: str | None = None) -> Settings:
+    """The settings of the running command (loaded once, logging configured); a service
+    names its `role` (worker, sink, drift, replay) to run as its own principal where the
+    local broker has no anonymous listener (local_services.as_local_service)."""
+    settings = current_app().settings
+    return as_local_service(settings, role) if role is not None else settings
 
 
 def need_module(module: str, extra: str) -> None:

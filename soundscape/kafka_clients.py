@@ -7,7 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from soundscape.errors import ServiceError, UserError
-from soundscape.local_services import local_kafka_address
+from soundscape.local_services import (
+    KAFKA_ADMIN_USER,
+    local_kafka_address,
+    local_kafka_password,
+    local_kafka_secured,
+)
 from soundscape.settings import Settings, config_file_path
 
 #: Room for headers and record-batch framing on top of the payload limit.
@@ -51,6 +56,16 @@ def common_config(settings: Settings) -> dict[str, Any]:
             "sasl.mechanism": kafka.sasl_mechanism,
             "sasl.username": kafka.sasl_username,
             "sasl.password": kafka.sasl_password.get_secret_value(),
+        }
+    elif local_kafka_secured(settings):
+        # The remote-stations profile's loopback listener: the operator's commands as the
+        # broker's admin, whose password only the account that ran `infra up` can read.
+        # Services run as principals of their own (local_services.as_local_service).
+        config |= {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN",
+            "sasl.username": KAFKA_ADMIN_USER,
+            "sasl.password": local_kafka_password(settings, KAFKA_ADMIN_USER),
         }
     if kafka.ssl_ca_location:
         config["ssl.ca.location"] = str(_beside_config(kafka.ssl_ca_location))

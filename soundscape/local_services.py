@@ -6,6 +6,9 @@ The files (under `state_dir`, written by `infra/`; this module only reads them):
 - `kafka/state.json`: `{"port": int, "controller_port": int, "cluster_id": str, ...}`
 - `postgres/state.json`: `{"port": int}`
 - `postgres/credentials.json` (mode 0600): `{"writer_password": str, "reader_password": str}`
+- `kafka/credentials.json` (mode 0600, the remote-stations profile only):
+  `{"admin": str, "worker.local": str, "sink.local": str, ...}`, SASL passwords
+- `certs/ca.pem`: the deployment's CA certificate
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+from pydantic import SecretStr
+
 from soundscape.errors import ServiceError
 from soundscape.settings import Settings
 
@@ -23,6 +28,70 @@ Role = Literal["writer", "reader"]
 
 def kafka_state_file(settings: Settings) -> Path:
     return settings.state_dir / "kafka" / "state.json"
+
+
+def kafka_credentials_file(settings: Settings) -> Path:
+    return settings.state_dir / "kafka" / "credentials.json"
+
+
+def ca_cert_file(settings: Settings) -> Path:
+    return settings.state_dir / "certs" / "ca.pem"
+
+
+#: The broker's own super user in the remote-stations profile: the operator's commands
+#: (topics, stations, services) and the broker's controller and inter-broker traffic.
+KAFKA_ADMIN_USER = "admin"
+#: The name of this machine's own services as principals: `<role>.local`.
+LOCAL_SERVICE_NAME = "local"
+_WILDCARD = ("0.0.0.0", "::", "")
+
+
+def local_kafka_secured(settings: Settings) -> bool:
+    """True when the local broker has no anonymous listener (the remote-stations profile)."""
+    return (settings.security.profile == "remote-stations"
+            and not settings.kafka.bootstrap_servers)
+
+
+def local_kafka_password(settings: Settings, user: str) -> str:
+    """A SASL password of the local broker, from the credentials file `infra up` keeps."""
+    path = kafka_credentials_file(settings)
+    try:
+        found = read_state(path)
+    except ServiceError:  # unreadable by this account
+        found = None
+    password = (found or {}).get(user)
+    if not isinstance(password, str) or not password:
+        raise ServiceError(
+            f"the local broker runs the remote-stations profile (no anonymous listener) and "
+            f"{path} holds no password for {user!r} that this account can read",
+            hint="run the command as the account that ran `soundscape infra up` (and run "
+                 "`infra up` again to create missing principals), or configure "
+                 "SOUNDSCAPE_KAFKA__SASL_USERNAME / _PASSWORD")
+    return password
+
+
+def as_local_service(settings: Settings, role: str) -> Settings:
+    """The settings a service of this machine runs with: in the remote-stations profile
+    its own principal `<role>.local` on the SASL_SSL listener, with its role's rights only;
+    otherwise (single-host, an external broker, or credentials configured) unchanged."""
+    if not local_kafka_secured(settings) or settings.kafka.sasl_username:
+        return settings
+    port = (read_state(kafka_state_file(settings)) or {}).get("stations_port")
+    if port is None:
+        raise ServiceError("no Kafka broker configured and none started by Soundscape",
+                           hint="run `soundscape infra up`")
+    user = f"{role}.{LOCAL_SERVICE_NAME}"
+    host = settings.kafka.stations_host
+    host = "127.0.0.1" if host in _WILDCARD else host
+    kafka = settings.kafka.model_copy(update={
+        "bootstrap_servers": f"{host}:{port}",
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": user,
+        "sasl_password": SecretStr(local_kafka_password(settings, user)),
+        "ssl_ca_location": ca_cert_file(settings),
+    })
+    return settings.model_copy(update={"kafka": kafka})
 
 
 def postgres_state_file(settings: Settings) -> Path:

@@ -384,6 +384,12 @@ class GrafanaSettings(BaseModel):
 
 
 class SecuritySettings(BaseModel):
+    profile: Literal["single-host", "remote-stations"] = Field(
+        "single-host",
+        description="single-host: the local broker keeps an anonymous PLAINTEXT listener on "
+                    "loopback for this machine's services; remote-stations: no anonymous "
+                    "listener at all, the local services are principals with their role's "
+                    "rights and the operator's commands use a password kept 0600")
     deployment: str = Field("soundscape", min_length=1, max_length=64,
                             description="name in the certificate authority's subject")
     server_names: list[str] = Field(

@@ -16,11 +16,18 @@ Two client listeners (docs/explanation/security.md):
 - SASL_SSL (SCRAM-SHA-512, the deployment CA's certificate) on `kafka.stations_host`:
   stations, each its own principal with only the ACLs `stations add` gives it.
 The StandardAuthorizer denies everything no ACL allows.
+
+In the remote-stations profile (`security.profile`) there is no anonymous listener: the
+loopback listener and the controller's take SASL/PLAIN with the broker's own `admin` user
+only (its password in kafka/credentials.json, 0600, and in server.properties, 0600), the
+only super user; the machine's own services are SCRAM principals like remote ones.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import secrets
 import subprocess
 import time
 import uuid
@@ -32,8 +39,14 @@ from soundscape.errors import ServiceError
 from soundscape.infra import process
 from soundscape.infra.certs import cert_paths, ensure_certs, write_private
 from soundscape.infra.kafka.jars import KafkaJars
-from soundscape.kafka_clients import ENVELOPE_OVERHEAD_BYTES
-from soundscape.local_services import kafka_state_file, local_kafka_address
+from soundscape.kafka_clients import ENVELOPE_OVERHEAD_BYTES, admin_config
+from soundscape.local_services import (
+    KAFKA_ADMIN_USER,
+    kafka_credentials_file,
+    kafka_state_file,
+    local_kafka_address,
+    local_kafka_secured,
+)
 from soundscape.logs import get_logger
 from soundscape.settings import Settings
 
@@ -74,6 +87,7 @@ class KafkaBroker:
         self.log4j_file = self.home / "log4j2.properties"
         self.keystore = self.home / "tls" / "keystore.pem"
         self.jars = KafkaJars(settings.cache_dir, settings.kafka.version)
+        self.credentials_file = kafka_credentials_file(settings)
 
     # ---- state -------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -194,6 +208,8 @@ class KafkaBroker:
             "stations_port": sport,
         }
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # The log segments hold every topic: no other account may read them past the ACLs.
+        self.home.chmod(0o700)
         process.write_json(self.state_file, state)
         return state
 
@@ -223,16 +239,17 @@ class KafkaBroker:
         self._write_keystore()
         stations = f"{kafka.stations_host}:{state['stations_port']}"
         message_max = kafka.max_message_bytes + ENVELOPE_OVERHEAD_BYTES
-        lines = {
+        local = "LOCAL" if local_kafka_secured(self.settings) else "PLAINTEXT"
+        lines: dict[str, Any] = {
             "process.roles": "broker,controller",
             "node.id": 1,
             "controller.quorum.voters": f"1@{host}:{cport}",
-            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport},"
+            "listeners": f"{local}://{host}:{port},CONTROLLER://{host}:{cport},"
                          f"STATIONS://{stations}",
-            "advertised.listeners": f"PLAINTEXT://{host}:{port},"
+            "advertised.listeners": f"{local}://{host}:{port},"
                                     f"STATIONS://{self.stations_address()}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
+            "inter.broker.listener.name": local,
             "listener.security.protocol.map":
                 "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,STATIONS:SASL_SSL",
             "sasl.enabled.mechanisms": "SCRAM-SHA-512",
@@ -265,11 +282,47 @@ class KafkaBroker:
             "log.segment.bytes": 256 * 1024 * 1024,
             "num.recovery.threads.per.data.dir": 2,
         }
+        if local == "LOCAL":
+            lines |= self._admin_only_lines()
         text = "# Written by `soundscape infra up` from the settings; edits are overwritten.\n"
         text += "".join(f"{key}={value}\n" for key, value in lines.items())
-        self.config_file.write_text(text)
+        write_private(self.config_file, text.encode())
         template = (_TEMPLATE_DIR / "log4j2.properties").read_text()
         self.log4j_file.write_text(template.replace("@LOG_DIR@", str(self.log_dir)))
+
+    def _admin_only_lines(self) -> dict[str, Any]:
+        """The remote-stations profile: loopback and controller listeners take SASL/PLAIN
+        with the broker's admin only (the one super user); no anonymous principal at all."""
+        password = self.admin_password()
+        jaas = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{KAFKA_ADMIN_USER}" password="{password}" '
+                f'user_{KAFKA_ADMIN_USER}="{password}";')
+        return {
+            "listener.security.protocol.map":
+                "LOCAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT,STATIONS:SASL_SSL",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.local.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.local.plain.sasl.jaas.config": jaas,
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": jaas,
+            "super.users": f"User:{KAFKA_ADMIN_USER}",
+        }
+
+    def credentials(self) -> dict[str, str]:
+        return process.read_json(self.credentials_file) or {}
+
+    def store_password(self, user: str) -> str:
+        """The user's password in the credentials file (0600), made on first use."""
+        found = self.credentials()
+        if not found.get(user):
+            found[user] = secrets.token_urlsafe(32)
+            self.credentials_file.parent.mkdir(parents=True, exist_ok=True)
+            write_private(self.credentials_file, json.dumps(found, indent=2).encode())
+        return found[user]
+
+    def admin_password(self) -> str:
+        return self.store_password(KAFKA_ADMIN_USER)
 
     def _format_if_needed(self, java: str, classpath: str, state: dict[str, Any]) -> None:
         meta = self.data_dir / "meta.properties"
@@ -324,7 +377,8 @@ class KafkaBroker:
             return False
         if proc.poll() is not None:
             return False
-        admin = AdminClient({"bootstrap.servers": address, "logger": _quiet_logger()})
+        admin = AdminClient(admin_config(self.settings) | {"bootstrap.servers": address,
+                                                           "logger": _quiet_logger()})
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 metadata = admin.list_topics(timeout=2)

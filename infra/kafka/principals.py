@@ -10,9 +10,14 @@ are users of their own, with what their role reads and writes and nothing more:
   ids (`<worker.group_id>-*`). Only workers can write detections;
 - sink: READ detections, heartbeats and drift, its group; WRITE the results DLQ; its
   transactional ids (`<sink.group_id>-sink-*`);
-- replay: WRITE audio (an archive's chunks, signed with the archive's key).
-The StandardAuthorizer denies what no ACL allows. Changes go through the loopback PLAINTEXT
-listener, whose anonymous clients are the broker's super users (docs/explanation/security.md).
+- replay: WRITE audio (an archive's chunks, signed with the archive's key);
+- drift: READ detections, WRITE drift, its group, and the state topics and transactional
+  ids faust makes under its app id (`<drift.app_id>-`), which it may create.
+In the remote-stations profile this machine's own services are such principals too
+(`<role>.local`, made by `infra up`: ensure_local_services).
+The StandardAuthorizer denies what no ACL allows. Changes go through the loopback listener
+as a super user: anonymous (single-host) or the broker's admin (remote-stations)
+(docs/explanation/security.md).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ _TIMEOUT_S = 30.0
 
 
 #: The roles `services add` gives; a station's is `station`.
-SERVICE_ROLES = ("worker", "sink", "replay")
+SERVICE_ROLES = ("worker", "sink", "replay", "drift")
 
 
 def _allow(principal: str, kind: ResourceType, name: str, operation: AclOperation,
@@ -74,6 +79,13 @@ def role_acls(settings: Settings, role: str, name: str) -> list[AclBinding]:
                   (T, topics.results_dlq, W), (G, group, R)]
         return [_allow(principal, *right) for right in rights] + [
             _allow(principal, X, f"{group}-sink-", op, prefixed) for op in (W, D)]
+    elif role == "drift":
+        app = settings.drift.app_id
+        rights = [(T, topics.detections, R), (T, topics.drift, W), (G, app, R)]
+        state_topics = [_allow(principal, T, f"{app}-", op, prefixed)
+                        for op in (AclOperation.CREATE, R, W, D, AclOperation.DESCRIBE_CONFIGS)]
+        return [_allow(principal, *right) for right in rights] + state_topics + [
+            _allow(principal, X, f"{app}-", op, prefixed) for op in (W, D)]
     else:
         raise ValueError(f"unknown role {role!r}; one of station, {', '.join(SERVICE_ROLES)}")
     return [_allow(principal, *right) for right in rights]
@@ -163,3 +175,17 @@ def acls_of(settings: Settings, station_id: str) -> list[AclBinding]:
     admin = _admin(settings)  # held until the answer is in: a collected client cancels it
     return list(admin.describe_acls(pattern, request_timeout=_TIMEOUT_S).result(
         timeout=_TIMEOUT_S))
+
+
+def ensure_local_services(settings: Settings, password_of: Any) -> list[str]:
+    """The remote-stations profile: this machine's services as principals `<role>.local`
+    with their role's ACLs (idempotent: `infra up` runs it each time, so new roles and
+    changed group ids reach an existing broker). `password_of(user)` gives each password."""
+    from soundscape.local_services import LOCAL_SERVICE_NAME
+
+    made = []
+    for role in SERVICE_ROLES:
+        user = service_user(role, LOCAL_SERVICE_NAME)
+        add_principal(settings, role, user, password_of(user))
+        made.append(user)
+    return made

@@ -41,7 +41,7 @@ def drift_run() -> None:
     """
     from soundscape.processors.drift import stream
 
-    settings = current_settings()
+    settings = current_settings("drift")
     baseline = None
     if settings.drift.reference == "baseline":
         from soundscape.processors.drift.batch import DatabaseBaseline

@@ -37,10 +37,18 @@ def test_the_worker_and_sink_get_their_groups_and_transactional_prefixes() -> No
     assert ("TOPIC", s.topics.audio, "READ") not in _rights("sink")
 
 
-def test_no_role_may_create_delete_or_alter() -> None:
+def test_no_role_may_create_delete_or_alter_save_drift_its_own_state_topics() -> None:
     for role in (*SERVICE_ROLES, "station"):
         operations = {op for _, _, op in _rights(role)}
-        assert operations <= {"READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS"}, role
+        assert operations <= {"READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS", "CREATE"}, role
+        creates = [b for b in role_acls(Settings(), role, service_user(role, "x"))
+                   if b.operation == AclOperation.CREATE]
+        if role != "drift":
+            assert not creates, role
+            continue
+        app = Settings().drift.app_id
+        assert [(b.restype, b.name, b.resource_pattern_type) for b in creates] == [
+            (ResourceType.TOPIC, f"{app}-", ResourcePatternType.PREFIXED)]
         assert all(b.principal == f"User:{service_user(role, 'x')}"
                    for b in role_acls(Settings(), role, service_user(role, "x")))
 
@@ -48,3 +56,17 @@ def test_no_role_may_create_delete_or_alter() -> None:
 def test_an_unknown_role_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown role"):
         role_acls(Settings(), "admin", "admin.x")
+
+
+def test_drift_reads_detections_and_writes_drift_reports_only() -> None:
+    s = Settings()
+    literal_topics = {(name, op) for kind, name, op in _rights("drift") if kind == "TOPIC"
+                      and not name.endswith("-")}
+    assert literal_topics == {(s.topics.detections, "READ"), (s.topics.drift, "WRITE")}
+    assert ("GROUP", s.drift.app_id, "READ") in _rights("drift")
+
+
+def test_services_add_offers_every_service_role() -> None:
+    from soundscape.app.enrol_cli import _COMMANDS
+
+    assert tuple(_COMMANDS) == SERVICE_ROLES
