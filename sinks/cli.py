@@ -54,7 +54,7 @@ def db_upgrade(revision: str, as_sql: bool) -> None:
         status = migrate.upgrade(settings, revision)
         click.echo(f"schema at {status.current} (newest {status.head}); was {before or 'empty'}")
         if status.up_to_date:
-            writer = ResultWriter(settings, application_name="soundscape-db")
+            writer = ResultWriter(settings, application_name="soundscape-db", role="owner")
             try:
                 report = writer.maintain()
             finally:
@@ -135,13 +135,14 @@ def db_status(as_json: bool) -> None:
 def db_maintain(dry_run: bool, as_json: bool) -> None:
     """Create the partitions ahead and drop those past retention (SOUNDSCAPE_SINK__RETENTION_DAYS).
 
-    The sink does the same at start and every SOUNDSCAPE_SINK__MAINTENANCE_INTERVAL_S;
-    run this from cron when no sink runs, or to see what retention will drop.
+    Runs as the database's owner role. The sink creates partitions ahead at start and
+    every SOUNDSCAPE_SINK__MAINTENANCE_INTERVAL_S, but its writer role may not drop
+    anything: with a retention set, run this daily (systemd timer, cron).
     """
     from soundscape.sinks.writer import ResultWriter
 
     settings = current_settings()
-    writer = ResultWriter(settings, application_name="soundscape-db")
+    writer = ResultWriter(settings, application_name="soundscape-db", role="owner")
     with database_errors():
         try:
             report = writer.maintain(dry_run=dry_run)

@@ -1,4 +1,5 @@
-"""Connections of the sink and the `db` commands: writer role, UTC session, optional schema.
+"""Connections of the sink and the `db` commands: a role (the sink writes as the writer;
+migrations and retention run as the owner), UTC session, optional schema.
 
 The session time zone is pinned to UTC because partition bounds are read back as text.
 A schema other than the default (the benchmark uses a scratch one) is set as the
@@ -16,7 +17,7 @@ import psycopg
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.pool import NullPool
 
-from soundscape.database import database_url, sqlalchemy_url
+from soundscape.database import Role, database_url, sqlalchemy_url
 from soundscape.errors import UserError
 from soundscape.settings import Settings
 
@@ -38,10 +39,11 @@ def connect(
     schema: str | None = None,
     application_name: str = "soundscape",
     connect_timeout_s: int = 5,
+    role: Role = "writer",
 ) -> psycopg.Connection[Any]:
-    """An autocommit connection as the writer; callers open transactions explicitly."""
+    """An autocommit connection as `role`; callers open transactions explicitly."""
     return psycopg.connect(
-        database_url(settings, "writer"),
+        database_url(settings, role),
         autocommit=True,
         connect_timeout=connect_timeout_s,
         options=session_options(schema),
@@ -62,10 +64,10 @@ def connect_to_table(settings: Settings, what: str, *, schema: str | None = None
                         hint="run `soundscape db upgrade`") from None
 
 
-def writer_engine(settings: Settings, schema: str | None = None) -> Engine:
-    """SQLAlchemy engine as the writer (migrations); no pool, as commands are short."""
+def owner_engine(settings: Settings, schema: str | None = None) -> Engine:
+    """SQLAlchemy engine as the owner (migrations); no pool, as commands are short."""
     return create_engine(
-        sqlalchemy_url(database_url(settings, "writer")),
+        sqlalchemy_url(database_url(settings, "owner")),
         poolclass=NullPool,
         connect_args={"options": session_options(schema), "connect_timeout": 10},
     )

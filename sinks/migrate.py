@@ -1,7 +1,8 @@
 """Alembic, run from Python: what `soundscape db upgrade | downgrade | status` do.
 
 The migration scripts ship inside the package (soundscape.sinks:migrations), so an
-installed wheel migrates without an alembic.ini. Migrations run as the writer role.
+installed wheel migrates without an alembic.ini. Migrations run as the owner role; each
+upgrade then gives the writer and the reader their rights on what exists.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from psycopg import sql
 from sqlalchemy import Connection, text
 
 from soundscape.settings import Settings
-from soundscape.sinks.connection import connect, writer_engine
+from soundscape.sinks.connection import connect, owner_engine
 from soundscape.sinks.partition_plan import is_partition_name
 from soundscape.sinks.schema import PARTITION_KEYS
 
@@ -72,7 +73,7 @@ def current_revision(connection: Connection) -> str | None:
 
 
 def schema_status(settings: Settings, schema: str | None = None) -> SchemaStatus:
-    engine = writer_engine(settings, schema)
+    engine = owner_engine(settings, schema)
     try:
         with engine.connect() as conn:
             current = current_revision(conn)
@@ -89,18 +90,18 @@ def schema_status(settings: Settings, schema: str | None = None) -> SchemaStatus
 
 def upgrade(settings: Settings, revision: str = "head", schema: str | None = None) -> SchemaStatus:
     """Migrate forward, then make sure the reader may read what exists now."""
-    engine = writer_engine(settings, schema)
+    engine = owner_engine(settings, schema)
     try:
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), revision)
-            grant_reader(conn, settings.postgres.reader_user)
+            grant_roles(conn, settings)
     finally:
         engine.dispose()
     return schema_status(settings, schema)
 
 
 def downgrade(settings: Settings, revision: str, schema: str | None = None) -> SchemaStatus:
-    engine = writer_engine(settings, schema)
+    engine = owner_engine(settings, schema)
     try:
         with engine.begin() as conn:
             command.downgrade(alembic_config(conn), revision)
@@ -116,35 +117,51 @@ def upgrade_sql(revision: str = "head") -> str:
     return out.getvalue()
 
 
-def grant_reader(conn: Connection, reader: str) -> None:
-    """SELECT on every table and view in the current schema for the read-only role.
+def grant_roles(conn: Connection, settings: Settings) -> None:
+    """The writer's and the reader's rights on every table of the current schema.
 
-    The local cluster's default privileges already do this; an external database may
-    lack them. Skipped when the role does not exist or is the writer itself.
+    The local cluster's default privileges already give them; an external database may
+    lack those. A role that does not exist, or is the connected user itself (one URL for
+    everything), is skipped.
     """
-    exists = conn.execute(
-        text("SELECT 1 FROM pg_roles WHERE rolname = :r AND rolname <> current_user"),
-        {"r": reader},
-    ).first()
-    if not exists:
-        return
+    pg = settings.postgres
     driver = conn.connection.driver_connection
     schema = sql.Identifier(conn.execute(text("SELECT current_schema()")).scalar_one())
-    for statement in ("GRANT USAGE ON SCHEMA {schema} TO {role}",
-                      "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}"):
-        composed = sql.SQL(statement).format(schema=schema, role=sql.Identifier(reader))
-        conn.exec_driver_sql(composed.as_string(driver))
+    rights = {
+        pg.reader_user: ["GRANT USAGE ON SCHEMA {schema} TO {role}",
+                         "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}"],
+        pg.writer_user: ["GRANT USAGE ON SCHEMA {schema} TO {role}",
+                         "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+                         "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"],
+    }
+    has_function = conn.execute(text(
+        "SELECT 1 FROM pg_proc WHERE proname = 'soundscape_add_partition' "
+        "AND pronamespace = current_schema()::regnamespace")).first()
+    if has_function:
+        rights[pg.writer_user].append(
+            "GRANT EXECUTE ON FUNCTION {schema}.soundscape_add_partition"
+            "(text, timestamptz, timestamptz) TO {role}")
+    for role, statements in rights.items():
+        exists = conn.execute(
+            text("SELECT 1 FROM pg_roles WHERE rolname = :r AND rolname <> current_user"),
+            {"r": role},
+        ).first()
+        if not exists:
+            continue
+        for statement in statements:
+            composed = sql.SQL(statement).format(schema=schema, role=sql.Identifier(role))
+            conn.exec_driver_sql(composed.as_string(driver))
 
 
 @contextlib.contextmanager
 def scratch_schema(settings: Settings, schema: str) -> Iterator[None]:
     """A schema of a benchmark's own, migrated to the newest revision, dropped with
     everything in it when the block is left (however it is left)."""
-    with connect(settings) as conn:
+    with connect(settings, role="owner") as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     try:
         upgrade(settings, schema=schema)
         yield
     finally:
-        with connect(settings) as conn:
+        with connect(settings, role="owner") as conn:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

@@ -50,6 +50,14 @@ ORDER BY 1, 2
 """
 
 
+def owns(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Whether the connected role has its owner's rights on `table` (the owner, or a
+    superuser): only they may add or drop partitions directly."""
+    row = conn.execute("SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class "
+                       "WHERE oid = to_regclass(%s)", (table,)).fetchone()
+    return bool(row and row[0])
+
+
 def from_ns(ns: int) -> datetime:
     """timestamptz keeps microseconds: truncate the same way the database does."""
     return _EPOCH + timedelta(microseconds=ns // 1000)
@@ -83,6 +91,7 @@ class PartitionManager:
         self._spans: dict[str, list[TimeRange]] = {}
         self._ranges: dict[str, list[tuple[int, int]]] = {}
         self._lowers: dict[str, list[int]] = {}
+        self._warned_retention = False
 
     # ---- catalogue ---------------------------------------------------------------------
     def catalogue(self, conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Partition, bool]]]:
@@ -151,22 +160,29 @@ class PartitionManager:
             conn.execute("SET LOCAL lock_timeout = '10s'")
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK_KEY,))
             self.refresh(conn)
+            owner = owns(conn, table)
             for moment in moments:
                 span = free_range(moment, interval, self._spans[table])
                 if span is None:
                     continue
                 name = partition_name(table, span.lower)
-                conn.execute(
-                    sql.SQL(
-                        "CREATE TABLE {part} PARTITION OF {parent} FOR VALUES FROM ({lo}) TO ({hi})"
-                    ).format(
-                        part=sql.Identifier(name),
-                        parent=sql.Identifier(table),
-                        lo=sql.Literal(span.lower.isoformat()),
-                        hi=sql.Literal(span.upper.isoformat()),
+                if owner:
+                    conn.execute(
+                        sql.SQL(
+                            "CREATE TABLE {part} PARTITION OF {parent} "
+                            "FOR VALUES FROM ({lo}) TO ({hi})"
+                        ).format(
+                            part=sql.Identifier(name),
+                            parent=sql.Identifier(table),
+                            lo=sql.Literal(span.lower.isoformat()),
+                            hi=sql.Literal(span.upper.isoformat()),
+                        )
                     )
-                )
-                self._grant_reader(conn, name)
+                    self._grant_reader(conn, name)
+                else:  # the writer: through the function the owner made (migration 0006)
+                    made = conn.execute("SELECT soundscape_add_partition(%s, %s, %s)",
+                                        (table, span.lower, span.upper)).fetchone()
+                    assert made is not None and made[0] == name, (made, name)
                 self.refresh(conn)
                 created.append(name)
         for name in created:
@@ -210,6 +226,13 @@ class PartitionManager:
 
     def drop_expired(self, conn: psycopg.Connection[Any], horizon: datetime | None) -> list[str]:
         if horizon is None:
+            return []
+        if not all(owns(conn, table) for table in self.tables):
+            if not self._warned_retention:
+                log.warning("retention skipped: dropping partitions is the owner's right, not "
+                            "this role's", hint="run `soundscape db maintain` (as the owner) "
+                            "daily, e.g. from a systemd timer or cron")
+                self._warned_retention = True
             return []
         dropped: list[str] = []
         conn.execute("SELECT pg_advisory_lock(%s)", (PARTITION_LOCK_KEY,))

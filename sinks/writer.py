@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from soundscape.database import Role
 from soundscape.errors import ServiceError
 from soundscape.logs import get_logger
 from soundscape.messages import Detection
@@ -39,11 +40,13 @@ class ResultWriter:
     """Owns one connection (reopened after a failure); use from one thread."""
 
     def __init__(
-        self, settings: Settings, schema: str | None = None, application_name: str = "soundscape-sink"
+        self, settings: Settings, schema: str | None = None,
+        application_name: str = "soundscape-sink", role: Role = "writer",
     ) -> None:
         self.settings = settings
         self.schema = schema
         self.application_name = application_name
+        self.role: Role = role
         self.partitions = PartitionManager(settings)
         self._conn: psycopg.Connection[Any] | None = None
 
@@ -53,7 +56,8 @@ class ResultWriter:
             return self._conn
         self.close()
         try:
-            conn = connect(self.settings, schema=self.schema, application_name=self.application_name)
+            conn = connect(self.settings, schema=self.schema,
+                           application_name=self.application_name, role=self.role)
             for table in staging.ALL:
                 conn.execute(table.create_sql())
             conn.execute(staging.STORED_CHUNKS)

@@ -12,12 +12,15 @@ __all__ = ["Role", "database_url", "sqlalchemy_url"]
 def database_url(settings: Settings, role: Role = "writer") -> str:
     """libpq URL for the role: the external URLs if configured, else the local cluster's.
 
-    An external database without a `reader_url` serves readers through `url`.
+    An external database without a `reader_url` (`owner_url`) serves readers (migrations)
+    through `url`.
     """
     pg = settings.postgres
     if pg.url is not None:
         if role == "reader" and pg.reader_url is not None:
             return pg.reader_url.get_secret_value()
+        if role == "owner" and pg.owner_url is not None:
+            return pg.owner_url.get_secret_value()
         return pg.url.get_secret_value()
     url = local_postgres_url(settings, role)
     if url is None:

@@ -5,7 +5,8 @@ runs them.
 The files (under `state_dir`, written by `infra/`; this module only reads them):
 - `kafka/state.json`: `{"port": int, "controller_port": int, "cluster_id": str, ...}`
 - `postgres/state.json`: `{"port": int}`
-- `postgres/credentials.json` (mode 0600): `{"writer_password": str, "reader_password": str}`
+- `postgres/credentials.json` (mode 0600): `{"owner_password": str, "writer_password": str,
+  "reader_password": str, "superuser_password": str}`
 - `kafka/credentials.json` (mode 0600, the remote-stations profile only):
   `{"admin": str, "worker.local": str, "sink.local": str, ...}`, SASL passwords
 - `certs/ca.pem`: the deployment's CA certificate
@@ -23,7 +24,7 @@ from pydantic import SecretStr
 from soundscape.errors import ServiceError
 from soundscape.settings import Settings
 
-Role = Literal["writer", "reader"]
+Role = Literal["owner", "writer", "reader"]
 
 
 def kafka_state_file(settings: Settings) -> Path:
@@ -134,13 +135,13 @@ def local_postgres_url(settings: Settings, role: Role = "writer",
     if port is None:
         return None
     pg = settings.postgres
-    configured = pg.writer_password if role == "writer" else pg.reader_password
+    configured = getattr(pg, f"{role}_password")
     if configured is not None:
         password = configured.get_secret_value()
     else:
         password = (read_state(postgres_credentials_file(settings)) or {}).get(f"{role}_password")
         if not password:
             return None
-    user = pg.writer_user if role == "writer" else pg.reader_user
+    user = getattr(pg, f"{role}_user")
     return (f"postgresql://{quote(user)}:{quote(password, safe='')}@{pg.host}:{port}/"
             f"{quote(database or pg.database)}")

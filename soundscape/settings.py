@@ -97,11 +97,18 @@ class PostgresSettings(BaseModel):
     reader_url: SecretStr | None = Field(
         None, description="Read-only URL for an external database (Grafana, reports)"
     )
+    owner_url: SecretStr | None = Field(
+        None, description="URL of the role owning the schema, for migrations and retention "
+                          "on an external database; `url` if unset")
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port once and keeps it")
     database: str = "soundscape"
-    writer_user: str = "soundscape_writer"
+    owner_user: str = Field("soundscape_owner", description="owns the database and its "
+                            "tables: migrations (`db upgrade`) and retention (`db maintain`)")
+    writer_user: str = Field("soundscape_writer", description="the sink: SELECT, INSERT and "
+                             "UPDATE on the tables, new partitions through a function")
     reader_user: str = "soundscape_reader"
+    owner_password: SecretStr | None = Field(None, description="Generated at init if unset")
     writer_password: SecretStr | None = Field(None, description="Generated at init if unset")
     reader_password: SecretStr | None = Field(None, description="Generated at init if unset")
     bin_dir: Path | None = Field(None, description="PostgreSQL server binaries; found if unset")

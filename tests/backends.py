@@ -126,13 +126,13 @@ def container_backend(state_dir: Path) -> Iterator[Backend]:
                 return False
 
         wait_for(ready, 60)
-        creds = {"writer_password": secrets.token_urlsafe(16),
-                 "reader_password": secrets.token_urlsafe(16)}
+        creds = {f"{role}_password": secrets.token_urlsafe(16)
+                 for role in ("owner", "writer", "reader")}
         bootstrap_database(connect_admin, base, creds)
         pg = base.postgres
 
         def url_for(role: str, database: str) -> str:
-            user = pg.writer_user if role == "writer" else pg.reader_user
+            user = getattr(pg, f"{role}_user")
             return f"postgresql://{user}:{creds[role + '_password']}@127.0.0.1:{pg_port}/{database}"
 
         settings = base.model_copy(update={
@@ -141,6 +141,7 @@ def container_backend(state_dir: Path) -> Iterator[Backend]:
             "postgres": pg.model_copy(update={
                 "url": _secret(url_for("writer", pg.database)),
                 "reader_url": _secret(url_for("reader", pg.database)),
+                "owner_url": _secret(url_for("owner", pg.database)),
             }),
         })
         ensure_topics(settings)
@@ -155,3 +156,32 @@ def _secret(value: str) -> Any:
 
 def start_backend(state_dir: Path) -> Any:
     return (container_backend if backend_name() == "containers" else local_backend)(state_dir)
+
+
+def fresh_database(backend: Backend, name: str) -> Settings:
+    """A database of a test's own, owned by the owner role with every role's rights, and
+    settings reaching it as each role (the caller drops it: drop_database)."""
+    from psycopg import sql
+    from pydantic import SecretStr
+
+    from soundscape.infra.postgres.roles import grant_roles
+
+    settings = backend.settings
+    with backend.connect_admin("postgres") as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(settings.postgres.owner_user)))
+    grant_roles(backend.connect_admin, settings, name)
+    postgres = settings.postgres.model_copy(update={
+        "database": name,
+        "url": SecretStr(backend.url_for("writer", name)),
+        "reader_url": SecretStr(backend.url_for("reader", name)),
+        "owner_url": SecretStr(backend.url_for("owner", name)),
+    })
+    return settings.model_copy(update={"postgres": postgres})
+
+
+def drop_database(backend: Backend, name: str) -> None:
+    from psycopg import sql
+
+    with backend.connect_admin("postgres") as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import Backend, start_backend
+from backends import Backend, drop_database, fresh_database, start_backend
 from soundscape.settings import Settings, default_state_dir
 
 ROOT = Path(__file__).resolve().parent
@@ -75,25 +75,6 @@ def kafka_settings(services: Settings) -> Iterator[Settings]:
 @pytest.fixture
 def db_settings(backend: Backend) -> Iterator[Settings]:
     """Settings pointing at a fresh database of this test's own (dropped after)."""
-    from psycopg import sql
-    from pydantic import SecretStr
-
-    from soundscape.infra.postgres.roles import grant_read_only
-
-    settings = backend.settings
     name = f"t_{uuid.uuid4().hex[:10]}"
-    with backend.connect_admin("postgres") as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(name), sql.Identifier(settings.postgres.writer_user)
-            )
-        )
-    grant_read_only(backend.connect_admin, settings, name)
-    postgres = settings.postgres.model_copy(update={
-        "database": name,
-        "url": SecretStr(backend.url_for("writer", name)),
-        "reader_url": SecretStr(backend.url_for("reader", name)),
-    })
-    yield settings.model_copy(update={"postgres": postgres})
-    with backend.connect_admin("postgres") as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    yield fresh_database(backend, name)
+    drop_database(backend, name)

@@ -32,7 +32,7 @@ from typing import Any
 from soundscape.errors import ServiceError
 from soundscape.infra import process
 from soundscape.infra.certs import cert_paths, ensure_certs
-from soundscape.infra.postgres.roles import bootstrap_database, grant_read_only
+from soundscape.infra.postgres.roles import bootstrap_database, grant_roles
 from soundscape.local_services import (
     Role,
     local_postgres_url,
@@ -309,17 +309,12 @@ class PostgresCluster:
                 if pg.superuser_password
                 else stored.get("superuser_password") or secrets.token_urlsafe(24)
             ),
-            "writer_password": (
-                pg.writer_password.get_secret_value()
-                if pg.writer_password
-                else stored.get("writer_password") or secrets.token_urlsafe(24)
-            ),
-            "reader_password": (
-                pg.reader_password.get_secret_value()
-                if pg.reader_password
-                else stored.get("reader_password") or secrets.token_urlsafe(24)
-            ),
         }
+        for role in ("owner", "writer", "reader"):
+            configured = getattr(pg, f"{role}_password")
+            creds[f"{role}_password"] = (configured.get_secret_value() if configured
+                                         else stored.get(f"{role}_password")
+                                         or secrets.token_urlsafe(24))
         if creds != stored:
             process.write_json(self.credentials_file, creds, mode=0o600)
         return creds
@@ -337,8 +332,8 @@ class PostgresCluster:
         """Create or update the database and its two roles; safe to run at every start."""
         bootstrap_database(self.superuser_connect, self.settings, self.credentials())
 
-    def grant_read_only(self, database: str) -> None:
-        grant_read_only(self.superuser_connect, self.settings, database)
+    def grant_roles(self, database: str) -> None:
+        grant_roles(self.superuser_connect, self.settings, database)
 
     def url(self, role: Role = "writer", database: str | None = None) -> str | None:
         """libpq URL (psql accepts it; SQLAlchemy after `sqlalchemy_url`)."""

@@ -1,8 +1,12 @@
-"""The database and its two roles, on any server we hold a superuser connection to.
+"""The database and its three roles, on any server we hold a superuser connection to.
 
-Used for the local cluster and for containers alike: the writer owns the database; the
-reader may connect and select (now and on every table the writer creates later) and its
-sessions are read-only.
+Used for the local cluster and for containers alike:
+- the owner owns the database, its schema and tables: migrations and retention;
+- the writer (the sink) may SELECT, INSERT and UPDATE the tables, no more: it cannot
+  delete, truncate, drop, alter or create anything; new partitions come from a function
+  the owner made (sinks/migrate.py);
+- the reader may connect and SELECT, in read-only sessions with a statement timeout.
+A database the writer owned (before the owner role existed) is handed to the owner.
 """
 
 from __future__ import annotations
@@ -20,42 +24,56 @@ Connect = Callable[[str], Any]
 
 def bootstrap_database(connect: Connect, settings: Settings, creds: dict[str, str]) -> None:
     pg = settings.postgres
-    writer, reader = sql.Identifier(pg.writer_user), sql.Identifier(pg.reader_user)
+    owner, reader = sql.Identifier(pg.owner_user), sql.Identifier(pg.reader_user)
+    database = sql.Identifier(pg.database)
     with connect("postgres") as conn:
-        for role, password in ((pg.writer_user, creds["writer_password"]),
-                               (pg.reader_user, creds["reader_password"])):
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        for role in ("owner", "writer", "reader"):
+            name = getattr(pg, f"{role}_user")
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
-            conn.execute(
-                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(password)
-                )
-            )
+            conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(creds[f"{role}_password"])))
         conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(reader))
         # One runaway dashboard query must not hold the database: the reader's are capped.
         timeout_ms = int(pg.reader_statement_timeout_s * 1000)
         conn.execute(sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(
             reader, sql.Literal(timeout_ms)))
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (pg.database,)).fetchone():
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(pg.database), writer)
-            )
-    grant_read_only(connect, settings, pg.database)
+        found = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+            (pg.database,)).fetchone()
+        if found is None:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, owner))
+        elif found[0] != pg.owner_user:
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, owner))
+    grant_roles(connect, settings, pg.database)
 
 
-def grant_read_only(connect: Connect, settings: Settings, database: str) -> None:
+def grant_roles(connect: Connect, settings: Settings, database: str) -> None:
+    """Each role's rights in `database` (idempotent); objects the writer still owns
+    (made before the owner role existed) become the owner's."""
     pg = settings.postgres
-    writer, reader = sql.Identifier(pg.writer_user), sql.Identifier(pg.reader_user)
+    names = {"owner": sql.Identifier(pg.owner_user), "writer": sql.Identifier(pg.writer_user),
+             "reader": sql.Identifier(pg.reader_user), "db": sql.Identifier(database)}
     with connect(database) as conn:
+        owns = conn.execute(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE pg_get_userbyid(c.relowner) = %s AND n.nspname NOT LIKE 'pg\\_%%' "
+            "AND n.nspname <> 'information_schema' LIMIT 1", (pg.writer_user,)).fetchone()
+        if owns:
+            conn.execute(sql.SQL("REASSIGN OWNED BY {writer} TO {owner}").format(**names))
         for statement in (
             "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-            "GRANT USAGE, CREATE ON SCHEMA public TO {writer}",
-            "GRANT CONNECT ON DATABASE {db} TO {reader}",
-            "GRANT USAGE ON SCHEMA public TO {reader}",
+            "REVOKE CREATE ON SCHEMA public FROM {writer}",
+            "GRANT USAGE, CREATE ON SCHEMA public TO {owner}",
+            "GRANT CONNECT ON DATABASE {db} TO {writer}, {reader}",
+            "GRANT USAGE ON SCHEMA public TO {writer}, {reader}",
+            "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {writer}",
+            "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {writer}",
             "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}",
-            "ALTER DEFAULT PRIVILEGES FOR ROLE {writer} IN SCHEMA public "
-            "GRANT SELECT ON TABLES TO {reader}",
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT SELECT, INSERT, UPDATE ON TABLES "
+            "TO {writer}",
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT USAGE, SELECT ON SEQUENCES "
+            "TO {writer}",
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT SELECT ON TABLES TO {reader}",
         ):
-            conn.execute(
-                sql.SQL(statement).format(writer=writer, reader=reader, db=sql.Identifier(database))
-            )
+            conn.execute(sql.SQL(statement).format(**names))

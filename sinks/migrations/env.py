@@ -2,7 +2,7 @@
 
 `soundscape db upgrade|downgrade|status` (soundscape.sinks.migrate) pass an open
 connection in `config.attributes["connection"]`; run through the `alembic` tool instead,
-this connects as the writer from the Soundscape settings.
+this connects as the owner from the Soundscape settings.
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ else:
         run(connection)
     else:
         from soundscape.settings import load_settings
-        from soundscape.sinks.connection import writer_engine
+        from soundscape.sinks.connection import owner_engine
 
-        engine = writer_engine(load_settings())
+        engine = owner_engine(load_settings())
         with engine.begin() as conn:
             run(conn)
         engine.dispose()

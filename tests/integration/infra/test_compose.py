@@ -151,6 +151,7 @@ def stack(run_state_dir: Path) -> Iterator[Stack]:
         "SOUNDSCAPE_KAFKA_IMAGE": settings.images.kafka_tag,
         "SOUNDSCAPE_POSTGRES_IMAGE": settings.images.postgres_tag,
         "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+        "SOUNDSCAPE_OWNER_PASSWORD": secrets.token_urlsafe(16),
         "SOUNDSCAPE_WRITER_PASSWORD": secrets.token_urlsafe(16),
         "SOUNDSCAPE_READER_PASSWORD": secrets.token_urlsafe(16),
         "DEMO_MINUTES": str(DEMO_MINUTES),

@@ -10,10 +10,13 @@ from soundscape.database import database_url, sqlalchemy_url
 from soundscape.settings import Settings
 
 
-def test_writer_writes_and_reader_only_reads(db_settings: Settings) -> None:
-    with psycopg.connect(database_url(db_settings, "writer")) as conn:
+def test_owner_creates_writer_writes_and_reader_only_reads(db_settings: Settings) -> None:
+    with psycopg.connect(database_url(db_settings, "owner")) as conn:
         conn.execute("CREATE TABLE readings (id int PRIMARY KEY, level real)")
+    with psycopg.connect(database_url(db_settings, "writer"), autocommit=True) as conn:
         conn.execute("INSERT INTO readings VALUES (1, -42.5)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE mine (x int)")
     with psycopg.connect(database_url(db_settings, "reader")) as conn:
         assert conn.execute("SELECT level FROM readings").fetchone() == (-42.5,)
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):

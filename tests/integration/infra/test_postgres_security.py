@@ -51,7 +51,8 @@ def _as_nobody(cluster: PostgresCluster, host: str, user: str) -> subprocess.Com
     )
 
 
-@pytest.mark.parametrize("user", ["postgres", "soundscape_writer", "soundscape_reader"])
+@pytest.mark.parametrize("user", ["postgres", "soundscape_owner", "soundscape_writer",
+                                  "soundscape_reader"])
 def test_a_local_os_user_gets_in_as_no_role_without_its_password(
     cluster: PostgresCluster, user: str
 ) -> None:
@@ -80,7 +81,8 @@ def test_every_rule_asks_for_a_scram_password(cluster: PostgresCluster) -> None:
         assert conn.execute("SHOW password_encryption").fetchone() == ("scram-sha-256",)
         hashes = conn.execute(
             "SELECT rolname, rolpassword FROM pg_authid WHERE rolcanlogin").fetchall()
-    assert {name for name, _ in hashes} >= {"postgres", "soundscape_writer", "soundscape_reader"}
+    assert {name for name, _ in hashes} >= {"postgres", "soundscape_owner", "soundscape_writer",
+                                            "soundscape_reader"}
     assert all(pw and pw.startswith("SCRAM-SHA-256$") for _, pw in hashes)
 
 
@@ -114,7 +116,7 @@ def test_beyond_loopback_only_tls_rules_exist(run_state_dir: Path) -> None:
 
 
 def test_the_reader_changes_nothing_and_its_queries_are_capped(cluster: PostgresCluster) -> None:
-    with psycopg.connect(cluster.url("writer"), autocommit=True) as conn:
+    with psycopg.connect(cluster.url("owner"), autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS readings (id int PRIMARY KEY, level real)")
         conn.execute("INSERT INTO readings VALUES (1, -40) ON CONFLICT DO NOTHING")
     with psycopg.connect(cluster.url("reader"), autocommit=True) as conn:
@@ -136,6 +138,80 @@ def test_the_reader_changes_nothing_and_its_queries_are_capped(cluster: Postgres
                 conn.execute("SELECT pg_sleep(5)")
     finally:
         cluster.bootstrap()
+
+
+def test_the_sink_writer_inserts_and_updates_and_changes_nothing_else(
+    cluster: PostgresCluster,
+) -> None:
+    """Migrated as the owner, the results database lets the writer store results (a new
+    time partition included, through the owner's function) and nothing more."""
+    from soundscape.sinks import migrate
+    from soundscape.sinks.sample_results import detection
+    from soundscape.sinks.writer import ResultBatch, ResultWriter
+
+    settings = cluster.settings
+    migrate.upgrade(settings)
+    writer = ResultWriter(settings)
+    try:
+        counts = writer.write(ResultBatch([detection("roof-1", 1_561_000_000 * 10**9)]))
+    finally:
+        writer.close()
+    assert counts.chunks == 1 and "chunks_p20190601" in counts.partitions_created
+    with psycopg.connect(cluster.url("writer"), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM chunks").fetchone() == (1,)
+        assert conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = "
+                            "'chunks_p20190601'").fetchone() == ("soundscape_owner",)
+        for statement in (
+            "DELETE FROM chunks", "TRUNCATE chunks", "DROP TABLE chunks_p20190601",
+            "ALTER TABLE chunks DETACH PARTITION chunks_p20190601",
+            "ALTER TABLE chunks ADD COLUMN note text", "CREATE TABLE mine (x int)",
+            "CREATE SCHEMA mine", "CREATE ROLE evil LOGIN", "COPY chunks TO PROGRAM 'id'",
+            "CREATE TABLE models_p1 PARTITION OF chunks FOR VALUES FROM ('2030-01-01') "
+            "TO ('2030-02-01')",
+            # The function makes time partitions of the time-series tables, nothing else.
+            "SELECT soundscape_add_partition('models', now(), now() + interval '1 day')",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("SELECT soundscape_add_partition('chunks', now(), now() - "
+                         "interval '1 day')")
+    with psycopg.connect(cluster.url("reader"), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT soundscape_add_partition('chunks', '2031-01-01', '2031-02-01')")
+
+
+def test_a_database_the_writer_owned_is_handed_to_the_owner(cluster: PostgresCluster) -> None:
+    from psycopg import sql
+
+    name = f"legacy_{uuid.uuid4().hex[:6]}"
+    with cluster.superuser_connect() as conn:  # made the way `infra up` made it before
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER soundscape_writer").format(
+            sql.Identifier(name)))
+    with cluster.superuser_connect(name) as conn:
+        conn.execute("GRANT CREATE ON SCHEMA public TO soundscape_writer")
+    settings = cluster.settings.model_copy(update={"postgres": cluster.settings.postgres
+                                                   .model_copy(update={"database": name})})
+    writer_url = cluster.url("writer", name)
+    with psycopg.connect(writer_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE results (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO results VALUES (1)")
+    try:
+        bootstrap_database(cluster.superuser_connect, settings, cluster.credentials())
+        with psycopg.connect(writer_url, autocommit=True) as conn:
+            owners = conn.execute(
+                "SELECT (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = "
+                "current_database()), (SELECT tableowner FROM pg_tables WHERE tablename = "
+                "'results')").fetchone()
+            assert owners == ("soundscape_owner", "soundscape_owner")
+            conn.execute("INSERT INTO results VALUES (2)")  # still writes
+            for statement in ("DROP TABLE results", "DELETE FROM results",
+                              "CREATE TABLE mine (x int)"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(statement)
+    finally:
+        with cluster.superuser_connect() as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_secrets_are_readable_by_their_owner_only(cluster: PostgresCluster) -> None:

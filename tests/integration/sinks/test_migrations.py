@@ -13,7 +13,7 @@ from sink_testkit import scalar, table_counts
 from soundscape.database import database_url
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
-from soundscape.sinks.connection import writer_engine
+from soundscape.sinks.connection import owner_engine
 from soundscape.sinks.migrate import include_name
 from soundscape.sinks.sample_results import NS, detection_stream, drift_report, heartbeat
 from soundscape.sinks.schema import Base
@@ -52,14 +52,14 @@ def _write_some(settings: Settings) -> None:
 
 
 def test_upgrade_and_downgrade_on_an_empty_database(db_settings: Settings) -> None:
-    assert migrate.schema_status(db_settings).pending == ["0001", "0002", "0003", "0004", "0005"]
+    assert migrate.schema_status(db_settings).pending == ["0001", "0002", "0003", "0004", "0005", "0006"]
     status = migrate.upgrade(db_settings)
     assert status.up_to_date and status.current == migrate.head_revision()
     assert scalar(db_settings, OBJECTS) == 9  # 7 tables (signing_keys from 0004), 2 views
-    assert scalar(db_settings, FUNCTIONS) == 3
+    assert scalar(db_settings, FUNCTIONS) == 4  # 3 query functions, the partition function
 
     status = migrate.downgrade(db_settings, "base")
-    assert status.current is None and status.pending == ["0001", "0002", "0003", "0004", "0005"]
+    assert status.current is None and status.pending == ["0001", "0002", "0003", "0004", "0005", "0006"]
     assert scalar(db_settings, OBJECTS) == 0 and scalar(db_settings, FUNCTIONS) == 0
     assert migrate.upgrade(db_settings).up_to_date  # and up again
 
@@ -95,7 +95,7 @@ def test_upgrade_and_downgrade_with_data(db_settings: Settings) -> None:
 def test_models_match_the_migrated_schema(db_settings: Settings) -> None:
     migrate.upgrade(db_settings)
     _write_some(db_settings)  # partitions exist and must not count as differences
-    engine = writer_engine(db_settings)
+    engine = owner_engine(db_settings)
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(

@@ -34,7 +34,8 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
         "SOUNDSCAPE_LOG_FORMAT": "json",
     }
     # Services given by URL (the test's own database, or the containers backend).
-    for name, value in (("POSTGRES__URL", pg.url), ("POSTGRES__READER_URL", pg.reader_url)):
+    for name, value in (("POSTGRES__URL", pg.url), ("POSTGRES__READER_URL", pg.reader_url),
+                        ("POSTGRES__OWNER_URL", pg.owner_url)):
         if value is not None:
             env[f"SOUNDSCAPE_{name}"] = value.get_secret_value()
     if settings.kafka.bootstrap_servers:
@@ -51,10 +52,10 @@ def test_db_commands_migrate_report_and_refuse_clearly(db_settings: Settings) ->
     env = env_for(db_settings)
     status = run_cli(env, "db", "status", "--json")
     assert status.returncode == 1
-    assert json.loads(status.stdout)["pending"] == ["0001", "0002", "0003", "0004", "0005"]
+    assert json.loads(status.stdout)["pending"] == ["0001", "0002", "0003", "0004", "0005", "0006"]
     upgrade = run_cli(env, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
-    assert "schema at 0005" in upgrade.stdout and "partitions created: 16" in upgrade.stdout
+    assert "schema at 0006" in upgrade.stdout and "partitions created: 16" in upgrade.stdout
     status = run_cli(env, "db", "status", "--json")
     report = json.loads(status.stdout)
     assert status.returncode == 0 and report["up_to_date"] and report["partitions"]["chunks"]["count"] == 4
@@ -63,7 +64,9 @@ def test_db_commands_migrate_report_and_refuse_clearly(db_settings: Settings) ->
     down = run_cli(env, "db", "downgrade", "base", "--yes")
     assert down.returncode == 0 and "schema at base" in down.stdout
 
-    unreachable = env | {"SOUNDSCAPE_POSTGRES__URL": f"postgresql://x:y@127.0.0.1:{free_port()}/z"}
+    nowhere = f"postgresql://x:y@127.0.0.1:{free_port()}/z"
+    unreachable = env | {"SOUNDSCAPE_POSTGRES__URL": nowhere,
+                         "SOUNDSCAPE_POSTGRES__OWNER_URL": nowhere}
     failed = run_cli(unreachable, "db", "status")
     assert failed.returncode == 3
     assert "cannot reach the database" in failed.stderr and "hint:" in failed.stderr
