@@ -118,7 +118,8 @@ def upgrade_sql(revision: str = "head") -> str:
 
 
 def grant_roles(conn: Connection, settings: Settings) -> None:
-    """The writer's and the reader's rights on every table of the current schema.
+    """The writer's, the reader's and the web app's rights on every table of the
+    current schema.
 
     The local cluster's default privileges already give them; an external database may
     lack those. A role that does not exist, or is the connected user itself (one URL for
@@ -130,6 +131,8 @@ def grant_roles(conn: Connection, settings: Settings) -> None:
     rights = {
         pg.reader_user: ["GRANT USAGE ON SCHEMA {schema} TO {role}",
                          "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}"],
+        pg.web_user: ["GRANT USAGE ON SCHEMA {schema} TO {role}",
+                      "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}"],
         pg.writer_user: ["GRANT USAGE ON SCHEMA {schema} TO {role}",
                          "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {schema} TO {role}",
                          "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"],

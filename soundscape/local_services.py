@@ -6,7 +6,7 @@ The files (under `state_dir`, written by `infra/`; this module only reads them):
 - `kafka/state.json`: `{"port": int, "controller_port": int, "cluster_id": str, ...}`
 - `postgres/state.json`: `{"port": int}`
 - `postgres/credentials.json` (mode 0600): `{"owner_password": str, "writer_password": str,
-  "reader_password": str, "superuser_password": str}`
+  "reader_password": str, "web_password": str, "superuser_password": str}`
 - `kafka/credentials.json` (mode 0600, the remote-stations profile only):
   `{"admin": str, "worker.local": str, "sink.local": str, ...}`, SASL passwords
 - `certs/ca.pem`: the deployment's CA certificate
@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from soundscape.errors import ServiceError
 from soundscape.settings import Settings
 
-Role = Literal["owner", "writer", "reader"]
+Role = Literal["owner", "writer", "reader", "web"]
 
 
 def kafka_state_file(settings: Settings) -> Path:

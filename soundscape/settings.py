@@ -108,12 +108,18 @@ class PostgresSettings(BaseModel):
     writer_user: str = Field("soundscape_writer", description="the sink: SELECT, INSERT and "
                              "UPDATE on the tables, new partitions through a function")
     reader_user: str = "soundscape_reader"
+    web_user: str = Field("soundscape_web", description="the web app's role: SELECT (and "
+                          "INSERT on reviews, with the web app), statement timeout")
     owner_password: SecretStr | None = Field(None, description="Generated at init if unset")
     writer_password: SecretStr | None = Field(None, description="Generated at init if unset")
     reader_password: SecretStr | None = Field(None, description="Generated at init if unset")
+    web_password: SecretStr | None = Field(None, description="Generated at init if unset")
     bin_dir: Path | None = Field(None, description="PostgreSQL server binaries; found if unset")
     os_user: str = Field("postgres", description="Runs the server when Soundscape runs as root")
     start_timeout_s: float = Field(60.0, gt=0)
+    web_statement_timeout_s: float = Field(
+        15.0, gt=0, le=86_400,
+        description="longest query of the web app's role; a page waits no longer")
     reader_statement_timeout_s: float = Field(
         60.0, gt=0, le=86_400,
         description="longest query of the read-only role (dashboards, reports); longer ones "

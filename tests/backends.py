@@ -62,7 +62,7 @@ def container_backend(state_dir: Path) -> Iterator[Backend]:
 
     from soundscape.infra.images.builder import ensure_images, start_engine
     from soundscape.kafka_topics import ensure_topics
-    from soundscape.infra.postgres.roles import bootstrap_database
+    from soundscape.infra.postgres.roles import ROLES, bootstrap_database
     from soundscape.infra.process import free_port, wait_for
 
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the reaper can't be pulled
@@ -126,8 +126,7 @@ def container_backend(state_dir: Path) -> Iterator[Backend]:
                 return False
 
         wait_for(ready, 60)
-        creds = {f"{role}_password": secrets.token_urlsafe(16)
-                 for role in ("owner", "writer", "reader")}
+        creds = {f"{role}_password": secrets.token_urlsafe(16) for role in ROLES}
         bootstrap_database(connect_admin, base, creds)
         pg = base.postgres
 

@@ -32,7 +32,7 @@ from typing import Any
 from soundscape.errors import ServiceError
 from soundscape.infra import process
 from soundscape.infra.certs import cert_paths, ensure_certs
-from soundscape.infra.postgres.roles import bootstrap_database, grant_roles
+from soundscape.infra.postgres.roles import ROLES, bootstrap_database, grant_roles
 from soundscape.local_services import (
     Role,
     local_postgres_url,
@@ -310,7 +310,7 @@ class PostgresCluster:
                 else stored.get("superuser_password") or secrets.token_urlsafe(24)
             ),
         }
-        for role in ("owner", "writer", "reader"):
+        for role in ROLES:
             configured = getattr(pg, f"{role}_password")
             creds[f"{role}_password"] = (configured.get_secret_value() if configured
                                          else stored.get(f"{role}_password")

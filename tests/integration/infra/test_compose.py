@@ -154,6 +154,7 @@ def stack(run_state_dir: Path) -> Iterator[Stack]:
         "SOUNDSCAPE_OWNER_PASSWORD": secrets.token_urlsafe(16),
         "SOUNDSCAPE_WRITER_PASSWORD": secrets.token_urlsafe(16),
         "SOUNDSCAPE_READER_PASSWORD": secrets.token_urlsafe(16),
+        "SOUNDSCAPE_WEB_PASSWORD": secrets.token_urlsafe(16),
         "DEMO_MINUTES": str(DEMO_MINUTES),
     }
     running = Stack(command, f"soundscape-test-{uuid.uuid4().hex[:8]}", env)

@@ -52,7 +52,7 @@ def _as_nobody(cluster: PostgresCluster, host: str, user: str) -> subprocess.Com
 
 
 @pytest.mark.parametrize("user", ["postgres", "soundscape_owner", "soundscape_writer",
-                                  "soundscape_reader"])
+                                  "soundscape_reader", "soundscape_web"])
 def test_a_local_os_user_gets_in_as_no_role_without_its_password(
     cluster: PostgresCluster, user: str
 ) -> None:
@@ -82,7 +82,7 @@ def test_every_rule_asks_for_a_scram_password(cluster: PostgresCluster) -> None:
         hashes = conn.execute(
             "SELECT rolname, rolpassword FROM pg_authid WHERE rolcanlogin").fetchall()
     assert {name for name, _ in hashes} >= {"postgres", "soundscape_owner", "soundscape_writer",
-                                            "soundscape_reader"}
+                                            "soundscape_reader", "soundscape_web"}
     assert all(pw and pw.startswith("SCRAM-SHA-256$") for _, pw in hashes)
 
 
@@ -179,6 +179,23 @@ def test_the_sink_writer_inserts_and_updates_and_changes_nothing_else(
     with psycopg.connect(cluster.url("reader"), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT soundscape_add_partition('chunks', '2031-01-01', '2031-02-01')")
+
+
+def test_the_web_role_reads_changes_nothing_yet_and_is_capped(cluster: PostgresCluster) -> None:
+    """Until the web app brings reviews (its one INSERT), the web role reads only."""
+    from soundscape.sinks import migrate
+
+    migrate.upgrade(cluster.settings)
+    with psycopg.connect(cluster.url("web"), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) >= 0 FROM detections").fetchone() == (True,)
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("15s",)
+        for statement in ("INSERT INTO stations (station_id) VALUES ('x')",
+                          "UPDATE models SET location = 'x'", "DELETE FROM chunks",
+                          "CREATE TABLE mine (x int)", "COPY chunks TO PROGRAM 'id'",
+                          "SELECT soundscape_add_partition('chunks', '2031-01-01', "
+                          "'2031-02-01')"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
 
 
 def test_a_database_the_writer_owned_is_handed_to_the_owner(cluster: PostgresCluster) -> None:
