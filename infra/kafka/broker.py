@@ -120,6 +120,7 @@ class KafkaBroker:
     def start(self) -> BrokerStatus:
         """Start the broker if it is not running; idempotent."""
         if self.pid() is not None:
+            self._check_running_profile()
             return self.status()
         java = process.require_tool(
             "java", "install a Java 17+ runtime: `bash infra/setup.sh` (openjdk-17-jre-headless)"
@@ -289,6 +290,23 @@ class KafkaBroker:
         write_private(self.config_file, text.encode())
         template = (_TEMPLATE_DIR / "log4j2.properties").read_text()
         self.log4j_file.write_text(template.replace("@LOG_DIR@", str(self.log_dir)))
+
+    def _check_running_profile(self) -> None:
+        """A running broker keeps the profile it started with: say so, rather than let
+        clients of the other profile time out against its listeners."""
+        try:
+            started = _read_properties(self.config_file).get("super.users")
+        except OSError:
+            return
+        wanted = f"User:{KAFKA_ADMIN_USER}" if local_kafka_secured(self.settings) else \
+            "User:ANONYMOUS"
+        if started is not None and started != wanted:
+            running = "remote-stations" if started == f"User:{KAFKA_ADMIN_USER}" else \
+                "single-host"
+            raise ServiceError(
+                f"the local broker runs the {running} profile, the settings ask for "
+                f"{self.settings.security.profile}",
+                hint="restart it to switch: `soundscape infra down && soundscape infra up`")
 
     def _admin_only_lines(self) -> dict[str, Any]:
         """The remote-stations profile: loopback and controller listeners take SASL/PLAIN

@@ -154,3 +154,11 @@ def _drift_reports(settings: Settings, child: subprocess.Popen[bytes],
     finally:
         consumer.close()
     return found
+
+
+def test_a_running_broker_says_which_profile_it_runs(remote: Settings) -> None:
+    single = remote.model_copy(update={"security": remote.security.model_copy(
+        update={"profile": "single-host"})})
+    with pytest.raises(ServiceError, match="runs the remote-stations profile") as caught:
+        stack.up(single, postgres=False)
+    assert "infra down" in (caught.value.hint or "")
