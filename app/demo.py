@@ -129,11 +129,11 @@ def run_demo(settings: Settings, *, stations: int = 4, minutes: int = 5, workers
 
     scorers = [ModelScorer.load(DEMO_BUNDLE, settings) for _ in range(workers)]
     report.bundle_version = scorers[0].version
+    as_replay = as_local_service(settings, "replay")
     with running_pipeline(settings, scorers, "demo-worker") as pool:
         mark = time.monotonic()
         for station, folder in folders.items():
-            Replay(as_local_service(settings, "replay"), [str(folder)], Naming(station=station),
-                   speed=0, restart=True,
+            Replay(as_replay, [str(folder)], Naming(station=station), speed=0, restart=True,
                    progress=progress).run()
         clock["replay"] = time.monotonic() - mark
         _wait_stored(settings, set(truth), report, progress, timeout_s, pool)

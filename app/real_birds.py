@@ -106,11 +106,12 @@ def run_real_birds(settings: Settings, bundle: Path, recordings: Sequence[Record
     expected: dict[str, str] = {}
     report = RealBirdsReport(scorers[0].version, start.isoformat(), 0)
     began = time.monotonic()
+    as_replay = as_local_service(settings, "replay")
     with running_pipeline(settings, scorers, "real-birds") as pool:
         for rec in recordings:
             # The replay decides what becomes a chunk (a short tail is padded or dropped by
             # its remainder rule); what it sent is what must come back.
-            sent = Replay(as_local_service(settings, "replay"), [str(rec.path)],
+            sent = Replay(as_replay, [str(rec.path)],
                           Naming(station=rec.station, start_ns=start_ns),
                           speed=0, restart=True, progress=False).run()
             for index in range(sent.chunks + sent.chunks_already_acked):

@@ -94,7 +94,7 @@ def upgrade(settings: Settings, revision: str = "head", schema: str | None = Non
     try:
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), revision)
-            grant_roles(conn, settings)
+            grant_table_rights(conn, settings)
     finally:
         engine.dispose()
     return schema_status(settings, schema)
@@ -117,7 +117,7 @@ def upgrade_sql(revision: str = "head") -> str:
     return out.getvalue()
 
 
-def grant_roles(conn: Connection, settings: Settings) -> None:
+def grant_table_rights(conn: Connection, settings: Settings) -> None:
     """The writer's, the reader's and the web app's rights on every table of the
     current schema.
 

@@ -55,6 +55,7 @@ log = get_logger(__name__)
 _TEMPLATE_DIR = Path(__file__).parent
 _MAIN_CLASS = "kafka.Kafka"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_ANONYMOUS = "User:ANONYMOUS"
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,8 @@ class KafkaBroker:
         self._write_keystore()
         stations = f"{kafka.stations_host}:{state['stations_port']}"
         message_max = kafka.max_message_bytes + ENVELOPE_OVERHEAD_BYTES
-        local = "LOCAL" if local_kafka_secured(self.settings) else "PLAINTEXT"
+        secured = local_kafka_secured(self.settings)
+        local, protocol = ("LOCAL", "SASL_PLAINTEXT") if secured else ("PLAINTEXT", "PLAINTEXT")
         lines: dict[str, Any] = {
             "process.roles": "broker,controller",
             "node.id": 1,
@@ -252,7 +254,7 @@ class KafkaBroker:
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": local,
             "listener.security.protocol.map":
-                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,STATIONS:SASL_SSL",
+                f"{local}:{protocol},CONTROLLER:{protocol},STATIONS:SASL_SSL",
             "sasl.enabled.mechanisms": "SCRAM-SHA-512",
             "listener.name.stations.sasl.enabled.mechanisms": "SCRAM-SHA-512",
             "listener.name.stations.scram-sha-512.sasl.jaas.config":
@@ -262,8 +264,9 @@ class KafkaBroker:
             "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "allow.everyone.if.no.acl.found": "false",
-            # Loopback PLAINTEXT and the controller are anonymous: the project's own services.
-            "super.users": "User:ANONYMOUS",
+            # single-host: loopback PLAINTEXT and the controller are anonymous, the project's
+            # own services; remote-stations: the broker's admin only.
+            "super.users": self._super_user(),
             "log.dirs": self.data_dir,
             "num.partitions": topics.partitions,
             "auto.create.topics.enable": "false",
@@ -283,7 +286,7 @@ class KafkaBroker:
             "log.segment.bytes": 256 * 1024 * 1024,
             "num.recovery.threads.per.data.dir": 2,
         }
-        if local == "LOCAL":
+        if secured:
             lines |= self._admin_only_lines()
         text = "# Written by `soundscape infra up` from the settings; edits are overwritten.\n"
         text += "".join(f"{key}={value}\n" for key, value in lines.items())
@@ -298,15 +301,15 @@ class KafkaBroker:
             started = _read_properties(self.config_file).get("super.users")
         except OSError:
             return
-        wanted = f"User:{KAFKA_ADMIN_USER}" if local_kafka_secured(self.settings) else \
-            "User:ANONYMOUS"
-        if started is not None and started != wanted:
-            running = "remote-stations" if started == f"User:{KAFKA_ADMIN_USER}" else \
-                "single-host"
+        if started is not None and started != self._super_user():
+            running = "single-host" if started == _ANONYMOUS else "remote-stations"
             raise ServiceError(
                 f"the local broker runs the {running} profile, the settings ask for "
                 f"{self.settings.security.profile}",
                 hint="restart it to switch: `soundscape infra down && soundscape infra up`")
+
+    def _super_user(self) -> str:
+        return f"User:{KAFKA_ADMIN_USER}" if local_kafka_secured(self.settings) else _ANONYMOUS
 
     def _admin_only_lines(self) -> dict[str, Any]:
         """The remote-stations profile: loopback and controller listeners take SASL/PLAIN
@@ -316,15 +319,12 @@ class KafkaBroker:
                 f'username="{KAFKA_ADMIN_USER}" password="{password}" '
                 f'user_{KAFKA_ADMIN_USER}="{password}";')
         return {
-            "listener.security.protocol.map":
-                "LOCAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT,STATIONS:SASL_SSL",
             "sasl.mechanism.inter.broker.protocol": "PLAIN",
             "sasl.mechanism.controller.protocol": "PLAIN",
             "listener.name.local.sasl.enabled.mechanisms": "PLAIN",
             "listener.name.local.plain.sasl.jaas.config": jaas,
             "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
             "listener.name.controller.plain.sasl.jaas.config": jaas,
-            "super.users": f"User:{KAFKA_ADMIN_USER}",
         }
 
     def credentials(self) -> dict[str, str]:

@@ -22,6 +22,7 @@ as a super user: anonymous (single-host) or the broker's admin (remote-stations)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka.admin import (
@@ -41,6 +42,7 @@ from confluent_kafka.error import KafkaException
 
 from soundscape.errors import ServiceError
 from soundscape.kafka_clients import admin_config
+from soundscape.local_services import LOCAL_SERVICE_NAME
 from soundscape.settings import Settings
 
 #: PBKDF2 rounds of the stored SCRAM secret (Kafka accepts 4096 to 16384).
@@ -177,12 +179,11 @@ def acls_of(settings: Settings, station_id: str) -> list[AclBinding]:
         timeout=_TIMEOUT_S))
 
 
-def ensure_local_services(settings: Settings, password_of: Any) -> list[str]:
+def ensure_local_services(settings: Settings,
+                          password_of: Callable[[str], str]) -> list[str]:
     """The remote-stations profile: this machine's services as principals `<role>.local`
     with their role's ACLs (idempotent: `infra up` runs it each time, so new roles and
     changed group ids reach an existing broker). `password_of(user)` gives each password."""
-    from soundscape.local_services import LOCAL_SERVICE_NAME
-
     made = []
     for role in SERVICE_ROLES:
         user = service_user(role, LOCAL_SERVICE_NAME)
