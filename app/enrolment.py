@@ -131,13 +131,17 @@ def as_principal(settings: Settings, user: str, password: str) -> Settings:
 
 
 def _local_broker_address(settings: Settings, command: str) -> str:
-    """The stations' SASL_SSL listener of the running local broker, as clients dial it."""
+    """The stations' SASL_SSL listener of the running local broker, as clients dial it;
+    or, for a broker this deployment configures with its own CA (docker-compose), the
+    listener its settings name (stations_port with an external bootstrap)."""
+    kafka = settings.kafka
+    if kafka.bootstrap_servers and kafka.stations_port:
+        return f"{kafka.stations_advertised_host or kafka.stations_host}:{kafka.stations_port}"
     if settings.kafka.bootstrap_servers:
         raise UserError(f"`{command}` manages the broker `infra up` runs; this deployment "
                         f"uses {settings.kafka.bootstrap_servers}",
                         hint="create the user and ACLs with your cluster's tools "
                              "(docs/explanation/security.md)")
-    kafka = settings.kafka
     if kafka.stations_host in ("0.0.0.0", "::") and not kafka.stations_advertised_host:
         raise UserError(
             f"the stations' listener binds {kafka.stations_host}, which a client cannot "

@@ -72,8 +72,11 @@ class KafkaSettings(BaseModel):
         "127.0.0.1",
         description="where the local broker's SASL_SSL listener for stations listens "
                     "(0.0.0.0 or this machine's address to let remote stations in)")
-    stations_port: int = Field(0, ge=0, le=65535,
-                               description="its port; 0 picks a free port once and keeps it")
+    stations_port: int = Field(
+        0, ge=0, le=65535,
+        description="its port; 0 picks a free port once and keeps it. With bootstrap_servers "
+                    "set: the SASL_SSL listener of a broker serving this deployment's "
+                    "certificate (docker-compose), where `stations add` enrols stations")
     stations_advertised_host: str | None = Field(
         None, description="the name stations reach the broker by (in their config bundle and "
                           "the certificate); stations_host if unset")

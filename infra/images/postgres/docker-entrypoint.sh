@@ -1,6 +1,9 @@
 #!/bin/bash
 # Initialise the cluster on first start (password auth over TCP), run init scripts, then
 # exec the server as the postgres user with the given arguments.
+# POSTGRES_TLS_DIR (optional): a folder with server.pem and server.key (`soundscape infra
+# certs`); the server then offers TLS with them, and clients from anywhere but loopback
+# must use it (hostssl).
 set -euo pipefail
 as_pg() { runuser -u postgres -- "$@"; }
 
@@ -20,7 +23,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   as_pg initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" -E UTF8 --no-locale \
     --auth-local=scram-sha-256 --auth-host=scram-sha-256 >/dev/null
   rm -f "$pwfile"
-  echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+  # initdb's own lines cover loopback; from anywhere else TLS when it is configured.
+  echo "$([ -n "${POSTGRES_TLS_DIR:-}" ] && echo hostssl || echo host) all all all scram-sha-256" \
+    >> "$PGDATA/pg_hba.conf"
   # No trust line anywhere: the init scripts below log in with the password too.
   export PGPASSWORD="$POSTGRES_PASSWORD"
   as_pg pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -c port=${PGPORT:-5432}" -w start >/dev/null
@@ -38,7 +43,16 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   unset PGPASSWORD
   echo "PostgreSQL init process complete; ready for start up."
 fi
+tls=()
+if [ -n "${POSTGRES_TLS_DIR:-}" ]; then
+  # The server reads its key only when the postgres user owns it and nobody else can.
+  mkdir -p /var/lib/postgresql/tls
+  install -o postgres -g postgres -m 0644 "$POSTGRES_TLS_DIR/server.pem" /var/lib/postgresql/tls/server.pem
+  install -o postgres -g postgres -m 0600 "$POSTGRES_TLS_DIR/server.key" /var/lib/postgresql/tls/server.key
+  tls=(-c ssl=on -c ssl_cert_file=/var/lib/postgresql/tls/server.pem
+       -c ssl_key_file=/var/lib/postgresql/tls/server.key -c ssl_min_protocol_version=TLSv1.2)
+fi
 # setpriv execs (runuser would stay PID 1 and not pass the stop signal on: postgres
 # would be killed after the grace period instead of shutting down).
 exec setpriv --reuid=postgres --regid=postgres --init-groups \
-  postgres -D "$PGDATA" -c listen_addresses='*' "$@"
+  postgres -D "$PGDATA" -c listen_addresses='*' "${tls[@]}" "$@"

@@ -144,7 +144,8 @@ def stack(run_state_dir: Path) -> Iterator[Stack]:
     started = time.monotonic()
     images = ensure_images(settings, ["postgres", "kafka", "soundscape"])
     print(f"\nimages: {images}")
-    names = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "POSTGRES_PORT", "GRAFANA_PORT",
+    names = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_STATIONS_PORT", "POSTGRES_PORT",
+             "GRAFANA_PORT",
              "GPU_WORKER_METRICS_PORT", *METRICS_PORTS.values())
     env = {name: str(free_port()) for name in names} | {
         "SOUNDSCAPE_IMAGE": settings.images.project_tag,
@@ -156,6 +157,7 @@ def stack(run_state_dir: Path) -> Iterator[Stack]:
         "SOUNDSCAPE_READER_PASSWORD": secrets.token_urlsafe(16),
         "SOUNDSCAPE_WEB_PASSWORD": secrets.token_urlsafe(16),
         "DEMO_MINUTES": str(DEMO_MINUTES),
+        "ADMIN_OUT": str(run_state_dir / f"enrolled-{uuid.uuid4().hex[:8]}"),
     }
     running = Stack(command, f"soundscape-test-{uuid.uuid4().hex[:8]}", env)
     running.timings["images_s"] = time.monotonic() - started
@@ -173,8 +175,9 @@ def test_compose_stack_replays_demo_data_into_its_postgres(stack: Stack) -> None
 
     started = time.monotonic()
     stack.compose("up", "-d", timeout_s=420)
-    setup = stack.state("setup")
-    assert setup.get("Status") == "exited" and setup.get("ExitCode") == 0, setup
+    for one_shot in ("certs", "setup"):
+        done = stack.state(one_shot)
+        assert done.get("Status") == "exited" and done.get("ExitCode") == 0, (one_shot, done)
 
     wait_until("every long-running service healthy",
                lambda: {s: stack.state(s).get("Health", {}).get("Status") for s in LONG_RUNNING},
@@ -219,6 +222,8 @@ def test_compose_stack_replays_demo_data_into_its_postgres(stack: Stack) -> None
     sink = stack.health("sink")
     assert sink["healthy"] and sink["database"] == "up", sink
 
+    check_the_stack_is_secured(stack)
+
     # Down cleanly: every service stops on its own within the grace period (137 would be
     # the SIGKILL after it), then nothing of the project is left.
     started_down = time.monotonic()
@@ -231,3 +236,49 @@ def test_compose_stack_replays_demo_data_into_its_postgres(stack: Stack) -> None
     assert stack.containers() == [] and stack.volumes() == []
     print(f"\ncompose timings: { {k: round(v, 1) for k, v in stack.timings.items()} }, "
           f"{EXPECTED_CHUNKS} chunks, {detections} detections, exit codes {exits}")
+
+
+def check_the_stack_is_secured(stack: Stack) -> None:
+    """A station enrolled through the admin service publishes heartbeats on the SASL_SSL
+    listener as its own principal and may write no results; anonymous and wrong-password
+    clients are refused there; PostgreSQL serves TLS under the deployment's CA."""
+    import psycopg
+    from confluent_kafka import KafkaError
+
+    from kafka_probe import produce_error
+    from soundscape.app.enrolment import read_bundle
+
+    station = "compose-pi"
+    added = stack.compose("--profile", "admin", "run", "--rm", "--no-deps", "-T", "admin",
+                          "stations", "add", station, "--json", timeout_s=120)
+    answer = json.loads(added.stdout[added.stdout.index("{"):])
+    bundle = Path(stack.env["ADMIN_OUT"]) / Path(answer["bundle"]).name
+    assert bundle.stat().st_mode & 0o077 == 0, oct(bundle.stat().st_mode)
+    config, ca_pem = read_bundle(bundle)
+    ca = bundle.with_name("ca.pem")
+    ca.write_bytes(ca_pem)
+    kafka = config["kafka"]
+    assert kafka["bootstrap_servers"] == f"127.0.0.1:{stack.env['KAFKA_STATIONS_PORT']}"
+    client = {"bootstrap.servers": kafka["bootstrap_servers"], "security.protocol": "SASL_SSL",
+              "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": station,
+              "sasl.password": kafka["sasl_password"], "ssl.ca.location": str(ca)}
+    topics = Settings().topics
+    assert produce_error(client, topics.heartbeats) is None
+    forged = produce_error(client, topics.detections, timeout_s=8)
+    assert forged is not None and forged.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, forged
+    wrong = produce_error(client | {"sasl.password": "guessed"}, topics.heartbeats, timeout_s=6)
+    assert wrong is not None and wrong.code() in (KafkaError._AUTHENTICATION,
+                                                  KafkaError._MSG_TIMED_OUT), wrong
+    anonymous = {"bootstrap.servers": kafka["bootstrap_servers"]}
+    assert produce_error(anonymous, topics.heartbeats, timeout_s=6) is not None
+
+    verified = f"{stack.postgres_url()}?sslmode=verify-full&sslrootcert={ca}"
+    with psycopg.connect(verified, connect_timeout=10) as conn:
+        tls = conn.execute("SELECT ssl, version FROM pg_stat_ssl "
+                           "WHERE pid = pg_backend_pid()").fetchone()
+        keys = conn.execute("SELECT count(*) FROM signing_keys WHERE signer = %s",
+                            (station,)).fetchone()[0]
+    assert tls[0] is True and tls[1].startswith("TLSv1."), tls
+    assert keys == 1  # its chunk-signing key is registered for the workers to check
+    print(f"\ncompose security: station {station} on {kafka['bootstrap_servers']} (SASL_SSL), "
+          f"PostgreSQL {tls[1]}")

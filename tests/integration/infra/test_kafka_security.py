@@ -33,6 +33,7 @@ from soundscape.infra.kafka.broker import KafkaBroker
 from soundscape.infra.kafka.principals import acls_of
 from soundscape.settings import Settings
 from soundscape.sinks.signing_keys import DatabaseSigningKeys
+from kafka_probe import produce_error
 from topic_reader import read_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
@@ -45,24 +46,6 @@ def _station_config(settings: Settings, user: str, password: str, **extra: Any) 
         "sasl.username": user, "sasl.password": password,
         "ssl.ca.location": str(cert_paths(settings).ca_cert),
     } | extra
-
-
-def _produce(config: dict, topic: str, timeout_s: float = 15) -> KafkaError | None:
-    """The delivery error of one message (None: delivered); errors seen by error_cb
-    (authentication) count as the error when no delivery report came."""
-    seen: list[Any] = []
-    producer = Producer(config | {"message.timeout.ms": int(timeout_s * 1000),
-                                  "error_cb": seen.append, "enable.idempotence": True})
-    reports: list[KafkaError | None] = []
-    producer.produce(topic, b"probe", key=b"probe", on_delivery=lambda e, _m: reports.append(e))
-    deadline = time.monotonic() + timeout_s + 5
-    while not reports and not seen and time.monotonic() < deadline:
-        producer.poll(0.1)
-    if reports and reports[0] is not None:
-        return reports[0]
-    if reports:
-        return None
-    return seen[0] if seen else KafkaError(KafkaError._MSG_TIMED_OUT)
 
 
 @pytest.fixture
@@ -90,17 +73,17 @@ def test_anonymous_and_wrong_password_clients_are_refused(
     station_id, password, _ = station
     audio = kafka_settings.topics.audio
     good = _station_config(kafka_settings, station_id, password)
-    assert _produce(good, audio) is None  # the control: the right password gets in
+    assert produce_error(good, audio) is None  # the control: the right password gets in
 
-    wrong = _produce(good | {"sasl.password": password + "x"}, audio, timeout_s=6)
+    wrong = produce_error(good | {"sasl.password": password + "x"}, audio, timeout_s=6)
     assert wrong is not None and wrong.code() in (KafkaError._AUTHENTICATION,
                                                   KafkaError._MSG_TIMED_OUT), wrong
-    unknown = _produce(good | {"sasl.username": "nobody-" + station_id}, audio, timeout_s=6)
+    unknown = produce_error(good | {"sasl.username": "nobody-" + station_id}, audio, timeout_s=6)
     assert unknown is not None
     anonymous = {k: v for k, v in good.items() if not k.startswith("sasl.")}
-    assert _produce(anonymous | {"security.protocol": "SSL"}, audio, timeout_s=6) is not None
+    assert produce_error(anonymous | {"security.protocol": "SSL"}, audio, timeout_s=6) is not None
     plaintext = {"bootstrap.servers": good["bootstrap.servers"]}
-    assert _produce(plaintext, audio, timeout_s=6) is not None
+    assert produce_error(plaintext, audio, timeout_s=6) is not None
 
 
 def test_a_station_writes_audio_and_heartbeats_and_nothing_else(
@@ -109,10 +92,10 @@ def test_a_station_writes_audio_and_heartbeats_and_nothing_else(
     station_id, password, _ = station
     config = _station_config(kafka_settings, station_id, password)
     topics = kafka_settings.topics
-    assert _produce(config, topics.audio) is None
-    assert _produce(config, topics.heartbeats) is None
+    assert produce_error(config, topics.audio) is None
+    assert produce_error(config, topics.heartbeats) is None
     for forbidden in (topics.detections, topics.audio_dlq, topics.drift, topics.results_dlq):
-        error = _produce(config, forbidden, timeout_s=8)
+        error = produce_error(config, forbidden, timeout_s=8)
         assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (
             forbidden, error)
 
@@ -160,7 +143,7 @@ def test_a_revoked_station_cannot_publish_even_on_an_open_connection(
     producer.flush(20)
     assert reports[1] is not None and reports[1].code() in (
         KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError._MSG_TIMED_OUT), reports
-    assert _produce(config, topic, timeout_s=6) is not None  # and no new connection
+    assert produce_error(config, topic, timeout_s=6) is not None  # and no new connection
     assert enrolment.revoke_station(kafka_settings, station_id) == {
         "credentials": 0, "acls": 0, "signing_key": 0}
     keys = DatabaseSigningKeys(kafka_settings, ttl_s=30)
@@ -360,10 +343,10 @@ def test_only_workers_write_detections_and_services_run_on_their_own_rights(
     for who, topic in ((as_sink, topics.detections), (as_replay, topics.detections),
                        (as_worker, topics.results_dlq), (as_worker, topics.heartbeats),
                        (as_worker, topics.drift)):
-        error = _produce(client(who), topic, timeout_s=8)
+        error = produce_error(client(who), topic, timeout_s=8)
         assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (
             who.kafka.sasl_username, topic, error)
-    assert _produce(client(as_replay), topics.audio) is None
+    assert produce_error(client(as_replay), topics.audio) is None
     consumer = Consumer(client(as_worker) | {"group.id": kafka_settings.worker.group_id,
                                              "auto.offset.reset": "earliest"})
     consumer.subscribe([topics.detections])
@@ -406,7 +389,7 @@ def test_only_workers_write_detections_and_services_run_on_their_own_rights(
     assert worker.stats.scored == 6 and sink.stats.dead_lettered == 0
 
     enrolment.revoke_service(kafka_settings, "worker", f"wo{run}")
-    error = _produce(client(as_worker), topics.detections, timeout_s=8)
+    error = produce_error(client(as_worker), topics.detections, timeout_s=8)
     assert error is not None
 
 

@@ -43,7 +43,8 @@ def test_names_a_setting_refuses_unknown_names() -> None:
 def test_every_variable_of_the_project_services_is_a_setting() -> None:
     project = {name: service for name, service in SERVICES.items()
                if re.match(r"\$\{SOUNDSCAPE_(GPU_)?IMAGE:", str(service.get("image")))}
-    assert set(project) == {"setup", "worker", "worker-gpu", "sink", "drift", "replay"}
+    assert set(project) == {"certs", "setup", "admin", "worker", "worker-gpu", "sink", "drift",
+                            "replay"}
     variables = {key for service in project.values() for key in service["environment"]}
     assert {"SOUNDSCAPE_METRICS_PORT", "SOUNDSCAPE_DRIFT__DATA_DIR"} <= variables
     assert [v for v in variables if not names_a_setting(v)] == []
