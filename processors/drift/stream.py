@@ -125,6 +125,39 @@ def detections_partitions(settings: Settings) -> int:
     return len(found.partitions)
 
 
+def ensure_changelogs(settings: Settings, partitions: int, timeout_s: float = 30.0) -> list[str]:
+    """Create the tables' changelog topics (compacted, as many partitions as detections)
+    before faust starts. faust declares them itself, but when its first metadata read
+    races the creation it finds 0 partitions and the agent crashes (PartitionsMismatch),
+    seen once in three compose runs; topics that exist are left alone. Returns those made."""
+    from confluent_kafka.admin import NewTopic
+
+    admin = AdminClient(admin_config(settings))
+    app = settings.drift.app_id
+    wanted = [f"{app}-{table}-changelog" for table in (STATIONS_TABLE, PANES_TABLE)]
+    present = admin.list_topics(timeout=timeout_s).topics
+    missing = [name for name in wanted if name not in present]
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(name, partitions, settings.drift.replication_factor,
+                      config={"cleanup.policy": "compact"}) for name in missing],
+            operation_timeout=timeout_s)
+        for name, future in futures.items():
+            try:
+                future.result()
+            except Exception as exc:  # noqa: BLE001 - librdkafka's KafkaException
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise ServiceError(f"cannot create {name}: {exc}") from None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            topics = admin.list_topics(timeout=timeout_s).topics
+            if all(name in topics and len(topics[name].partitions) == partitions
+                   and topics[name].error is None for name in missing):
+                break
+            time.sleep(0.2)
+    return missing
+
+
 def _credentials(settings: Settings) -> Any:
     kafka = settings.kafka
     context = None
@@ -323,6 +356,7 @@ class DriftStream:
         self.times = TimeWindow.from_settings(settings.intake)
         drift = settings.drift
         partitions = detections_partitions(settings)
+        ensure_changelogs(settings, partitions)
         servers = [f"kafka://{s.strip()}" for s in bootstrap_servers(settings).split(",")]
         state = data_dir(settings) / drift.app_id
         self._state_lock = fresh_state_dir(state)
@@ -349,6 +383,7 @@ class DriftStream:
                                     help="summaries of each station's panes")
         self.baseline = baseline
         self.ready = False
+        self.agent_crashed: str | None = None
         self.processed = 0
         self.event_time = 0  # ns: newest chunk end processed
         self.reported = 0
@@ -373,9 +408,16 @@ class DriftStream:
                  detections=self.settings.topics.detections, drift=self.settings.topics.drift)
 
     async def _process(self, stream: Any) -> None:
-        async for event in stream.events():
-            async with self.app.event_lock:
-                await self._process_one(event)
+        try:
+            async for event in stream.events():
+                async with self.app.event_lock:
+                    await self._process_one(event)
+                self.agent_crashed = None
+        except Exception as exc:
+            # faust restarts the agent; until it processes again, health says so (under
+            # systemd the watchdog then restarts the service).
+            self.agent_crashed = f"{type(exc).__name__}: {str(exc)[:200]}"
+            raise
 
     async def _process_one(self, event: Any) -> None:
         partition = event.message.partition
@@ -484,8 +526,10 @@ class DriftStream:
             self._count(report)
 
     def health(self) -> dict[str, Any]:
-        return {"healthy": self.ready, "processed": self.processed, "reports": self.reported,
-                "event_time": iso(self.event_time) if self.event_time else None}
+        return {"healthy": self.ready and self.agent_crashed is None,
+                "processed": self.processed, "reports": self.reported,
+                "event_time": iso(self.event_time) if self.event_time else None,
+                "agent_crashed": self.agent_crashed}
 
 
 class DriftWorker(faust.Worker):
