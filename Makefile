@@ -5,8 +5,8 @@ VENV ?= .venv
 setup:
 	@SOUNDSCAPE_EXTRAS=dev,birdnet bash infra/setup.sh
 
-setup-test:          ## tests also need the PyTorch export tools (train) and Docker
-	@SOUNDSCAPE_EXTRAS=dev,train,birdnet bash infra/setup.sh --docker
+setup-test:          ## tests also need the PyTorch export tools (train), Docker and a browser
+	@SOUNDSCAPE_EXTRAS=dev,train,birdnet bash infra/setup.sh --docker --browser
 
 demo: setup          ## the main job, end to end
 	$(VENV)/bin/soundscape demo
@@ -25,7 +25,7 @@ CONTAINERS_SKIP = --ignore=tests/integration/models --ignore=tests/integration/i
 	--ignore=tests/integration/app/test_demo.py
 test: setup-test
 	$(VENV)/bin/python -m pytest -m "not compose" --durations=25
-	SOUNDSCAPE_TEST_BACKEND=containers SOUNDSCAPE_IMAGES__PULL=never $(VENV)/bin/python -m pytest -m "integration and not birdnet and not input_only and not local_only" $(CONTAINERS_SKIP) --durations=15
+	SOUNDSCAPE_TEST_BACKEND=containers SOUNDSCAPE_IMAGES__PULL=never $(VENV)/bin/python -m pytest -m "integration and not birdnet and not input_only and not local_only and not browser" $(CONTAINERS_SKIP) --durations=15
 
 unit: setup          ## only the tests that need no service
 	$(VENV)/bin/python -m pytest -m unit

@@ -202,10 +202,12 @@ def infra_topics(ctx: App) -> None:
 @click.option("--seed", default=7, show_default=True, help="Seed of the synthetic archive.")
 @click.option("--birdnet/--no-birdnet", default=True, show_default=True,
               help="Also import BirdNET v2.4 (once) and replay real recordings through it.")
+@click.option("--web/--no-web", default=True, show_default=True,
+              help="Leave the web app running on the demo's data (stopped by `infra down`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, birdnet: bool,
-         as_json: bool) -> None:
+         web: bool, as_json: bool) -> None:
     """The main job, end to end: services up, a synthetic multi-station archive replayed
     into Kafka, scored by the workers, stored by the sink, summarised from PostgreSQL,
     checked for drift (into drift_reports) and drawn as a report (PNGs, index.html).
@@ -213,16 +215,19 @@ def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, birdnet
     machine; its weights are CC BY-NC-SA 4.0) and real field recordings replayed through
     workers running it, with the species found in each.
 
-    The services stay up afterwards (`soundscape infra status`, `soundscape infra down`).
+    The services stay up afterwards, with the web app on the demo's data, to listen to
+    and review detections (`soundscape infra status`, `soundscape infra down`).
     """
     from soundscape.app.demo import birdnet_available, describe_windows, run_birdnet_demo, run_demo
+    from soundscape.app.web_background import ensure_web
 
     report = run_demo(ctx.settings, stations=stations, minutes=minutes, workers=workers,
                       seed=seed, progress=not as_json)
     missing = birdnet_available() if birdnet else "left out (--no-birdnet)"
     real = run_birdnet_demo(ctx.settings, progress=not as_json) if missing is None else None
+    url = ensure_web(ctx.settings) if web else None
     if as_json:
-        echo_json(report.as_dict() | {"birdnet": (
+        echo_json(report.as_dict() | {"web": url, "birdnet": (
             {"import": real[0].as_dict(), "real_recordings": real[1].as_dict()} if real
             else {"skipped": missing})})
         return
@@ -247,10 +252,14 @@ def demo(ctx: App, stations: int, minutes: int, workers: int, seed: int, birdnet
     for alert in report.drift_alerts:
         click.echo(f"  ALERT {alert}")
     click.echo(f"report (the dashboards' panels as plots): {report.report_page}")
+    click.echo(f"clips kept to listen to: {report.clips_kept} (`soundscape clips status`)")
     if real is None:
         click.echo(f"\n== real birds: skipped: {missing}")
     else:
         _echo_real_birds(*real)
+    if url:
+        click.echo(f"\n== listen and review: {url}  (accounts: `soundscape web user add NAME`; "
+                   "stopped by `soundscape infra down`)")
     if report.chunks_stored + report.dead_lettered < report.chunks_expected:
         raise UserError("some chunks were neither stored nor dead-lettered")
 
@@ -353,6 +362,9 @@ from soundscape.processors.drift.cli import bench_drift, drift  # noqa: E402
 from soundscape.producers.cli import bench_station, replay, station  # noqa: E402
 from soundscape.sinks.cli import bench_sink, db, sink  # noqa: E402
 from soundscape.sinks.stations_cli import stations  # noqa: E402
+from soundscape.sinks.clips_cli import clips  # noqa: E402
+from soundscape.app.web_cli import web  # noqa: E402
+from soundscape.sinks.reviews_cli import reviews  # noqa: E402
 from soundscape.app.synth_cli import synth as synth_group  # noqa: E402
 from soundscape.app.demo_data_cli import grafana_demo_data  # noqa: E402
 
@@ -379,6 +391,9 @@ cli.add_command(frontend_group)
 cli.add_command(synth_group)
 cli.add_command(db)
 cli.add_command(sink)
+cli.add_command(clips)
+cli.add_command(web)
+cli.add_command(reviews)
 from soundscape.app.enrol_cli import (  # noqa: E402
     keys,
     services,

@@ -23,7 +23,7 @@ from soundscape.database import database_url
 from soundscape.envelope import chunk_id_for
 from soundscape.errors import ServiceError
 from soundscape.logs import get_logger
-from soundscape.app.pipeline_threads import running_pipeline
+from soundscape.app.pipeline_threads import running_clip_keeper, running_pipeline, wait_for_clips
 from soundscape.local_services import as_local_service
 from soundscape.settings import Settings
 
@@ -46,6 +46,7 @@ class DemoReport:
     bundle_version: str = ""
     period: tuple[str, str] = ("", "")  # the archive's [start, end), ISO UTC
     drift_reports: int = 0
+    clips_kept: int = 0
     drift_alerts: list[str] = field(default_factory=list)
     report_page: str = ""
 
@@ -130,7 +131,8 @@ def run_demo(settings: Settings, *, stations: int = 4, minutes: int = 5, workers
     scorers = [ModelScorer.load(DEMO_BUNDLE, settings) for _ in range(workers)]
     report.bundle_version = scorers[0].version
     as_replay = as_local_service(settings, "replay")
-    with running_pipeline(settings, scorers, "demo-worker") as pool:
+    with running_clip_keeper(settings) as keeper, \
+            running_pipeline(settings, scorers, "demo-worker") as pool:
         mark = time.monotonic()
         for station, folder in folders.items():
             Replay(as_replay, [str(folder)], Naming(station=station), speed=0, restart=True,
@@ -138,6 +140,8 @@ def run_demo(settings: Settings, *, stations: int = 4, minutes: int = 5, workers
         clock["replay"] = time.monotonic() - mark
         _wait_stored(settings, set(truth), report, progress, timeout_s, pool)
         clock["pipeline"] = time.monotonic() - mark
+        wait_for_clips(keeper, len(truth) - sum(w.stats.dead_lettered for w in pool), timeout_s)
+        report.clips_kept = keeper.stats.kept + keeper.stats.already_kept
     report.dead_lettered = sum(w.stats.dead_lettered for w in pool)
     _summarise(settings, report, truth)
     mark = time.monotonic()

@@ -1,15 +1,20 @@
-"""Workers and a sink as threads of this process, for the demo and the benchmarks that
-run the whole pipeline on one machine; stopped cleanly however the block is left."""
+"""Workers, a sink and the clip keeper as threads of this process, for the demo and the
+benchmarks that run the whole pipeline on one machine; stopped cleanly however the
+block is left."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from soundscape.local_services import as_local_service
+from soundscape.logs import get_logger
 from soundscape.settings import Settings
+
+log = get_logger(__name__)
 
 
 @contextmanager
@@ -43,3 +48,28 @@ def running_pipeline(settings: Settings, scorers: Sequence[Any], name: str) -> I
         sink.request_stop()
         for thread in threads:
             thread.join(60)
+
+
+@contextmanager
+def running_clip_keeper(settings: Settings) -> Iterator[Any]:
+    """The clip keeper in a thread (its principal where the broker needs one)."""
+    from soundscape.sinks.clip_keeper import ClipKeeper
+
+    keeper = ClipKeeper(as_local_service(settings, "clips"))
+    thread = threading.Thread(target=keeper.run, name="clips")
+    thread.start()
+    try:
+        yield keeper
+    finally:
+        keeper.request_stop()
+        thread.join(60)
+
+
+def wait_for_clips(keeper: Any, results: int, timeout_s: float) -> None:
+    """Until the clip keeper has been through `results` more results (what it kept can
+    then be opened in the web app); a keeper still behind at the deadline is logged."""
+    deadline = time.monotonic() + timeout_s
+    while keeper.stats.committed < results and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if keeper.stats.committed < results:
+        log.warning("the clip keeper is behind", seen=keeper.stats.committed, results=results)

@@ -21,7 +21,7 @@ from soundscape.database import database_url
 from soundscape.envelope import CHUNK_SECONDS, chunk_id_for
 from soundscape.errors import ServiceError
 from soundscape.logs import get_logger
-from soundscape.app.pipeline_threads import running_pipeline
+from soundscape.app.pipeline_threads import running_clip_keeper, running_pipeline, wait_for_clips
 from soundscape.local_services import as_local_service
 from soundscape.settings import Settings
 
@@ -107,7 +107,8 @@ def run_real_birds(settings: Settings, bundle: Path, recordings: Sequence[Record
     report = RealBirdsReport(scorers[0].version, start.isoformat(), 0)
     began = time.monotonic()
     as_replay = as_local_service(settings, "replay")
-    with running_pipeline(settings, scorers, "real-birds") as pool:
+    with running_clip_keeper(settings) as keeper, \
+            running_pipeline(settings, scorers, "real-birds") as pool:
         for rec in recordings:
             # The replay decides what becomes a chunk (a short tail is padded or dropped by
             # its remainder rule); what it sent is what must come back.
@@ -119,6 +120,7 @@ def run_real_birds(settings: Settings, bundle: Path, recordings: Sequence[Record
                 expected[str(chunk_id_for(rec.station, ns))] = rec.station
         report.chunks_expected = len(expected)
         _wait(settings, set(expected), pool, timeout_s, progress)
+        wait_for_clips(keeper, len(expected) - sum(w.stats.dead_lettered for w in pool), 60)
     report.seconds = round(time.monotonic() - began, 2)
     report.dead_lettered = sum(w.stats.dead_lettered for w in pool)
     _summarise(settings, report, expected, recordings, top)

@@ -6,15 +6,19 @@
 #   --docker           also Debian's Docker engine, docker-compose and debootstrap (the
 #                      testcontainers backend and docker-compose.yml run on images built
 #                      locally with them)
+#   --browser          also Debian's chromium and chromium-driver (the web app's tests
+#                      drive them headless)
 #   SOUNDSCAPE_EXTRAS  pip extras to install (default: dev = serve + tests)
 #   SOUNDSCAPE_VENV    virtualenv folder (default: .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_DOCKER=0
+WITH_BROWSER=0
 for arg in "$@"; do
   case "$arg" in
     --docker) WITH_DOCKER=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --browser) WITH_BROWSER=1 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "error: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -28,6 +32,7 @@ DEBIAN_PACKAGES=(openjdk-17-jre-headless maven postgresql-15 postgresql-client-1
   pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 sox)
 DOCKER_PACKAGES=(docker.io docker-compose debootstrap)
 ((WITH_DOCKER)) && DEBIAN_PACKAGES+=("${DOCKER_PACKAGES[@]}")
+((WITH_BROWSER)) && DEBIAN_PACKAGES+=(chromium chromium-driver)
 
 step() { printf '\n== %s\n' "$*"; }
 started=$SECONDS

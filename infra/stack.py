@@ -15,7 +15,9 @@ from soundscape.local_services import (
     kafka_state_file,
     local_kafka_secured,
     postgres_state_file,
+    web_state_file,
 )
+from soundscape.errors import ServiceError
 from soundscape.settings import Settings
 
 
@@ -53,11 +55,27 @@ def up(settings: Settings, *, kafka: bool = True, postgres: bool = True) -> dict
 
 
 def down(settings: Settings) -> dict[str, bool]:
-    """Stop both; True for each service that was running."""
+    """Stop both, and the web app `soundscape demo` left running; True for each service
+    that was running."""
     return {
+        "web": stop_web(settings),
         "kafka": KafkaBroker(settings).stop(),
         "postgres": PostgresCluster(settings).stop(),
     }
+
+
+def stop_web(settings: Settings) -> bool:
+    """The background web app (web_state_file), if its process is the web app."""
+    state_file = web_state_file(settings)
+    pid = (process.read_json(state_file) or {}).get("pid")
+    if not pid or not process.pid_alive(int(pid)) or \
+            " web" not in process.process_cmdline(int(pid)):
+        state_file.unlink(missing_ok=True)
+        return False
+    if not process.terminate(int(pid), timeout_s=20):
+        raise ServiceError(f"the web app (pid {pid}) did not stop", hint=f"kill -9 {pid}")
+    state_file.unlink(missing_ok=True)
+    return True
 
 
 def status(settings: Settings) -> dict[str, Any]:
@@ -139,4 +157,10 @@ def listeners(settings: Settings) -> list[dict[str, str]]:
             found.append({"service": "postgres socket",
                           "address": str(settings.state_dir / "postgres" / "run"),
                           "auth": "scram-sha-256; folder 0700"})
+    web = process.read_json(web_state_file(settings)) or {}
+    if web.get("pid") and process.pid_alive(int(web["pid"])):
+        found.append({"service": "web", "address": f"{web['host']}:{web['port']}",
+                      "auth": ("reading open (web.public_read)" if settings.web.public_read
+                               else "reading after login")
+                              + "; reviewing: argon2 accounts, session cookie and CSRF token"})
     return found

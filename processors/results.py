@@ -10,7 +10,14 @@ import numpy as np
 
 from soundscape.dead_letter import carried_headers, detail_bytes
 from soundscape.envelope import ChunkEnvelope
-from soundscape.messages import AudioStats, Detection, LabelScore, StageTimes, WindowScores
+from soundscape.messages import (
+    AudioSource,
+    AudioStats,
+    Detection,
+    LabelScore,
+    StageTimes,
+    WindowScores,
+)
 from soundscape.processors.scoring import WindowDetail
 
 
@@ -110,6 +117,7 @@ def build_detection(
     worker_id: str,
     windows: WindowDetail | None = None,
     label_info: LabelInfo | None = None,
+    audio_source: AudioSource | None = None,
 ) -> Detection:
     probabilities = np.clip(np.nan_to_num(probabilities, nan=0.0), 0.0, 1.0)
     window_scores: list[WindowScores] | None = None
@@ -145,6 +153,7 @@ def build_detection(
         worker_id=worker_id,
         windows=window_scores,
         embedding_f16=embedding,
+        audio_source=audio_source,
     )
 
 

@@ -33,6 +33,7 @@ from soundscape.kafka_clients import (
     producer_config,
 )
 from soundscape.logs import get_logger
+from soundscape.messages import AudioSource
 from soundscape.processors import worker_metrics as metrics
 from soundscape.processors.audio_stats import audio_stats
 from soundscape.processors.chunk_decoder import (
@@ -354,6 +355,7 @@ class InferenceWorker:
             worker_id=self.worker_id,
             windows=outcome.windows,
             label_info=self._label_info(decoded) if outcome.windows is not None else None,
+            audio_source=AudioSource(partition=msg.partition(), offset=msg.offset()),
         )
         return detection.to_bytes()
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from soundscape.durable_write import write_durably
 from soundscape.envelope import ChunkEnvelope, EnvelopeError
 from soundscape.logs import get_logger
 
@@ -192,14 +192,4 @@ def _parse(data: bytes) -> tuple[ChunkEnvelope, bytes]:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_durably(path, data, path.with_suffix(".tmp"))

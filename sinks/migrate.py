@@ -119,7 +119,7 @@ def upgrade_sql(revision: str = "head") -> str:
 
 def grant_table_rights(conn: Connection, settings: Settings) -> None:
     """The writer's, the reader's and the web app's rights on every table of the
-    current schema.
+    current schema (the web app's INSERT on reviews too).
 
     The local cluster's default privileges already give them; an external database may
     lack those. A role that does not exist, or is the connected user itself (one URL for
@@ -140,6 +140,12 @@ def grant_table_rights(conn: Connection, settings: Settings) -> None:
     has_function = conn.execute(text(
         "SELECT 1 FROM pg_proc WHERE proname = 'soundscape_add_partition' "
         "AND pronamespace = current_schema()::regnamespace")).first()
+    has_reviews = conn.execute(text(
+        "SELECT 1 FROM pg_class WHERE relname = 'reviews' "
+        "AND relnamespace = current_schema()::regnamespace")).first()
+    if has_reviews:  # the web app stores people's verdicts, and nothing else
+        rights[pg.web_user] += ["GRANT INSERT ON {schema}.reviews TO {role}",
+                                "GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"]
     if has_function:
         rights[pg.writer_user].append(
             "GRANT EXECUTE ON FUNCTION {schema}.soundscape_add_partition"

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Double,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -125,6 +126,7 @@ class Chunk(Base):
         PrimaryKeyConstraint("chunk_start", "chunk_id"),
         CheckConstraint("source IN ('live', 'replay')", name="source"),
         Index(None, "station_id", "chunk_start"),
+        Index(None, "chunk_id"),
         Index(None, "chunk_start", postgresql_using="brin"),
         Index(None, "written_at", postgresql_using="brin"),
     )
@@ -243,3 +245,66 @@ class DriftReportRow(Base):
     detail: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     written_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class Clip(Base):
+    """A chunk's audio kept by the clip keeper (path relative to `clips.dir`); an evicted
+    clip keeps its row, marked, so the record says what was once there."""
+
+    __tablename__ = "clips"
+    __table_args__ = (
+        CheckConstraint("reason IN ('detection', 'negative')", name="reason"),
+        CheckConstraint("bytes >= 0", name="bytes"),
+        Index(None, "station_id", "chunk_start"),
+        Index("ix_clips_kept_at_live", "kept_at", postgresql_where="evicted_at IS NULL"),
+    )
+
+    chunk_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    chunk_start: Mapped[datetime] = mapped_column(Timestamp)
+    station_id: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    codec: Mapped[str] = mapped_column(Text)
+    #: detection: a label at least clips.min_confidence; negative: the random sample.
+    reason: Mapped[str] = mapped_column(Text)
+    top_label: Mapped[str] = mapped_column(Text)
+    top_probability: Mapped[float] = mapped_column(REAL)
+    kept_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    evicted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class Review(Base):
+    """A person's verdict on a detection (chunk and label): confirm, reject, or relabel
+    to new_label. The model's rows are never changed; the latest review counts."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        CheckConstraint("verdict IN ('confirm', 'reject', 'relabel')", name="verdict"),
+        CheckConstraint("(verdict = 'relabel') = (new_label IS NOT NULL)", name="new_label"),
+        Index(None, "chunk_id"),
+        Index(None, "created_at"),
+    )
+
+    review_id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    chunk_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    chunk_start: Mapped[datetime] = mapped_column(Timestamp)
+    label: Mapped[str] = mapped_column(Text)
+    verdict: Mapped[str] = mapped_column(Text)
+    new_label: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class WebUser(Base):
+    """Who may review and upload in the web app (`soundscape web user add`)."""
+
+    __tablename__ = "web_users"
+    __table_args__ = (CheckConstraint("role IN ('reviewer', 'admin')", name="role"),)
+
+    username: Mapped[str] = mapped_column(Text, primary_key=True)
+    #: argon2id, in the PHC string format argon2-cffi writes
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    disabled_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -21,6 +21,10 @@ def database_url(settings: Settings, role: Role = "writer") -> str:
             return pg.reader_url.get_secret_value()
         if role == "owner" and pg.owner_url is not None:
             return pg.owner_url.get_secret_value()
+        if role == "web" and pg.web_url is not None:
+            return pg.web_url.get_secret_value()
+        if role == "web" and pg.reader_url is not None:  # reads, but cannot store reviews
+            return pg.reader_url.get_secret_value()
         return pg.url.get_secret_value()
     url = local_postgres_url(settings, role)
     if url is None:

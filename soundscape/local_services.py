@@ -99,6 +99,11 @@ def postgres_state_file(settings: Settings) -> Path:
     return settings.state_dir / "postgres" / "state.json"
 
 
+def web_state_file(settings: Settings) -> Path:
+    """The web app `soundscape demo` leaves running: pid, host, port (`infra down` stops it)."""
+    return settings.state_dir / "web" / "state.json"
+
+
 def postgres_credentials_file(settings: Settings) -> Path:
     return settings.state_dir / "postgres" / "credentials.json"
 

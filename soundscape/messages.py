@@ -112,6 +112,16 @@ class StageTimes(BaseModel):
         default_factory=dict, max_length=64)
 
 
+class AudioSource(BaseModel):
+    """Where the scored chunk sits in the audio topic, so its audio can be fetched while
+    the topic still holds it (the clip keeper)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partition: int = Field(ge=0, le=1_000_000)
+    offset: int = Field(ge=0, le=2**63 - 1)
+
+
 class Detection(_Message):
     """One result per chunk, on soundscape.detections.v1, keyed by station_id."""
 
@@ -133,6 +143,7 @@ class Detection(_Message):
     # as base64 of little-endian float16 (2 bytes a dimension).
     windows: list[WindowScores] | None = Field(None, max_length=64)
     embedding_f16: str | None = Field(None, max_length=65_536)
+    audio_source: AudioSource | None = None
 
     @field_validator("top_k")
     @classmethod

@@ -103,6 +103,9 @@ class PostgresSettings(BaseModel):
     owner_url: SecretStr | None = Field(
         None, description="URL of the role owning the schema, for migrations and retention "
                           "on an external database; `url` if unset")
+    web_url: SecretStr | None = Field(
+        None, description="URL of the web app's role on an external database; `reader_url`, "
+                          "then `url`, if unset")
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port once and keeps it")
     database: str = "soundscape"
@@ -111,8 +114,8 @@ class PostgresSettings(BaseModel):
     writer_user: str = Field("soundscape_writer", description="the sink: SELECT, INSERT and "
                              "UPDATE on the tables, new partitions through a function")
     reader_user: str = "soundscape_reader"
-    web_user: str = Field("soundscape_web", description="the web app's role: SELECT (and "
-                          "INSERT on reviews, with the web app), statement timeout")
+    web_user: str = Field("soundscape_web", description="the web app's role: SELECT, "
+                          "INSERT on reviews, statement timeout")
     owner_password: SecretStr | None = Field(None, description="Generated at init if unset")
     writer_password: SecretStr | None = Field(None, description="Generated at init if unset")
     reader_password: SecretStr | None = Field(None, description="Generated at init if unset")
@@ -188,6 +191,46 @@ class SinkSettings(BaseModel):
         "registered",
         description="store results of bundle versions `models register` vouched for "
                     "(others go to the dead-letter topic), or of any version")
+
+
+class ClipSettings(BaseModel):
+    """The clip keeper (`soundscape clips run`): the audio of chunks worth listening to,
+    kept after the audio topic's retention has dropped it."""
+
+    dir: Path | None = Field(None, description="where clips are written; <state_dir>/clips "
+                                               "if unset")
+    min_confidence: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="keep a chunk with a detection at least this probable")
+    negative_sample_rate: float = Field(
+        0.02, ge=0.0, le=1.0,
+        description="share of the other chunks kept too (negatives for training), "
+                    "chosen by chunk id, so a replay keeps the same ones")
+    max_bytes: int = Field(
+        10 * 1024**3, ge=1024 * 1024,
+        description="disk quota of the clips; past it the oldest unreviewed clips go first "
+                    "(a reviewed clip is never evicted)")
+    group_id: str = Field("soundscape-clips", min_length=1, description="Kafka consumer group")
+    batch_size: int = Field(200, ge=1, le=10_000, description="detections per batch")
+    batch_timeout_ms: int = Field(500, ge=1, description="longest wait to fill a batch")
+
+
+class WebSettings(BaseModel):
+    """The web app (`soundscape web`): listen to detections, review them, classify uploads."""
+
+    host: str = Field("127.0.0.1", description="where it listens; 0.0.0.0 lets others in "
+                                               "(put it behind TLS then: secure_cookies)")
+    port: int = Field(8080, ge=0, le=65535)
+    public_read: bool = Field(True, description="pages and the read API without logging in; "
+                                                "reviewing and uploading always need a login")
+    page_size: int = Field(50, ge=1, le=1000, description="detections per page")
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024,
+                                  description="largest upload to /api/v1/classify")
+    max_upload_seconds: float = Field(600.0, gt=0, le=86_400,
+                                      description="longest audio /api/v1/classify scores")
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, description="how long a login lasts")
+    secure_cookies: bool = Field(False, description="send the session cookie over HTTPS only "
+                                                    "(set when a TLS proxy fronts the app)")
 
 
 class StationSettings(BaseModel):
@@ -434,6 +477,8 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()
+    clips: ClipSettings = ClipSettings()
+    web: WebSettings = WebSettings()
     models: ModelSettings = ModelSettings()
     station: StationSettings = StationSettings()
     replay: ReplaySettings = ReplaySettings()

@@ -175,6 +175,7 @@ def fresh_database(backend: Backend, name: str) -> Settings:
         "url": SecretStr(backend.url_for("writer", name)),
         "reader_url": SecretStr(backend.url_for("reader", name)),
         "owner_url": SecretStr(backend.url_for("owner", name)),
+        "web_url": SecretStr(backend.url_for("web", name)),
     })
     return settings.model_copy(update={"postgres": postgres})
 

@@ -12,7 +12,8 @@ are users of their own, with what their role reads and writes and nothing more:
   transactional ids (`<sink.group_id>-sink-*`);
 - replay: WRITE audio (an archive's chunks, signed with the archive's key);
 - drift: READ detections, WRITE drift, its group, and the state topics and transactional
-  ids faust makes under its app id (`<drift.app_id>-`), which it may create.
+  ids faust makes under its app id (`<drift.app_id>-`), which it may create;
+- clips: READ detections and audio (the clip keeper), its group and `<group>-audio`.
 In the remote-stations profile this machine's own services are such principals too
 (`<role>.local`, made by `infra up`: ensure_local_services).
 The StandardAuthorizer denies what no ACL allows. Changes go through the loopback listener
@@ -51,7 +52,7 @@ _TIMEOUT_S = 30.0
 
 
 #: The roles `services add` gives; a station's is `station`.
-SERVICE_ROLES = ("worker", "sink", "replay", "drift")
+SERVICE_ROLES = ("worker", "sink", "replay", "drift", "clips")
 
 
 def _allow(principal: str, kind: ResourceType, name: str, operation: AclOperation,
@@ -88,6 +89,10 @@ def role_acls(settings: Settings, role: str, name: str) -> list[AclBinding]:
                         for op in (AclOperation.CREATE, R, W, D, AclOperation.DESCRIBE_CONFIGS)]
         return [_allow(principal, *right) for right in rights] + state_topics + [
             _allow(principal, X, f"{app}-", op, prefixed) for op in (W, D)]
+    elif role == "clips":  # reads results, and single chunks of audio at their offsets
+        group = settings.clips.group_id
+        rights = [(T, topics.detections, R), (T, topics.audio, R), (G, group, R),
+                  (G, f"{group}-audio", R)]
     else:
         raise ValueError(f"unknown role {role!r}; one of station, {', '.join(SERVICE_ROLES)}")
     return [_allow(principal, *right) for right in rights]

@@ -14,7 +14,8 @@ import click
 ROOT = Path(__file__).resolve().parents[2]
 ROOMS = {"soundscape": "soundscape", "app": "soundscape.app", "synthetic": "soundscape.synthetic",
          "producers": "soundscape.producers", "processors": "soundscape.processors",
-         "sinks": "soundscape.sinks", "models": "soundscape.models", "infra": "soundscape.infra"}
+         "sinks": "soundscape.sinks", "models": "soundscape.models", "infra": "soundscape.infra",
+         "web": "soundscape.web"}
 
 #: module -> (test file, text in it that shows the module runs there)
 EXERCISED_ELSEWHERE: dict[str, tuple[str, str]] = {
@@ -33,6 +34,10 @@ EXERCISED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "soundscape.models.frontend.bench": ("tests/unit/models/frontend/test_cli.py",
                                          '"frontend", "bench", "--chunks"'),
     "soundscape.sinks.bench": ("tests/integration/sinks/test_sink_cli.py", '"bench", "sink"'),
+    "soundscape.sinks.review_manifest": ("tests/integration/web/test_web_app.py",
+                                         '"reviews", "export"'),
+    "soundscape.web.db": ("tests/integration/web/conftest.py", "create_app"),
+    "soundscape.web.queries": ("tests/integration/web/test_web_app.py", "/api/v1/detections"),
     "soundscape.sinks.migrations.env": ("tests/integration/sinks/test_migrations.py", "upgrade"),
     "soundscape.models.birdnet.convert": ("tests/integration/models/birdnet/conftest.py",
                                           "convert"),

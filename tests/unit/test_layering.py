@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PACKAGE_DIRS: dict[str, str] = PYPROJECT["tool"]["setuptools"]["package-dir"]
-ROOMS = ("app", "producers", "processors", "sinks", "models", "infra", "synthetic")
+ROOMS = ("app", "producers", "processors", "sinks", "models", "infra", "web", "synthetic")
 
 
 def _installed_layout(target: Path) -> Path:

@@ -13,6 +13,7 @@ import psycopg
 from soundscape.database import database_url
 from soundscape.app.demo import run_demo
 from soundscape.settings import Settings
+from soundscape.sinks.clip_files import clips_dir
 from soundscape.sinks import migrate
 
 
@@ -36,6 +37,14 @@ def test_demo_runs_the_pipeline_end_to_end_twice(kafka_settings: Settings,
     page = Path(first.report_page)
     assert page.name == "index.html" and len(list(page.parent.glob("*.png"))) >= 8
     assert "demo-01" in page.read_text()
+    # The clip keeper kept the audio of the confident detections, playable and recorded.
+    with psycopg.connect(database_url(settings, "reader")) as conn:
+        clips = conn.execute("SELECT path, bytes FROM clips "
+                             "WHERE station_id = ANY(%s)", (first.stations,)).fetchall()
+    assert first.clips_kept == len(clips) > 0
+    root = clips_dir(settings)
+    assert all((root / path).stat().st_size == size for path, size in clips)
+    assert all((root / path).read_bytes()[:4] == b"fLaC" for path, _ in clips)
 
     second = run_demo(settings, stations=2, minutes=1, progress=False, timeout_s=300)
     assert datetime.fromisoformat(second.period[0]) >= datetime.fromisoformat(first.period[1])

@@ -36,9 +36,9 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEMO_MINUTES = 1  # per station: 6 chunks of 10 s
 STATIONS = ("compose-01", "compose-02")  # the replay service's archive folders
 EXPECTED_CHUNKS = len(STATIONS) * DEMO_MINUTES * 6
-LONG_RUNNING = ("kafka", "postgres", "worker", "sink", "drift")
+LONG_RUNNING = ("kafka", "postgres", "worker", "sink", "clips", "drift", "web")
 METRICS_PORTS = {"worker": "WORKER_METRICS_PORT", "sink": "SINK_METRICS_PORT",
-                 "drift": "DRIFT_METRICS_PORT"}
+                 "clips": "CLIPS_METRICS_PORT", "drift": "DRIFT_METRICS_PORT"}
 
 
 def compose_command() -> list[str] | None:
@@ -145,7 +145,7 @@ def stack(run_state_dir: Path) -> Iterator[Stack]:
     images = ensure_images(settings, ["postgres", "kafka", "soundscape"])
     print(f"\nimages: {images}")
     names = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_STATIONS_PORT", "POSTGRES_PORT",
-             "GRAFANA_PORT",
+             "GRAFANA_PORT", "WEB_PORT",
              "GPU_WORKER_METRICS_PORT", *METRICS_PORTS.values())
     env = {name: str(free_port()) for name in names} | {
         "SOUNDSCAPE_IMAGE": settings.images.project_tag,
@@ -221,6 +221,17 @@ def test_compose_stack_replays_demo_data_into_its_postgres(stack: Stack) -> None
     assert stack.state("drift").get("Health", {}).get("Status") == "healthy"
     sink = stack.health("sink")
     assert sink["healthy"] and sink["database"] == "up", sink
+    # The clip keeper went through every result and kept the confident ones' audio.
+    clips = wait_until("the clip keeper saw every result", lambda: stack.health("clips"),
+                       lambda h: h.get("committed", 0) >= EXPECTED_CHUNKS, 120)
+    with psycopg.connect(stack.postgres_url(), connect_timeout=10) as conn:
+        kept = conn.execute("SELECT count(*) FROM clips WHERE evicted_at IS NULL").fetchone()[0]
+    assert clips["healthy"] and kept == clips["kept_detection"] + clips["kept_negative"] > 0, clips
+    # The web app serves the same data, as the web role.
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.env['WEB_PORT']}/api/v1/stations",
+                                timeout=10) as answer:
+        served = {s["station_id"] for s in json.load(answer)["stations"]}
+    assert served >= set(STATIONS), served
 
     check_the_stack_is_secured(stack)
 

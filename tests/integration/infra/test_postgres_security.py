@@ -181,16 +181,25 @@ def test_the_sink_writer_inserts_and_updates_and_changes_nothing_else(
             conn.execute("SELECT soundscape_add_partition('chunks', '2031-01-01', '2031-02-01')")
 
 
-def test_the_web_role_reads_changes_nothing_yet_and_is_capped(cluster: PostgresCluster) -> None:
-    """Until the web app brings reviews (its one INSERT), the web role reads only."""
+def test_the_web_role_reads_inserts_reviews_only_and_is_capped(cluster: PostgresCluster) -> None:
+    """The web app reads, and stores people's verdicts (reviews): nothing else."""
     from soundscape.sinks import migrate
 
     migrate.upgrade(cluster.settings)
     with psycopg.connect(cluster.url("web"), autocommit=True) as conn:
         assert conn.execute("SELECT count(*) >= 0 FROM detections").fetchone() == (True,)
         assert conn.execute("SHOW statement_timeout").fetchone() == ("15s",)
+        review = conn.execute(
+            "INSERT INTO reviews (chunk_id, chunk_start, label, verdict, reviewer) VALUES "
+            "(gen_random_uuid(), now(), 'Parus major', 'confirm', 'test') "
+            "RETURNING review_id").fetchone()
+        assert review is not None
         for statement in ("INSERT INTO stations (station_id) VALUES ('x')",
                           "UPDATE models SET location = 'x'", "DELETE FROM chunks",
+                          "UPDATE reviews SET verdict = 'reject'", "DELETE FROM reviews",
+                          "INSERT INTO clips (chunk_id, chunk_start, station_id, path, bytes,"
+                          " codec, reason, top_label, top_probability) VALUES (gen_random_uuid(),"
+                          " now(), 'x', 'x', 1, 'flac', 'negative', 'x', 0.1)",
                           "CREATE TABLE mine (x int)", "COPY chunks TO PROGRAM 'id'",
                           "SELECT soundscape_add_partition('chunks', '2031-01-01', "
                           "'2031-02-01')"):

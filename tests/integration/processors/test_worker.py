@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 from soundscape.audio_codec import encode
 from soundscape.chunk_publisher import ChunkPublisher
 from soundscape.database import database_url
-from soundscape.envelope import ChunkEnvelope
+from soundscape.envelope import ChunkEnvelope, chunk_id_for
 from soundscape.infra.process import free_port
 from soundscape.kafka_clients import bootstrap_servers, producer_config
 from soundscape.messages import Detection, parse
@@ -241,6 +241,14 @@ def test_malformed_chunks_go_to_the_dlq_with_their_reason(kafka_settings: Settin
     dead = read_all(kafka_settings, kafka_settings.topics.audio_dlq, 5)
     assert len(detections) == 3
     assert all(parse(Detection, m.value()).worker_id == "mix-worker" for m in detections)
+    # Each result names where its chunk sits in the audio topic (the clip keeper reads it).
+    audio = {(m.partition(), m.offset()): dict(m.headers()).get("seq")
+             for m in read_all(kafka_settings, topic, 8)}
+    for message in detections:
+        result = parse(Detection, message.value())
+        assert result.audio_source is not None
+        seq = audio[(result.audio_source.partition, result.audio_source.offset)]
+        assert result.chunk_id == chunk_id_for("mix-1", START_NS + int(seq) * 10**10)
     reasons = sorted(dict(m.headers())["dlq_reason"].decode() for m in dead)
     assert reasons == sorted(expected_reasons.values())
     for message in dead:

@@ -66,6 +66,13 @@ def test_drift_reads_detections_and_writes_drift_reports_only() -> None:
     assert ("GROUP", s.drift.app_id, "READ") in _rights("drift")
 
 
+def test_the_clip_keeper_reads_results_and_audio_and_writes_nothing() -> None:
+    s = Settings()
+    assert _rights("clips") == {
+        ("TOPIC", s.topics.detections, "READ"), ("TOPIC", s.topics.audio, "READ"),
+        ("GROUP", s.clips.group_id, "READ"), ("GROUP", f"{s.clips.group_id}-audio", "READ")}
+
+
 def test_services_add_offers_every_service_role() -> None:
     from soundscape.app.enrol_cli import _COMMANDS
 
