@@ -5,8 +5,8 @@ VENV ?= .venv
 setup:
 	@SOUNDSCAPE_EXTRAS=dev,birdnet bash infra/setup.sh
 
-setup-test:          ## tests also need the PyTorch export tools (train), Docker and a browser
-	@SOUNDSCAPE_EXTRAS=dev,train,birdnet bash infra/setup.sh --docker --browser
+setup-test:          ## tests also need the PyTorch export tools (train), Docker, a browser, MQTT
+	@SOUNDSCAPE_EXTRAS=dev,train,birdnet bash infra/setup.sh --docker --browser --mqtt
 
 demo: setup          ## the main job, end to end
 	$(VENV)/bin/soundscape demo

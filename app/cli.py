@@ -332,6 +332,35 @@ def bench_secure_pipeline_cmd(ctx: App, chunks: int, rounds: int, bundle: Path |
         click.echo(f"{key:>22}: {value}")
 
 
+@bench.command("web")
+@click.option("--detections", default=1_000_000, show_default=True,
+              type=click.IntRange(1000, 100_000_000), help="Detections in the scratch schema.")
+@click.option("--requests", default=50, show_default=True, type=click.IntRange(5, 10_000),
+              help="Requests timed per kind of page or API call.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@pass_app
+def bench_web(ctx: App, detections: int, requests: int, as_json: bool) -> None:
+    """The web app at scale: p50/p95 server time of its pages and API calls over a
+    scratch schema of DETECTIONS (goal p95 under 150 ms), and the classify endpoint's
+    chunks/s on an uploaded minute. The scratch schema is dropped afterwards."""
+    from soundscape.app.web_bench import run_web_bench
+
+    report = run_web_bench(ctx.settings, detections, requests, progress=not as_json)
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(f"{report['rows']['detections']:,} detections, {report['rows']['clips']:,} "
+               f"clips, {report['rows']['reviews']:,} reviews (filled in {report['fill_s']} s)")
+    click.echo(f"{'request':34} {'first':>8} {'server p50':>10} {'server p95':>10} "
+               f"{'client p50':>10}  (ms)")
+    for kind, t in report["requests"].items():
+        click.echo(f"{kind:34} {t['first_server_ms']:>8} {t['server_p50_ms']:>10} "
+                   f"{t['server_p95_ms']:>10} {t['client_p50_ms']:>10}")
+    c = report["classify"]
+    click.echo(f"classify: {c['chunks_per_s']} chunks/s ({c['upload']}, {c['chunks']} chunks, "
+               f"bundle {c['bundle']})")
+
+
 @bench.command("transport")
 @click.option("--chunks", default=200, show_default=True, type=click.IntRange(2, 100_000))
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, 20),
@@ -365,6 +394,7 @@ from soundscape.sinks.stations_cli import stations  # noqa: E402
 from soundscape.sinks.clips_cli import clips  # noqa: E402
 from soundscape.app.web_cli import web  # noqa: E402
 from soundscape.sinks.reviews_cli import reviews  # noqa: E402
+from soundscape.sinks.notify_cli import notify  # noqa: E402
 from soundscape.app.synth_cli import synth as synth_group  # noqa: E402
 from soundscape.app.demo_data_cli import grafana_demo_data  # noqa: E402
 
@@ -394,6 +424,7 @@ cli.add_command(sink)
 cli.add_command(clips)
 cli.add_command(web)
 cli.add_command(reviews)
+cli.add_command(notify)
 from soundscape.app.enrol_cli import (  # noqa: E402
     keys,
     services,

@@ -144,7 +144,7 @@ def keys_list(as_json: bool) -> None:
 
 #: `services add` roles and the command each runs with its bundle.
 _COMMANDS = {"worker": "worker", "sink": "sink", "replay": "replay FILES...",
-             "drift": "drift run", "clips": "clips run"}
+             "drift": "drift run", "clips": "clips run", "notify": "notify run"}
 _ROLES = list(_COMMANDS)
 
 

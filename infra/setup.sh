@@ -8,17 +8,20 @@
 #                      locally with them)
 #   --browser          also Debian's chromium and chromium-driver (the web app's tests
 #                      drive them headless)
+#   --mqtt             also Debian's mosquitto (the notifier's tests publish through it)
 #   SOUNDSCAPE_EXTRAS  pip extras to install (default: dev = serve + tests)
 #   SOUNDSCAPE_VENV    virtualenv folder (default: .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_DOCKER=0
 WITH_BROWSER=0
+WITH_MQTT=0
 for arg in "$@"; do
   case "$arg" in
     --docker) WITH_DOCKER=1 ;;
     --browser) WITH_BROWSER=1 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --mqtt) WITH_MQTT=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "error: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -33,6 +36,7 @@ DEBIAN_PACKAGES=(openjdk-17-jre-headless maven postgresql-15 postgresql-client-1
 DOCKER_PACKAGES=(docker.io docker-compose debootstrap)
 ((WITH_DOCKER)) && DEBIAN_PACKAGES+=("${DOCKER_PACKAGES[@]}")
 ((WITH_BROWSER)) && DEBIAN_PACKAGES+=(chromium chromium-driver)
+((WITH_MQTT)) && DEBIAN_PACKAGES+=(mosquitto)
 
 step() { printf '\n== %s\n' "$*"; }
 started=$SECONDS
@@ -51,6 +55,10 @@ if ((${#missing[@]})); then
   # The Debian package starts a system cluster we do not use; Soundscape runs its own.
   if [[ " ${missing[*]} " == *" postgresql-15 "* ]] && command -v pg_ctlcluster >/dev/null; then
     $SUDO pg_ctlcluster 15 main stop 2>/dev/null || true
+  fi
+  # Nor the system MQTT broker: the tests start their own on a free loopback port.
+  if [[ " ${missing[*]} " == *" mosquitto "* ]]; then
+    $SUDO service mosquitto stop 2>/dev/null || true
   fi
 else
   echo "all present: ${DEBIAN_PACKAGES[*]}"

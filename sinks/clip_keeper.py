@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from soundscape.counters import Counters
 from soundscape.envelope import ChunkEnvelope, EnvelopeError
-from soundscape.kafka_clients import consumer_config
+from soundscape.kafka_clients import consumer_config, next_offsets
 from soundscape.logs import get_logger
 from soundscape.messages import Detection, MessageError, parse
 from soundscape.settings import Settings
@@ -141,7 +141,7 @@ class ClipKeeper:
                 if not messages:
                     continue
                 if self._handle(messages, fetcher):
-                    consumer.commit(offsets=_next_offsets(messages), asynchronous=False)
+                    consumer.commit(offsets=next_offsets(messages), asynchronous=False)
                     self.stats.batches += 1
                     self.stats.committed += len(messages)
         finally:
@@ -315,13 +315,6 @@ def _fetch(fetcher: Consumer, topic: str, partition: int, offset: int) -> Messag
         fetcher.unassign()
 
 
-def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
-    last: dict[tuple[str, int], int] = {}
-    for msg in messages:
-        if msg.error() is None:
-            key = (msg.topic(), msg.partition())
-            last[key] = max(last.get(key, -1), msg.offset())
-    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
 
 def _insert(conn: psycopg.Connection[Any], kept: list[KeptClip]) -> set[uuid.UUID]:

@@ -308,3 +308,29 @@ class WebUser(Base):
     role: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     disabled_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class Notification(Base):
+    """An event the notifier sends: claimed (a row) before it is sent, `sent_at` after,
+    so each is sent once across restarts; its times feed de-duplication and rate limits."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint("kind IN ('detection', 'silent', 'drift_alert')", name="kind"),
+        Index(None, "rule", "event_time"),
+        Index("ix_notifications_pending", "claimed_at", postgresql_where="sent_at IS NULL"),
+    )
+
+    event_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    rule: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    station_id: Mapped[str] = mapped_column(Text)
+    species: Mapped[str | None] = mapped_column(Text)
+    dedup_key: Mapped[str] = mapped_column(Text)
+    event_time: Mapped[datetime] = mapped_column(Timestamp)
+    title: Mapped[str] = mapped_column(Text)
+    targets: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    claimed_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -136,3 +136,15 @@ def message_limits(admin: Any, names: list[str], timeout_s: float = 30.0) -> dic
         if entry is not None and entry.value is not None:
             limits[resource.name] = int(entry.value)
     return limits
+
+
+def next_offsets(messages: list[Any]) -> list[Any]:
+    """The offsets to commit after `messages` (the next one of each partition seen)."""
+    from confluent_kafka import TopicPartition
+
+    last: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        if msg.error() is None:
+            key = (msg.topic(), msg.partition())
+            last[key] = max(last.get(key, -1), msg.offset())
+    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]

@@ -233,6 +233,42 @@ class WebSettings(BaseModel):
                                                     "(set when a TLS proxy fronts the app)")
 
 
+class NotifyRule(BaseModel):
+    """One notification rule: what to tell, whom, how often."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["detection", "silent", "drift_alert"] = "detection"
+    species: list[str] = Field(default_factory=lambda: ["any"],
+                               description="labels (scientific names) or 'any'")
+    stations: list[str] = Field(default_factory=list, description="empty: every station")
+    min_confidence: float = Field(0.8, ge=0.0, le=1.0)
+    silent_minutes: int = Field(30, ge=1, description="kind silent: after this long")
+    cooldown_minutes: float = Field(
+        30.0, ge=0.0, description="one notification per station and species (or kind) within "
+                                  "this, by event time")
+    max_per_hour: int = Field(60, ge=1, description="at most this many an hour of event time")
+    targets: list[str] = Field(
+        default_factory=lambda: ["mqtt"],
+        description="'mqtt' (notify.mqtt_*), or Apprise URLs (mailto://, ntfy://, slack://, "
+                    "tgram://, json://...)")
+
+
+class NotifySettings(BaseModel):
+    """The notifier (`soundscape notify run`): rules, MQTT, where links point."""
+
+    rules: list[NotifyRule] = Field(default_factory=list, description="none: nothing is sent")
+    group_id: str = Field("soundscape-notify", min_length=1, description="Kafka consumer group")
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(1883, ge=1, le=65535)
+    mqtt_topic: str = Field("birdnet", description="detections are published here (BirdNET-Go's "
+                                                   "default); other events under TOPIC/events")
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    web_url: str | None = Field(None, description="the web app's address, for links in messages")
+    silent_check_s: float = Field(60.0, gt=0, description="how often silence is checked")
+    retry_max_s: float = Field(300.0, gt=0, description="longest wait between delivery retries")
+
+
 class StationSettings(BaseModel):
     """A field station (`soundscape station`): capture, spool, forward, heartbeat."""
 
@@ -479,6 +515,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     clips: ClipSettings = ClipSettings()
     web: WebSettings = WebSettings()
+    notify: NotifySettings = NotifySettings()
     models: ModelSettings = ModelSettings()
     station: StationSettings = StationSettings()
     replay: ReplaySettings = ReplaySettings()

@@ -12,6 +12,7 @@ The app reads and writes as the web role: SELECT, and INSERT on reviews only.
 import contextlib
 import csv
 import io
+import re
 import shutil
 import time
 import uuid
@@ -62,6 +63,27 @@ REFUSED = Counter("soundscape_web_refused_total", "Requests refused, by reason",
 CLASSIFIED = Counter("soundscape_web_classified_chunks_total", "Uploaded 10 s chunks scored")
 
 
+OVERVIEW_CACHE_S = 60.0
+
+
+class TtlCache:
+    """One value per key, recomputed when older than `ttl_s` (thread-safe enough: two
+    requests may both compute, neither sees a torn value)."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._values: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        found = self._values.get(key)
+        if found is not None and now - found[0] < self.ttl_s:
+            return found[1]
+        value = compute()
+        self._values = {key: (now, value)}  # the newest key only: the overview's
+        return value
+
+
 @dataclass
 class WebState:
     settings: Settings
@@ -78,10 +100,13 @@ class ReviewIn(BaseModel):
     comment: str | None = Field(None, max_length=2000)
 
 
-def create_app(settings: Settings, classifier: Classifier | None = None) -> FastAPI:
+def create_app(settings: Settings, classifier: Classifier | None = None,
+               schema: str | None = None) -> FastAPI:
     """The app on `settings`' database and clips; `classifier` scores uploads (none: the
-    classify endpoint answers 503)."""
-    state = WebState(settings, ConnectionPool(database_url(settings, "web")),
+    classify endpoint answers 503); `schema` other than the default (the benchmark's)."""
+    if schema is not None and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        raise ValueError(f"bad schema name {schema!r}")
+    state = WebState(settings, ConnectionPool(database_url(settings, "web"), schema=schema),
                      accounts.load_secret(settings.state_dir / "web" / "secret.key"),
                      clips_dir(settings))
     uploads = settings.state_dir / "web" / "uploads"
@@ -94,6 +119,9 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> Fast
                   lifespan=lifespan,
                   description="Detections, stations and reviews of a Soundscape network.")
     templates = Jinja2Templates(directory=str(TEMPLATES))
+    # A day of detections per species is one pass over a day of rows (about 200 ms at a
+    # million): the overview reuses it for a minute.
+    species_cache = TtlCache(OVERVIEW_CACHE_S)
     templates.env.filters["when"] = _when
     templates.env.filters["pct"] = lambda p: f"{100 * float(p):.0f} %"
 
@@ -115,7 +143,9 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> Fast
                                     headers={"Connection": "close"})
         response: Response = await call_next(request)
         route = request.scope.get("route")
-        REQUESTS.labels(getattr(route, "path", "other")).observe(time.perf_counter() - began)
+        took = time.perf_counter() - began
+        REQUESTS.labels(getattr(route, "path", "other")).observe(took)
+        response.headers["Server-Timing"] = f"app;dur={took * 1e3:.2f}"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
         response.headers.setdefault("X-Frame-Options", "DENY")
@@ -166,9 +196,10 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> Fast
     def overview(request: Request, conn: Db, user: Reader) -> HTMLResponse:
         newest = conn.execute("SELECT max(chunk_start) FROM chunks").fetchone()
         since = (newest[0] if newest and newest[0] else datetime.now(UTC)) - timedelta(days=1)
+        since = since.replace(second=0, microsecond=0)
         return page(request, "overview.html", user, stations=queries.stations(conn),
-                    species=queries.species_counts(conn, since), since=since,
-                    alerts=queries.recent_alerts(conn))
+                    species=species_cache.get(since, lambda: queries.species_counts(conn, since)),
+                    since=since, alerts=queries.recent_alerts(conn))
 
     @app.get("/detections", response_class=HTMLResponse, include_in_schema=False)
     def detections_page(request: Request, conn: Db, user: Reader,

@@ -12,8 +12,10 @@ import psycopg
 
 
 class ConnectionPool:
-    def __init__(self, url: str, size: int = 4, connect_timeout_s: int = 5) -> None:
+    def __init__(self, url: str, size: int = 4, connect_timeout_s: int = 5,
+                 schema: str | None = None) -> None:
         self._url, self._timeout = url, connect_timeout_s
+        self._options = "-c timezone=UTC" + (f" -c search_path={schema}" if schema else "")
         self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue(maxsize=size)
 
     @contextlib.contextmanager
@@ -23,7 +25,7 @@ class ConnectionPool:
             conn = self._idle.get_nowait()
         except queue.Empty:
             conn = psycopg.connect(self._url, autocommit=True, connect_timeout=self._timeout,
-                                   options="-c timezone=UTC", application_name="soundscape-web")
+                                   options=self._options, application_name="soundscape-web")
         try:
             yield conn
         except BaseException:

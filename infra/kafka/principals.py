@@ -13,7 +13,8 @@ are users of their own, with what their role reads and writes and nothing more:
 - replay: WRITE audio (an archive's chunks, signed with the archive's key);
 - drift: READ detections, WRITE drift, its group, and the state topics and transactional
   ids faust makes under its app id (`<drift.app_id>-`), which it may create;
-- clips: READ detections and audio (the clip keeper), its group and `<group>-audio`.
+- clips: READ detections and audio (the clip keeper), its group and `<group>-audio`;
+- notify: READ detections and drift, its group (the notifier).
 In the remote-stations profile this machine's own services are such principals too
 (`<role>.local`, made by `infra up`: ensure_local_services).
 The StandardAuthorizer denies what no ACL allows. Changes go through the loopback listener
@@ -52,7 +53,7 @@ _TIMEOUT_S = 30.0
 
 
 #: The roles `services add` gives; a station's is `station`.
-SERVICE_ROLES = ("worker", "sink", "replay", "drift", "clips")
+SERVICE_ROLES = ("worker", "sink", "replay", "drift", "clips", "notify")
 
 
 def _allow(principal: str, kind: ResourceType, name: str, operation: AclOperation,
@@ -93,6 +94,9 @@ def role_acls(settings: Settings, role: str, name: str) -> list[AclBinding]:
         group = settings.clips.group_id
         rights = [(T, topics.detections, R), (T, topics.audio, R), (G, group, R),
                   (G, f"{group}-audio", R)]
+    elif role == "notify":  # reads results and drift reports, writes nothing to Kafka
+        rights = [(T, topics.detections, R), (T, topics.drift, R),
+                  (G, settings.notify.group_id, R)]
     else:
         raise ValueError(f"unknown role {role!r}; one of station, {', '.join(SERVICE_ROLES)}")
     return [_allow(principal, *right) for right in rights]

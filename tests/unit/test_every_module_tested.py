@@ -37,6 +37,8 @@ EXERCISED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "soundscape.sinks.review_manifest": ("tests/integration/web/test_web_app.py",
                                          '"reviews", "export"'),
     "soundscape.web.db": ("tests/integration/web/conftest.py", "create_app"),
+    "soundscape.sinks.notifier": ("tests/integration/sinks/test_notifier.py",
+                                  '"notify", "run"'),
     "soundscape.web.queries": ("tests/integration/web/test_web_app.py", "/api/v1/detections"),
     "soundscape.sinks.migrations.env": ("tests/integration/sinks/test_migrations.py", "upgrade"),
     "soundscape.models.birdnet.convert": ("tests/integration/models/birdnet/conftest.py",

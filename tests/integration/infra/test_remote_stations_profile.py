@@ -40,7 +40,7 @@ def remote(run_state_dir: Path) -> Iterator[Settings]:
     try:
         report = stack.up(settings)
         assert report["principals"] == ["worker.local", "sink.local", "replay.local",
-                                        "drift.local", "clips.local"]
+                                        "drift.local", "clips.local", "notify.local"]
         yield settings
     finally:
         stack.down(settings)

@@ -328,3 +328,17 @@ def test_an_uploaded_recording_is_scored_in_10_s_chunks_and_bad_uploads_are_refu
     assert answer.status == 413, answer.status
     connection.close()
     assert get_json(web_app.url + "/healthz")[1]["healthy"] is True  # still serving
+
+
+def test_the_web_benchmark_times_every_kind_of_request(web_app: WebApp) -> None:
+    """`soundscape bench web` at a small size: it fills, serves, times and cleans up."""
+    from soundscape.app.web_bench import run_web_bench
+
+    report = run_web_bench(web_app.settings, detections=3000, requests=5, progress=False)
+    assert report["rows"]["detections"] == 3000 and report["rows"]["clips"] > 0
+    assert len(report["requests"]) == 10
+    assert all(0 < t["server_p50_ms"] <= t["server_p95_ms"] for t in report["requests"].values())
+    assert report["classify"]["chunks"] == 6 and report["classify"]["chunks_per_s"] > 0
+    with psycopg.connect(database_url(web_app.settings, "reader")) as conn:
+        left = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'webbench%'")
+        assert left.fetchall() == []  # the scratch schema is gone

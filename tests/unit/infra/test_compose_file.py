@@ -44,7 +44,7 @@ def test_every_variable_of_the_project_services_is_a_setting() -> None:
     project = {name: service for name, service in SERVICES.items()
                if re.match(r"\$\{SOUNDSCAPE_(GPU_)?IMAGE:", str(service.get("image")))}
     assert set(project) == {"certs", "setup", "admin", "worker", "worker-gpu", "sink", "clips",
-                            "drift", "web", "replay"}
+                            "drift", "web", "notify", "replay"}
     variables = {key for service in project.values() for key in service["environment"]}
     assert {"SOUNDSCAPE_METRICS_PORT", "SOUNDSCAPE_DRIFT__DATA_DIR"} <= variables
     assert [v for v in variables if not names_a_setting(v)] == []
@@ -61,7 +61,7 @@ def test_long_running_services_are_health_checked_on_ports_of_their_own() -> Non
             port = PORT_DEFAULT.fullmatch(service["environment"]["SOUNDSCAPE_METRICS_PORT"])
             assert port is not None, name
             ports[name] = port.group(2)
-    assert set(ports) == {"worker", "worker-gpu", "sink", "clips", "drift"}
+    assert set(ports) == {"worker", "worker-gpu", "sink", "clips", "notify", "drift"}
     assert len(set(ports.values())) == len(ports), ports
     for service in SERVICES.values():
         assert service.get("network_mode") == "host" or "extends" in service
