@@ -342,3 +342,35 @@ def test_the_web_benchmark_times_every_kind_of_request(web_app: WebApp) -> None:
     with psycopg.connect(database_url(web_app.settings, "reader")) as conn:
         left = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'webbench%'")
         assert left.fetchall() == []  # the scratch schema is gone
+
+
+def test_accounts_are_made_by_the_operator_command(web_app: WebApp) -> None:
+    """`soundscape web user add` (as the owner), then a login with it; a short password,
+    a duplicate and a bad name are refused with a message, nothing stored."""
+    import os
+    import subprocess
+    import sys
+
+    settings = web_app.settings
+    env = {**os.environ, "SOUNDSCAPE_STATE_DIR": str(settings.state_dir),
+           "SOUNDSCAPE_POSTGRES__URL": database_url(settings, "writer"),
+           "SOUNDSCAPE_POSTGRES__OWNER_URL": database_url(settings, "owner")}
+
+    def add(name: str, password: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "soundscape", "web", "user", "add", name,
+                               "--password-stdin", "--json", *extra], input=password + "\n",
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    made = add("grace", "a long enough secret", "--role", "admin")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout) == {"user": "grace", "role": "admin", "created": True}
+    for name, password, hint in (("grace", "another long secret", "exists"),
+                                 ("bob", "short", "at least 10"),
+                                 ("bad name", "a long enough secret", "username")):
+        refused = add(name, password)
+        assert refused.returncode != 0 and hint in refused.stderr, refused.stderr
+    with psycopg.connect(database_url(settings, "reader")) as conn:
+        users = conn.execute("SELECT username, role FROM web_users ORDER BY 1").fetchall()
+    assert ("grace", "admin") in users and not {"bob", "bad name"} & {u for u, _ in users}
+    grace = WebApp(web_app.url, settings, "grace", "a long enough secret")
+    assert get_json(web_app.url + "/api/v1/session", logged_in(grace))[1]["role"] == "admin"
