@@ -131,23 +131,26 @@ def test_the_drift_stream_runs_as_its_own_principal(remote: Settings, tmp_path: 
         child = subprocess.Popen([sys.executable, "-m", "soundscape", "drift", "run"],
                                  env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        reports = _drift_reports(settings, child, timeout_s=120)
+        reports = _drift_reports(settings, child, "steady", timeout_s=120)
     finally:
         child.terminate()
         child.wait(60)
     assert reports, log.read_text()[-3000:]
-    assert {r.station_id for r in reports} == {"steady"}
+    assert "steady" in {r.station_id for r in reports}
     assert "AUTHORIZATION_FAILED" not in log.read_text()
 
 
-def _drift_reports(settings: Settings, child: subprocess.Popen[bytes],
+def _drift_reports(settings: Settings, child: subprocess.Popen[bytes], station: str,
                    timeout_s: float) -> list[DriftReport]:
+    """Reports on the drift topic until one for `station` came (the topic also holds the
+    demo test's stations, which the stream checks too)."""
     consumer = Consumer(consumer_config(settings, f"remote-drift-{time.monotonic_ns()}"))
     consumer.subscribe([settings.topics.drift])
     found: list[DriftReport] = []
     deadline = time.monotonic() + timeout_s
     try:
-        while not found and time.monotonic() < deadline and child.poll() is None:
+        while (station not in {r.station_id for r in found} and time.monotonic() < deadline
+               and child.poll() is None):
             for message in consumer.consume(100, 1.0):
                 if message.error() is None:
                     found.append(parse(DriftReport, message.value()))

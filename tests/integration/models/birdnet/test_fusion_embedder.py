@@ -31,8 +31,11 @@ def embedded_bundle(birdnet_bundle: Path, tmp_path_factory: pytest.TempPathFacto
     birdnet = WindowedModel(birdnet_bundle, device="cpu")
     audio, labels = _chunks(96, seed=11)
     at_48k = np.stack([soxr.resample(a, 32_000, 48_000, quality="HQ") for a in audio])
-    embeddings = np.stack([birdnet.score_chunks(at_48k[i:i + 16].astype(np.float32)).embeddings[j]
-                           for i in range(0, 96, 16) for j in range(min(16, 96 - i))])
+    # One scoring per batch of 16 (scoring inside the per-chunk loop did each 16 times).
+    scored = [birdnet.score_chunks(at_48k[i:i + 16].astype(np.float32))
+              for i in range(0, 96, 16)]
+    embeddings = np.stack([batch.embeddings[j] for batch in scored
+                           for j in range(len(batch.embeddings))])
     targets = labels * 8.0 - 4.0  # logits that sigmoid to ~0.98 / ~0.02
     mean = embeddings.mean(axis=0)
     centred = embeddings - mean
