@@ -30,6 +30,7 @@ from soundscape.kafka_clients import (
     admin_config,
     consumer_config,
     message_limits,
+    next_offsets,
     producer_config,
 )
 from soundscape.logs import get_logger
@@ -309,7 +310,7 @@ class InferenceWorker:
             metrics.END_TO_END.observe(max(0, scored_at - decoded.envelope.published_at) / 1e9)
         produced = time.monotonic()
         self.producer.send_offsets_to_transaction(
-            _next_offsets(batch.messages), self.consumer.consumer_group_metadata(), 30
+            next_offsets(batch.messages), self.consumer.consumer_group_metadata(), 30
         )
         offsets_sent = time.monotonic()
         self.producer.commit_transaction(60)
@@ -466,14 +467,6 @@ def _count_repairs(decoded: Decoded) -> None:
             if count:
                 metrics.REPAIRS.labels(kind).inc(count)
                 metrics.REPAIRED_CHUNKS.labels(kind).inc()
-
-
-def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
-    last: dict[tuple[str, int], int] = {}
-    for msg in messages:
-        key = (msg.topic(), msg.partition())
-        last[key] = max(last.get(key, -1), msg.offset())
-    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
 
 
 def outcomes_timings(outcomes: list[Scored | Rejected]) -> dict[str, float]:

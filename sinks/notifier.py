@@ -187,9 +187,10 @@ class Notifier:
         if row is None:
             refused = limiter.allows(event)
             if refused is not None:
-                setattr(self.stats, "cooldown" if refused == "cooldown" else "rate_limited",
-                        getattr(self.stats, "cooldown" if refused == "cooldown"
-                                else "rate_limited") + 1)
+                if refused == "cooldown":
+                    self.stats.cooldown += 1
+                else:
+                    self.stats.rate_limited += 1
                 EVENTS.labels(refused).inc()
                 return
             conn.execute(

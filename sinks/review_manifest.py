@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 import psycopg
@@ -77,8 +76,3 @@ def export(settings: Settings, conn: psycopg.Connection[Any], out: TextIO,
         else:
             report.negatives += 1
     return report
-
-
-def read_manifest(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
