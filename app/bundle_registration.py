@@ -3,6 +3,10 @@
 Composed here because neither room may import the other. Callers that start workers
 on a bundle of their own (the demo, the round trip, the pipeline benchmark) register it
 the same way an operator does with `soundscape models register`.
+
+Registration copies the bundle into the bundle store under its content hash
+(soundscape.bundle_store) and records that copy's path, so the version keeps naming
+the same files whatever later happens to the folder it came from.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from soundscape.bundle import Bundle, load_bundle
+from soundscape.bundle_store import content_hash, store_bundle, store_dir
 from soundscape.settings import Settings
 from soundscape.sinks.bundle_registry import BundleRecord, register_bundle
 
 
-def bundle_record(bundle: Bundle) -> BundleRecord:
+def bundle_record(bundle: Bundle, location: Path | None = None) -> BundleRecord:
     manifest = bundle.manifest
     return BundleRecord(
         version=bundle.version,
@@ -23,13 +28,17 @@ def bundle_record(bundle: Bundle) -> BundleRecord:
         labels=list(bundle.labels),
         parameters={"kind": manifest.kind, "precision": manifest.precision,
                     "num_classes": manifest.num_classes},
-        location=str(bundle.root.resolve()),
+        location=str((location or bundle.root).resolve()),
+        content_hash=content_hash(bundle),
     )
 
 
-def register(settings: Settings, bundle: Bundle | Path | str) -> tuple[BundleRecord, bool]:
-    """Register a bundle (checked: its files must match the manifest's hashes first).
-    Returns its record and whether it is newly registered."""
+def register(settings: Settings, bundle: Bundle | Path | str, *, store: bool = True
+             ) -> tuple[BundleRecord, bool]:
+    """Register a bundle (checked: its files must match the manifest's hashes first),
+    stored by content hash unless `store` is False. Returns its record and whether it is
+    newly registered."""
     loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    record = bundle_record(loaded)
+    location = store_bundle(loaded, store_dir(settings)) if store else None
+    record = bundle_record(loaded, location)
     return record, register_bundle(settings, record)

@@ -406,9 +406,18 @@ def _result_writer(settings: Settings, application_name: str) -> ResultSink:
 
 App.result_sinks = _result_writer
 cli.add_command(images)
-from soundscape.app.registry_cli import list_cmd as models_list, register_cmd  # noqa: E402
+from soundscape.app.registry_cli import (  # noqa: E402
+    compare_cmd,
+    history_cmd,
+    list_cmd as models_list,
+    promote_cmd,
+    register_cmd,
+    rollback_cmd,
+)
 
 models_group.add_command(register_cmd)
+for _rollout in (promote_cmd, rollback_cmd, history_cmd, compare_cmd):
+    models_group.add_command(_rollout)
 models_group.add_command(models_list)
 cli.add_command(models_group)
 cli.add_command(worker)

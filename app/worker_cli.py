@@ -4,6 +4,7 @@ bundles (models/), the worker (processors/) and the station sites (sinks/)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,10 @@ from soundscape.logs import configure_logging, get_logger
 from soundscape.chunk_signing import SignatureCheck
 from soundscape.cli_context import current_settings
 from soundscape.settings import Settings
+
+if TYPE_CHECKING:
+    from soundscape.processors.bundle_follower import BundleFollower
+    from soundscape.processors.scoring import ModelScorer
 
 
 def resolve_bundle(settings: Settings, bundle: Path | None) -> Path:
@@ -61,6 +66,33 @@ def signature_check(settings: Settings) -> SignatureCheck | None:
     return SignatureCheck(keys.lookup, require=mode == "require")
 
 
+def following_scorer(settings: Settings, fallback: Path) -> tuple[ModelScorer, BundleFollower]:
+    """The registry's active bundle (or `fallback` before any promote, or while the
+    registry cannot be read) and a started follower that watches for the next one."""
+    from soundscape.processors.bundle_follower import BundleFollower, Wanted
+    from soundscape.processors.scoring import ModelScorer
+    from soundscape.sinks.bundle_registry import active_bundle
+
+    log = get_logger("soundscape.worker")
+
+    def active() -> Wanted | None:
+        found = active_bundle(settings)
+        return None if found is None else Wanted(found.version, found.location)
+
+    def load(path: Path) -> ModelScorer:
+        return ModelScorer.load(path, settings, sites=station_sites(settings, path))
+
+    scorer = load(fallback)
+    follower = BundleFollower(active, load, scorer.version, settings.worker.registry_poll_s)
+    follower.check()  # the active version, if any, is loaded before the first batch
+    first = follower.take()
+    if first is not None:
+        scorer = first
+    log.info("following the registry", bundle=scorer.version,
+             poll_s=settings.worker.registry_poll_s, **follower.health())
+    return scorer, follower.start()
+
+
 @click.command("worker")
 @click.option("--bundle", type=click.Path(file_okay=False, path_type=Path),
               help="Model bundle folder, or the name of an imported one (birdnet-v2.4, "
@@ -72,8 +104,19 @@ def signature_check(settings: Settings) -> SignatureCheck | None:
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="Serve /metrics and /healthz here [default: SOUNDSCAPE_METRICS_PORT].")
 @click.option("--max-chunks", type=click.IntRange(1), help="Stop after this many chunks.")
+@click.option("--follow/--no-follow", "follow", default=None,
+              help="Run the registry's active bundle and switch to a newly promoted (or rolled "
+                   "back) one between batches, without a restart [default: "
+                   "SOUNDSCAPE_WORKER__FOLLOW_REGISTRY, off]. Before any promote, the bundle "
+                   "of --bundle runs.")
+@click.option("--shadow", "shadow", metavar="VERSION",
+              help="Score every chunk with this registered candidate beside the live workers: "
+                   "its own consumer group, results to the shadow topic (stored apart by "
+                   "`soundscape sink --shadow`), nothing dead-lettered. Compare with "
+                   "`soundscape models compare`.")
 def worker(bundle: Path | None, batch_size: int | None, batch_timeout_ms: int | None,
-           worker_id: str | None, metrics_port: int | None, max_chunks: int | None) -> None:
+           worker_id: str | None, metrics_port: int | None, max_chunks: int | None,
+           follow: bool | None, shadow: str | None) -> None:
     """Score audio chunks from Kafka in batches; one detection per chunk, exactly once.
 
     Runs until SIGTERM or Ctrl-C, then finishes the batch in hand and leaves the consumer
@@ -91,18 +134,36 @@ def worker(bundle: Path | None, batch_size: int | None, batch_timeout_ms: int | 
             update={"worker": settings.worker.model_copy(update=overrides)})
     configure_logging(settings.log_level, settings.log_format)
     log = get_logger("soundscape.worker")
-    chosen = resolve_bundle(settings, bundle)
-    scorer = ModelScorer.load(chosen, settings, sites=station_sites(settings, chosen))
+    follow = settings.worker.follow_registry if follow is None else follow
+    if shadow and (follow or bundle):
+        raise click.UsageError("--shadow VERSION names the bundle; leave out --bundle and --follow")
+    follower = None
+    if shadow:
+        from soundscape.sinks.bundle_registry import registered_location
+
+        chosen = Path(registered_location(settings, shadow))
+    else:
+        chosen = resolve_bundle(settings, bundle)
+    if follow:
+        scorer, follower = following_scorer(settings, chosen)
+    else:
+        scorer = ModelScorer.load(chosen, settings, sites=station_sites(settings, chosen))
     if scorer.kind == "windowed":
         licence = (scorer.bundle.manifest.model_extra or {}).get("licence", {})
         log.info("windowed bundle", labels=len(scorer.labels), rate=scorer.sample_rate,
                  licence=licence.get("name"), location_filter=settings.worker.location_filter)
     worker = InferenceWorker(settings, scorer, worker_id=worker_id,
-                             signatures=signature_check(settings))
+                             signatures=signature_check(settings), follower=follower,
+                             shadow=shadow is not None)
     service = EventService("worker", lambda stop: worker.run(stop, max_chunks=max_chunks),
                            worker.health)
-    stats = run_service(service, metrics_host=settings.metrics_host,
-                        metrics_port=settings.metrics_port if metrics_port is None else metrics_port)
+    try:
+        stats = run_service(service, metrics_host=settings.metrics_host,
+                            metrics_port=settings.metrics_port if metrics_port is None
+                            else metrics_port)
+    finally:
+        if follower is not None:
+            follower.stop()
     click.echo(f"scored {stats.scored}, dead-lettered {stats.dead_lettered}, "
                f"batches {stats.batches}, aborted {stats.aborted_batches}")
 

@@ -55,6 +55,7 @@ def bench_pipeline(settings: Settings, bundle: Path, chunks: int, workers: int =
         "audio": f"bench.{run}.audio", "detections": f"bench.{run}.detections",
         "audio_dlq": f"bench.{run}.dlq", "heartbeats": f"bench.{run}.heartbeats",
         "drift": f"bench.{run}.drift", "results_dlq": f"bench.{run}.results-dlq",
+        "shadow_detections": f"bench.{run}.shadow",
     })
     worker_settings = settings.worker.model_copy(update={"group_id": f"bench-{run}"})
     settings = settings.model_copy(update={"topics": topics, "worker": worker_settings})

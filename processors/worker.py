@@ -10,6 +10,7 @@ more workers in the same consumer group share the partitions.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -37,6 +38,7 @@ from soundscape.logs import get_logger
 from soundscape.messages import AudioSource
 from soundscape.processors import worker_metrics as metrics
 from soundscape.processors.audio_stats import audio_stats
+from soundscape.processors.bundle_follower import BundleFollower
 from soundscape.processors.chunk_decoder import (
     Decoded,
     Rejected,
@@ -63,11 +65,18 @@ class WorkerStats(Counters):
     scored: int = 0
     dead_lettered: int = 0
     aborted_batches: int = 0
+    bundle_switches: int = 0
     last_loop: float = field(default_factory=time.monotonic)
 
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def shadow_group(settings: Settings, version: str) -> str:
+    """The consumer group of workers scoring `version` in shadow: one per candidate, so
+    each candidate sees every chunk once, apart from the live workers' progress."""
+    return f"{settings.worker.group_id}-shadow-{re.sub(r'[^A-Za-z0-9._-]', '_', version)}"
 
 
 class InferenceWorker:
@@ -78,8 +87,18 @@ class InferenceWorker:
         worker_id: str | None = None,
         on_batch_committed: Callable[[int], None] | None = None,
         signatures: SignatureCheck | None = None,
+        follower: BundleFollower | None = None,
+        shadow: bool = False,
     ) -> None:
         self.settings = settings
+        #: Switches to the registry's promoted bundle between batches (None: this bundle only)
+        self.follower = follower
+        #: Scoring a candidate beside the live workers: its own consumer group, results to
+        #: the shadow topic, refused chunks counted but not dead-lettered (the live
+        #: workers do that once).
+        self.shadow = shadow
+        self.group_id = shadow_group(settings, scorer.version) if shadow else settings.worker.group_id
+        self.output_topic = settings.topics.shadow_detections if shadow else settings.topics.detections
         #: Chunk signatures checked before scoring (None: not checked, intake.signatures off)
         self.signatures = signatures
         self.scorer = scorer
@@ -100,7 +119,7 @@ class InferenceWorker:
         self.consumer = Consumer(
             consumer_config(
                 settings,
-                w.group_id,
+                self.group_id,
                 **{
                     "max.poll.interval.ms": w.max_poll_interval_ms,
                     # Heartbeats come from librdkafka's own thread, so long batches do
@@ -120,7 +139,7 @@ class InferenceWorker:
                     # neither read-committed readers nor the partitions' next owner (whose
                     # offset fetch waits on pending transactional commits) wait out
                     # transaction.timeout.ms. Two live workers must not share an id.
-                    "transactional.id": f"{w.group_id}-{self.worker_id}",
+                    "transactional.id": f"{self.group_id}-{self.worker_id}",
                     "transaction.timeout.ms": w.transaction_timeout_ms,
                     "message.max.bytes": self._dlq_limit,
                     "linger.ms": 2,
@@ -136,12 +155,15 @@ class InferenceWorker:
         self._read_dlq_limit()
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
-        log.info("worker started", worker=self.worker_id, topic=topic,
-                 bundle=self.scorer.version, batch_size=self.settings.worker.batch_size)
+        log.info("worker started", worker=self.worker_id, topic=topic, output=self.output_topic,
+                 bundle=self.scorer.version, batch_size=self.settings.worker.batch_size,
+                 follows_registry=self.follower is not None, shadow=self.shadow)
+        metrics.BUNDLE.labels(self.scorer.version).set(1)
         last_lag = 0.0
         try:
             while not stop.is_set():
                 self.stats.last_loop = time.monotonic()
+                self._switch_if_promoted()
                 batch = self._poll_batch()
                 if not self._finish_pending(following=batch):
                     batch = None  # rewound with the aborted batch: Kafka hands it back
@@ -158,6 +180,21 @@ class InferenceWorker:
                  scored=self.stats.scored, dead_lettered=self.stats.dead_lettered)
         return self.stats
 
+    def _switch_if_promoted(self) -> None:
+        """Between batches: take the follower's newly loaded bundle. The batch in hand was
+        decoded for the old bundle, so the old bundle scores and commits it first."""
+        new = self.follower.take() if self.follower is not None else None
+        if new is None:
+            return
+        self._finish_pending()
+        old, self.scorer = self.scorer, new
+        self.stats.bundle_switches += 1
+        metrics.BUNDLE_SWITCHES.inc()
+        metrics.BUNDLE.labels(old.version).set(0)
+        metrics.BUNDLE.labels(new.version).set(1)
+        log.info("bundle switched between batches", version=new.version, previous=old.version,
+                 batches_before=self.stats.batches)
+
     def close(self) -> None:
         """Leave the group (partitions move at once) and release threads."""
         try:
@@ -173,6 +210,8 @@ class InferenceWorker:
             "healthy": stale < limit,
             "worker": self.worker_id,
             "bundle": self.scorer.version,
+            "shadow": self.shadow,
+            **(self.follower.health() if self.follower is not None else {}),
             "seconds_since_loop": round(stale, 1),
             "partitions": sorted(p for _topic, p in self._assigned),
             "batches": self.stats.batches,
@@ -306,7 +345,7 @@ class InferenceWorker:
                 self._dead_letter(msg, Rejected("internal_error", describe_exception(exc)))
                 dlq += 1
                 continue
-            self.producer.produce(self.settings.topics.detections, key=msg.key(), value=value)
+            self.producer.produce(self.output_topic, key=msg.key(), value=value)
             metrics.END_TO_END.observe(max(0, scored_at - decoded.envelope.published_at) / 1e9)
         produced = time.monotonic()
         self.producer.send_offsets_to_transaction(
@@ -368,6 +407,9 @@ class InferenceWorker:
                          w.keep_embedding)
 
     def _dead_letter(self, msg: Message, rejected: Rejected) -> None:
+        if self.shadow:  # the live workers dead-letter it; a candidate only counts it
+            metrics.DLQ.labels(rejected.reason).inc()
+            return
         headers = dlq_headers(
             msg.headers(), reason=rejected.reason, detail=rejected.detail,
             worker_id=self.worker_id, topic=msg.topic(), partition=msg.partition(),

@@ -25,3 +25,9 @@ REPAIRS = Counter("soundscape_worker_repaired_total",
                   "Frames or samples mended in accepted chunks", ["kind"])
 REPAIRED_CHUNKS = Counter("soundscape_worker_repaired_chunks_total",
                           "Accepted chunks that needed mending", ["kind"])
+BUNDLE_SWITCHES = Counter("soundscape_worker_bundle_switches_total",
+                          "Switches to a newly promoted (or rolled back) bundle between batches")
+BUNDLE_LOAD_FAILURES = Counter("soundscape_worker_bundle_load_failures_total",
+                               "Promoted bundles this worker could not load (it kept its own)")
+BUNDLE = Gauge("soundscape_worker_bundle", "1 for the bundle version this worker scores with",
+               ["version"])

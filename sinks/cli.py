@@ -162,7 +162,10 @@ def db_maintain(dry_run: bool, as_json: bool) -> None:
 @click.option("--group-id", default=None, help="Kafka consumer group [SOUNDSCAPE_SINK__GROUP_ID].")
 @click.option("--metrics-port", type=int, default=None,
               help="Port of /metrics and /healthz [SOUNDSCAPE_METRICS_PORT]; 0 turns them off.")
-def sink(group_id: str | None, metrics_port: int | None) -> None:
+@click.option("--shadow", is_flag=True,
+              help="Store the results of candidate bundles (`worker --shadow VERSION`) in "
+                   "shadow_results instead, apart from the live tables.")
+def sink(group_id: str | None, metrics_port: int | None, shadow: bool) -> None:
     """Store detections, heartbeats and drift reports from Kafka in PostgreSQL.
 
     Runs until SIGTERM or Ctrl-C, then finishes the batch in hand and commits it. Offsets
@@ -176,6 +179,19 @@ def sink(group_id: str | None, metrics_port: int | None) -> None:
 
     settings = current_settings("sink")
     tune_gc()
+    if shadow:
+        from soundscape.sinks.shadow_writer import ShadowWriter
+
+        if group_id:
+            settings = settings.model_copy(
+                update={"sink": settings.sink.model_copy(update={"group_id": group_id})})
+        writer = ShadowWriter(settings)
+        done = run_service(writer, metrics_host=settings.metrics_host,
+                           metrics_port=settings.metrics_port if metrics_port is None
+                           else metrics_port)
+        click.echo(f"shadow sink stopped: {done.stored} stored, {done.duplicates} duplicates "
+                   f"skipped, {done.malformed + done.unregistered} refused", err=True)
+        return
     service = SinkService(settings, group_id=group_id)
     stats = run_service(service, metrics_host=settings.metrics_host,
                         metrics_port=settings.metrics_port if metrics_port is None else metrics_port)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Double,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -113,8 +114,57 @@ class ModelBundle(Base):
     last_used: Mapped[datetime | None] = mapped_column(Timestamp)
     #: When `models register` vouched for it; NULL: results naming it are refused.
     registered_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    #: Where the bundle's files were when it was registered.
+    #: Where the bundle's files are: its copy in the bundle store (by content hash).
     location: Mapped[str | None] = mapped_column(Text)
+    #: sha256 of its manifest (which names every file's sha256): its name in the store.
+    content_hash: Mapped[str | None] = mapped_column(Text)
+    #: The latest promote or rollback that made it active, and who did it.
+    promoted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    promoted_by: Mapped[str | None] = mapped_column(Text)
+
+
+class ModelPromotion(Base):
+    """Every promote and rollback, in order: the newest row names the active version,
+    the one workers that follow the registry run."""
+
+    __tablename__ = "model_promotions"
+    __table_args__ = (CheckConstraint("action IN ('promote', 'rollback')", name="action"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    bundle_version: Mapped[str] = mapped_column(
+        Text, ForeignKey("models.bundle_version", name="fk_model_promotions_models"))
+    action: Mapped[str] = mapped_column(Text)
+    #: The version active before (what a rollback of a promote goes back to).
+    previous_version: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ShadowResult(Base):
+    """A candidate bundle's result for a chunk (`worker --shadow`), kept apart from the
+    live tables so it changes nothing that dashboards, alerts or drift checks read."""
+
+    __tablename__ = "shadow_results"
+    __table_args__ = (
+        PrimaryKeyConstraint("chunk_id", "bundle_version"),
+        Index(None, "bundle_version", "chunk_start"),
+    )
+
+    chunk_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    bundle_version: Mapped[str] = mapped_column(Text)
+    station_id: Mapped[str] = mapped_column(Text)
+    chunk_start: Mapped[datetime] = mapped_column(Timestamp)
+    top_label: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(REAL)
+    #: {label: probability} of the labels above their thresholds
+    detected: Mapped[dict[str, float]] = mapped_column(JSONB)
+    #: [[label, probability], ...] best first
+    top_k: Mapped[list[Any]] = mapped_column(JSONB)
+    inference_ms: Mapped[float | None] = mapped_column(REAL)
+    worker_id: Mapped[str | None] = mapped_column(Text)
+    scored_at: Mapped[datetime] = mapped_column(Timestamp)
+    written_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
 
 class Chunk(Base):

@@ -56,6 +56,7 @@ def topic_specs(settings: Settings, topics: TopicSettings | None = None) -> list
         TopicSpec(t.heartbeats, t.partitions, results_ms, limit),
         TopicSpec(t.drift, t.partitions, results_ms, limit),
         TopicSpec(t.results_dlq, t.partitions, results_ms, limit + DLQ_HEADROOM_BYTES),
+        TopicSpec(t.shadow_detections, t.partitions, results_ms, limit),
     ]
 
 
@@ -176,7 +177,8 @@ def _result(future, what: str, allow: int | None = None) -> None:  # type: ignor
         raise ServiceError(f"{what} failed: {exc}") from None
 
 
-TOPIC_FIELDS = ("audio", "detections", "audio_dlq", "heartbeats", "drift", "results_dlq")
+TOPIC_FIELDS = ("audio", "detections", "audio_dlq", "heartbeats", "drift", "results_dlq",
+                "shadow_detections")
 
 
 def scratch_topics(settings: Settings, suffix: str) -> Settings:

@@ -49,6 +49,8 @@ class TopicSettings(BaseModel):
     heartbeats: str = "soundscape.heartbeats.v1"
     drift: str = "soundscape.drift.v1"
     results_dlq: str = "soundscape.results.dlq.v1"
+    shadow_detections: str = Field("soundscape.detections.shadow.v1",
+                                    description="results of candidate bundles scored in shadow")
     partitions: int = Field(6, ge=1, le=1000)
     retention_hours: int = Field(24 * 7, ge=1, description="Audio and DLQ retention")
     results_retention_hours: int = Field(24 * 30, ge=1, description="Results retention")
@@ -56,7 +58,7 @@ class TopicSettings(BaseModel):
     def all_names(self) -> list[str]:
         return [
             self.audio, self.detections, self.audio_dlq, self.heartbeats, self.drift,
-            self.results_dlq,
+            self.results_dlq, self.shadow_detections,
         ]
 
 
@@ -167,6 +169,11 @@ class WorkerSettings(BaseModel):
         False, description="send each chunk's embedding (windowed bundles; float16, 2 KB) "
                            "with its result, for clustering and search")
     sites_ttl_s: float = Field(60.0, gt=0, description="how long station locations are cached")
+    follow_registry: bool = Field(
+        False, description="run the registry's active bundle (models promote / rollback) and "
+        "switch to a newly promoted one between batches, without a restart")
+    registry_poll_s: float = Field(5.0, gt=0, le=3600,
+                                   description="how often a following worker reads the registry")
 
 
 class SinkSettings(BaseModel):
@@ -375,6 +382,9 @@ class ModelSettings(BaseModel):
     device_id: int = Field(0, ge=0, description="CUDA device ordinal")
     max_batch: int = Field(256, ge=1, le=4096, description="Largest batch one run scores")
     intra_op_threads: int = Field(0, ge=0, le=256, description="0: onnxruntime's default")
+    store_dir: Path | None = Field(
+        None, description="where `models register` keeps bundles by content hash (a path "
+        "every worker can read); <state_dir>/model-store if unset")
 
 
 class DriftSettings(BaseModel):

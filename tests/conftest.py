@@ -57,13 +57,13 @@ def services(backend: Backend) -> Settings:
 @pytest.fixture
 def kafka_settings(services: Settings) -> Iterator[Settings]:
     """Settings whose topics are this test's own (created here, deleted after)."""
-    from soundscape.kafka_topics import delete_topics, ensure_topics
+    from soundscape.kafka_topics import TOPIC_FIELDS, delete_topics, ensure_topics
 
     suffix = uuid.uuid4().hex[:8]
     defaults = services.topics
     topics = defaults.model_copy(
         update={name: f"{getattr(defaults, name)}.t{suffix}" for name in
-                ("audio", "detections", "audio_dlq", "heartbeats", "drift", "results_dlq")}
+                TOPIC_FIELDS}
         | {"partitions": 3}
     )
     settings = services.model_copy(update={"topics": topics})

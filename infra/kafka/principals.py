@@ -74,13 +74,16 @@ def role_acls(settings: Settings, role: str, name: str) -> list[AclBinding]:
     elif role == "worker":
         group = settings.worker.group_id
         rights = [(T, topics.audio, R), (T, topics.detections, W), (T, topics.audio_dlq, W),
-                  (T, topics.audio_dlq, AclOperation.DESCRIBE_CONFIGS), (G, group, R)]
+                  (T, topics.audio_dlq, AclOperation.DESCRIBE_CONFIGS), (G, group, R),
+                  (T, topics.shadow_detections, W)]
         return [_allow(principal, *right) for right in rights] + [
-            _allow(principal, X, f"{group}-", op, prefixed) for op in (W, D)]
+            _allow(principal, X, f"{group}-", op, prefixed) for op in (W, D)] + [
+            _allow(principal, G, f"{group}-shadow-", R, prefixed)]  # `worker --shadow`
     elif role == "sink":
         group = settings.sink.group_id
         rights = [(T, topics.detections, R), (T, topics.heartbeats, R), (T, topics.drift, R),
-                  (T, topics.results_dlq, W), (G, group, R)]
+                  (T, topics.results_dlq, W), (G, group, R),
+                  (T, topics.shadow_detections, R), (G, f"{group}-shadow", R)]  # `sink --shadow`
         return [_allow(principal, *right) for right in rights] + [
             _allow(principal, X, f"{group}-sink-", op, prefixed) for op in (W, D)]
     elif role == "drift":

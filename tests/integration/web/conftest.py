@@ -41,7 +41,7 @@ def web_app(backend, services: Settings, tmp_path_factory: pytest.TempPathFactor
     from soundscape.app.web_classifier import ScorerClassifier
     from soundscape.database import database_url
     from soundscape.infra.process import free_port
-    from soundscape.kafka_topics import delete_topics, ensure_topics
+    from soundscape.kafka_topics import TOPIC_FIELDS, delete_topics, ensure_topics
     from soundscape.sinks import migrate
     from soundscape.web.accounts import add_user
     from soundscape.web.app import create_app
@@ -51,7 +51,7 @@ def web_app(backend, services: Settings, tmp_path_factory: pytest.TempPathFactor
     suffix = uuid.uuid4().hex[:8]
     topics = services.topics.model_copy(update={
         n: f"{getattr(services.topics, n)}.w{suffix}" for n in
-        ("audio", "detections", "audio_dlq", "heartbeats", "drift", "results_dlq")})
+        TOPIC_FIELDS})
     settings = services.model_copy(update={
         "postgres": db.postgres, "topics": topics,
         "clips": services.clips.model_copy(update={
