@@ -319,6 +319,23 @@ DRIFT = Dashboard(
               sql="SELECT check_name, count(*) AS alerts FROM drift_reports\n"
                   f"WHERE alert AND $__timeFilter(window_start) AND {STATIONS}"
                   " AND check_name IN ($check)\nGROUP BY check_name ORDER BY alerts DESC"),
+        Panel("Live vs shadow: share of chunks with a detection, per bundle version",
+              "timeseries", width=24, unit="percentunit", min_interval="10m",
+              columns=("time", "metric", "detected_share"),
+              description="The live results per bundle version beside each candidate scored "
+                          "in shadow (`worker --shadow`) on the same chunks: a candidate that "
+                          "detects far more or less than the live bundle shows here before "
+                          "it is promoted. `soundscape models compare` gives the details.",
+              sql="SELECT $__timeGroupAlias(chunk_start, $__interval), metric,\n"
+                  "       avg(detected) AS detected_share\n"
+                  "FROM (SELECT chunk_start, 'live ' || bundle_version AS metric,\n"
+                  "             (detection_count > 0)::int AS detected FROM chunks\n"
+                  f"      WHERE $__timeFilter(chunk_start) AND {STATIONS}\n"
+                  "      UNION ALL\n"
+                  "      SELECT chunk_start, 'shadow ' || bundle_version,\n"
+                  "             (detected <> '{}'::jsonb)::int FROM shadow_results\n"
+                  f"      WHERE $__timeFilter(chunk_start) AND {STATIONS}) AS scored\n"
+                  "GROUP BY 1, 2 ORDER BY 1, 2"),
     ),
 )
 

@@ -221,6 +221,28 @@ def test_shadow_promote_refuse_and_roll_back_while_chunks_flow(
     assert compared["chunks"]["candidate"] == CHUNKS
     assert compared["chunks"]["both"] == compared["chunks"]["live"] == stored(live.version) > 0
     assert 0.5 <= compared["agreement"]["top_label"] <= 1.0
+    _panel_shows_live_and_shadow(settings, {f"live {live.version}", f"live {candidate.version}",
+                                            f"shadow {candidate.version}"})
     log = (tmp_path / "follower.log").read_text()
     assert "cannot load the promoted bundle; keeping the current one" in log
     assert log.count("bundle switched between batches") == 2
+
+
+def _panel_shows_live_and_shadow(settings: Settings, expected: set[str]) -> None:
+    """The Grafana panel's SQL, expanded as Grafana would, run as the read-only role."""
+    from datetime import UTC, datetime, timedelta
+
+    from soundscape.infra.grafana.dashboard_model import DRIFT
+    from soundscape.infra.grafana.macros import QueryContext, expand
+
+    panel = next(p for p in DRIFT.panels if p.title.startswith("Live vs shadow"))
+    now = datetime.now(UTC)
+    stations = [f"demo-{i:03d}" for i in range(STATIONS)]
+    query = expand(panel.sql, QueryContext(now - timedelta(hours=4), now, timedelta(minutes=10),
+                                           {"station": stations}))
+    with psycopg.connect(database_url(settings, "reader")) as conn:
+        cursor = conn.execute(query)
+        assert [c.name for c in cursor.description or ()] == list(panel.columns)
+        rows = cursor.fetchall()
+    assert {row[1] for row in rows} == expected
+    assert all(0.0 <= row[2] <= 1.0 for row in rows)
