@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from soundscape.errors import ServiceError, UserError
+from soundscape.logs import LIBRDKAFKA_LOGGER
 from soundscape.local_services import (
     KAFKA_ADMIN_USER,
     local_kafka_address,
@@ -42,7 +43,7 @@ def common_config(settings: Settings) -> dict[str, Any]:
         "security.protocol": kafka.security_protocol,
         "client.dns.lookup": "use_all_dns_ips",
         # librdkafka's own log lines go through logging (and so structlog), not raw stderr.
-        "logger": logging.getLogger("soundscape.librdkafka"),
+        "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
     }
     if kafka.debug:
         config["debug"] = kafka.debug
@@ -103,7 +104,13 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
         "max.partition.fetch.bytes": limit,
         "fetch.max.bytes": max(limit, 64 * 1024 * 1024),
         "receive.message.max.bytes": max(limit, 64 * 1024 * 1024) + 1024 * 1024,
+        # Heartbeats come from librdkafka's own thread: a short session only moves a
+        # killed consumer's partitions sooner.
+        "session.timeout.ms": settings.kafka.session_timeout_ms,
+        "heartbeat.interval.ms": min(3000, settings.kafka.session_timeout_ms // 3),
     }
+    if settings.kafka.instance_id:
+        config["group.instance.id"] = settings.kafka.instance_id
     return config | overrides
 
 

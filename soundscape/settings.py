@@ -90,6 +90,15 @@ class KafkaSettings(BaseModel):
     sasl_password: SecretStr | None = None
     ssl_ca_location: Path | None = None
     start_timeout_s: float = Field(90.0, gt=0)
+    session_timeout_ms: int = Field(
+        10_000, ge=6_000, le=300_000,
+        description="a consumer silent this long (killed) leaves its group and its partitions "
+        "move (librdkafka's default is 45 s); workers use worker.session_timeout_ms")
+    instance_id: str | None = Field(
+        None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$",
+        description="static group membership: a name for this process that stays the same "
+        "across restarts (one per running process); a restarted consumer gets its partitions "
+        "back at once, without a rebalance")
     debug: str | None = Field(
         None, description="librdkafka debug contexts for every client, e.g. cgrp,eos,fetch"
     )

@@ -104,6 +104,43 @@ def test_sink_service_serves_health_and_metrics_and_stops_on_sigterm(
     assert "sink consuming" in events and "stop requested" in events and "sink stopped" in events
 
 
+def test_a_killed_sink_gets_its_partitions_back_at_once_with_a_stable_instance_id(
+        sink_settings: Settings, tmp_path: Path) -> None:
+    """kill -9 and restart, with and without `kafka.instance_id` (static membership), in
+    one run: without, the group waits for the dead member's session to expire
+    (`kafka.session_timeout_ms`, 10 s; librdkafka's default was 45 s); with, the restarted
+    sink takes its partitions back as soon as it is up."""
+    seconds = {}
+    for kind, extra in (("dynamic", {}), ("static", {"SOUNDSCAPE_KAFKA__INSTANCE_ID": "sink-a"})):
+        port = free_port()
+        env = env_for(sink_settings, SOUNDSCAPE_METRICS_PORT=str(port), **extra)
+        command = [*SOUNDSCAPE, "sink", "--group-id", f"recovery-{kind}"]
+        with (tmp_path / f"{kind}.log").open("w") as log:
+            first = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                health = _wait_json(f"http://127.0.0.1:{port}/healthz",
+                                    lambda h: h.get("assigned_partitions", 0) > 0, 60)
+                first.kill()
+                first.wait(10)
+                restarted = time.monotonic()
+                second = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+                try:
+                    _wait_json(f"http://127.0.0.1:{port}/healthz",
+                               lambda h, n=health["assigned_partitions"]:
+                               h.get("assigned_partitions") == n, 90)
+                    seconds[kind] = time.monotonic() - restarted
+                finally:
+                    second.kill()
+                    second.wait(10)
+            finally:
+                if first.poll() is None:
+                    first.kill()
+    print(f"\npartitions back after kill -9 and restart: "
+          f"{ {k: round(v, 1) for k, v in seconds.items()} } s")
+    assert seconds["static"] < seconds["dynamic"]
+    assert seconds["dynamic"] >= sink_settings.kafka.session_timeout_ms / 1000 * 0.8
+
+
 def test_bench_sink_prints_figures_as_json(services: Settings) -> None:
     result = run_cli(env_for(services), "bench", "sink", "--results", "3000", "--batch-size",
                      "500", "--json")
