@@ -67,12 +67,20 @@ def infra() -> None:
 @infra.command("up")
 @click.option("--kafka/--no-kafka", default=True, help="Start the broker and create topics.")
 @click.option("--postgres/--no-postgres", default=True, help="Start the database.")
+@click.option("--brokers", type=click.IntRange(1, 9), default=None,
+              help="3 (or more): a local KRaft cluster, each node its own process, ports and "
+                   "folder; topics with 3 replicas and min.insync.replicas 2 [default: what "
+                   "the state folder holds, a single broker at first].")
 @pass_app
-def infra_up(ctx: App, kafka: bool, postgres: bool) -> None:
+def infra_up(ctx: App, kafka: bool, postgres: bool, brokers: int | None) -> None:
     """Start the services that are not running (idempotent) and create the topics."""
     from soundscape.infra import stack
 
-    report = stack.up(ctx.settings, kafka=kafka, postgres=postgres)
+    if brokers == 2:
+        raise click.BadParameter("a cluster needs 3 nodes or more (a quorum that survives "
+                                 "one failure); 1 is the single broker", param_hint="--brokers")
+    report = stack.up(ctx.settings, kafka=kafka, postgres=postgres,
+                      brokers=None if brokers == 1 else brokers)
     for name, info in report.items():
         if name == "topics":
             click.echo(f"topics:   {len(info['topics'])} ready in {info['seconds']:.2f} s")
@@ -116,6 +124,49 @@ def infra_certs(ctx: App, rotate: bool, rotate_ca: bool, as_json: bool) -> None:
     click.echo(f"  names  {', '.join(report['server']['names'])}")
 
 
+def _echo_cluster(info: dict[str, Any]) -> None:
+    """The local cluster: each node, the active controller, under-replicated partitions."""
+    for node in info["brokers"]:
+        state = f"running (pid {node['pid']})" if node["running"] else "STOPPED"
+        click.echo(f"kafka broker {node['node_id']}: {state} on {node['address']}")
+    if "under_replicated_partitions" in info:
+        click.echo(f"kafka controller: broker {info.get('controller')}; under-replicated "
+                   f"partitions: {info['under_replicated_partitions']}")
+    elif "health_error" in info:
+        click.echo(f"kafka cluster health unknown: {info['health_error']}")
+
+
+@infra.command("kill-broker")
+@click.argument("node", type=click.IntRange(1, 9))
+@pass_app
+def infra_kill_broker(ctx: App, node: int) -> None:
+    """kill -9 node NODE of the local cluster, as a crash would (for drills and fault
+    tests); `infra start-broker NODE` brings it back. Producers with acks=all keep
+    writing while two of three nodes hold each partition."""
+    from soundscape.infra.kafka.cluster import KafkaCluster, local_cluster_nodes
+
+    nodes = local_cluster_nodes(ctx.settings)
+    if nodes < 3:
+        raise UserError("no local cluster runs here", hint="`soundscape infra up --brokers 3`")
+    killed = KafkaCluster(ctx.settings, nodes).kill_node(node)
+    click.echo(f"broker {node}: {'killed' if killed else 'was not running'}")
+
+
+@infra.command("start-broker")
+@click.argument("node", type=click.IntRange(1, 9))
+@pass_app
+def infra_start_broker(ctx: App, node: int) -> None:
+    """Start node NODE of the local cluster again (after `infra kill-broker`); it
+    catches up with the others' partitions by itself."""
+    from soundscape.infra.kafka.cluster import KafkaCluster, local_cluster_nodes
+
+    nodes = local_cluster_nodes(ctx.settings)
+    if nodes < 3:
+        raise UserError("no local cluster runs here", hint="`soundscape infra up --brokers 3`")
+    status = KafkaCluster(ctx.settings, nodes).start_node(node)
+    click.echo(f"broker {node}: running (pid {status.pid}) on {status.address}")
+
+
 @infra.command("down")
 @pass_app
 def infra_down(ctx: App) -> None:
@@ -150,6 +201,10 @@ def infra_status(ctx: App, as_json: bool, show_secrets: bool) -> None:
             info = status[name]
             if info.get("external"):
                 click.echo(f"{name}: external")
+                continue
+            if "brokers" in info and isinstance(info["brokers"], list) and info["brokers"] \
+                    and isinstance(info["brokers"][0], dict):
+                _echo_cluster(info)
                 continue
             state = f"running (pid {info['pid']})" if info["running"] else "stopped"
             click.echo(f"{name}: {state}; log {info['log']}")

@@ -62,6 +62,15 @@ def process_cmdline(pid: int) -> str:
         return ""
 
 
+def kill_hard(pid: int) -> None:
+    """SIGKILL and wait until it is gone (a crash, for fault tests and `infra kill-broker`)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    wait_for(lambda: not pid_alive(pid), 10, 0.05)
+
+
 def terminate(pid: int, timeout_s: float = 30.0) -> bool:
     """SIGTERM, wait, then SIGKILL; True if the process is gone."""
     try:

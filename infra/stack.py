@@ -8,6 +8,7 @@ from typing import Any
 
 from soundscape.infra import process
 from soundscape.infra.kafka.broker import KafkaBroker
+from soundscape.infra.kafka.cluster import KafkaCluster, local_cluster_nodes
 from soundscape.infra.kafka.principals import ensure_local_services
 from soundscape.infra.postgres.cluster import PostgresCluster
 from soundscape.kafka_topics import ensure_topics
@@ -21,8 +22,11 @@ from soundscape.errors import ServiceError
 from soundscape.settings import Settings
 
 
-def up(settings: Settings, *, kafka: bool = True, postgres: bool = True) -> dict[str, Any]:
-    """Start what is not running; returns per-service seconds and what was done."""
+def up(settings: Settings, *, kafka: bool = True, postgres: bool = True,
+       brokers: int | None = None) -> dict[str, Any]:
+    """Start what is not running; returns per-service seconds and what was done.
+    `brokers`: 3 (or more) runs a local cluster; None keeps what the state folder holds
+    (the single broker by default)."""
     report: dict[str, Any] = {}
     if postgres and settings.postgres.url is None:
         started = time.monotonic()
@@ -36,13 +40,24 @@ def up(settings: Settings, *, kafka: bool = True, postgres: bool = True) -> dict
     if kafka and settings.kafka.bootstrap_servers is None:
         started = time.monotonic()
         broker = KafkaBroker(settings)
-        was_running = broker.pid() is not None
+        nodes = brokers or local_cluster_nodes(settings)
         fetched = 0.0 if broker.jars.is_complete() else broker.jars.fetch()
-        broker.start()
+        if nodes > 1:
+            cluster = KafkaCluster(settings, nodes)
+            was_running = all(node.running for node in cluster.status())
+            cluster.start()
+        else:
+            if local_cluster_nodes(settings) > 1:
+                raise ServiceError("the state folder holds a local Kafka cluster",
+                                   hint="`infra up --brokers N` with its size, or `infra down "
+                                        "&& infra reset --kafka` for the single broker")
+            was_running = broker.pid() is not None
+            broker.start()
         report["kafka"] = {
             "seconds": round(time.monotonic() - started, 2),
             "jar_fetch_seconds": round(fetched, 2),
             "action": "already running" if was_running else "started",
+            **({"brokers": nodes} if nodes > 1 else {}),
         }
     if kafka:
         started = time.monotonic()
@@ -59,9 +74,15 @@ def down(settings: Settings) -> dict[str, bool]:
     that was running."""
     return {
         "web": stop_web(settings),
-        "kafka": KafkaBroker(settings).stop(),
+        "kafka": local_kafka(settings).stop(),
         "postgres": PostgresCluster(settings).stop(),
     }
+
+
+def local_kafka(settings: Settings) -> KafkaBroker | KafkaCluster:
+    """The single broker, or the local cluster when the state folder holds one."""
+    nodes = local_cluster_nodes(settings)
+    return KafkaCluster(settings, nodes) if nodes > 1 else KafkaBroker(settings)
 
 
 def stop_web(settings: Settings) -> bool:
@@ -85,6 +106,17 @@ def status(settings: Settings) -> dict[str, Any]:
     kafka: dict[str, Any]
     if settings.kafka.bootstrap_servers:
         kafka = {"external": True, "bootstrap_servers": settings.kafka.bootstrap_servers}
+    elif local_cluster_nodes(settings) > 1:
+        local = KafkaCluster(settings, local_cluster_nodes(settings))
+        nodes = local.status()
+        kafka = {"external": False, "running": all(n.running for n in nodes),
+                 "bootstrap_servers": broker.bootstrap_address(),
+                 "brokers": [vars(n) for n in nodes]}
+        if any(n.running for n in nodes):
+            try:
+                kafka |= local.health()
+            except Exception as exc:  # noqa: BLE001 - a status report, never a traceback
+                kafka["health_error"] = str(exc)
     else:
         kafka = {"external": False, **broker.status().as_dict()}
     postgres: dict[str, Any]
@@ -112,8 +144,8 @@ def reset(settings: Settings, *, kafka: bool = True, postgres: bool = True) -> l
     """Stop and wipe the services' state (the jar cache stays). Returns what was wiped."""
     wiped = []
     if kafka:
+        local_kafka(settings).stop()
         broker = KafkaBroker(settings)
-        broker.stop()
         shutil.rmtree(broker.home, ignore_errors=True)
         wiped.append(str(broker.home))
     if postgres:

@@ -60,6 +60,12 @@ def topic_specs(settings: Settings, topics: TopicSettings | None = None) -> list
     ]
 
 
+def durability(replication: int) -> dict[str, str]:
+    """With three copies, a write (acks=all) needs two in sync: one node may fail with
+    nothing refused or lost, a second failure refuses writes rather than risk them."""
+    return {"min.insync.replicas": "2"} if replication >= 3 else {}
+
+
 def ensure_topics(
     settings: Settings, topics: TopicSettings | None = None, timeout_s: float = 30.0
 ) -> dict[str, str]:
@@ -79,7 +85,8 @@ def ensure_topics(
     missing = [s for s in specs if s.name not in metadata.topics]
     if missing:
         futures = admin.create_topics(
-            [NewTopic(s.name, s.partitions, replication, config=s.configs()) for s in missing],
+            [NewTopic(s.name, s.partitions, replication,
+                      config=s.configs() | durability(replication)) for s in missing],
             operation_timeout=timeout_s,
         )
         for name, future in futures.items():
@@ -103,7 +110,7 @@ def ensure_topics(
                 s.name,
                 incremental_configs=[
                     ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
-                    for k, v in s.configs().items()
+                    for k, v in (s.configs() | durability(replication)).items()
                 ],
             )
             for s in existing

@@ -128,8 +128,13 @@ def read_state(path: Path) -> dict[str, Any] | None:
 
 
 def local_kafka_address(settings: Settings) -> str | None:
-    """host:port of the broker `infra up` started, or None if it never did."""
-    port = (read_state(kafka_state_file(settings)) or {}).get("port")
+    """host:port of the broker `infra up` started (every node's, comma-separated, for a
+    local cluster), or None if it never did."""
+    state = read_state(kafka_state_file(settings)) or {}
+    nodes = state.get("nodes") or []
+    if nodes:
+        return ",".join(f"{settings.kafka.host}:{node['port']}" for node in nodes)
+    port = state.get("port")
     return f"{settings.kafka.host}:{port}" if port else None
 
 

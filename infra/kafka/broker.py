@@ -76,10 +76,27 @@ class BrokerStatus:
         }
 
 
+@dataclass(frozen=True)
+class NodeLayout:
+    """One node of a local cluster (infra/kafka/cluster.py): its id, folder, ports, the
+    quorum's voters and the cluster id, all decided by the cluster."""
+
+    node_id: int
+    home: Path
+    port: int
+    controller_port: int
+    stations_port: int
+    voters: str  # controller.quorum.voters, e.g. 1@127.0.0.1:9093,2@...
+    cluster_id: str
+    nodes: int
+
+
 class KafkaBroker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, layout: NodeLayout | None = None) -> None:
         self.settings = settings
-        self.home = settings.state_dir / "kafka"
+        #: None: the single broker (kafka/); else one node of a local cluster.
+        self.layout = layout
+        self.home = layout.home if layout else settings.state_dir / "kafka"
         self.data_dir = self.home / "data"
         self.log_dir = self.home / "logs"
         self.state_file = kafka_state_file(settings)
@@ -123,14 +140,15 @@ class KafkaBroker:
         if self.pid() is not None:
             self._check_running_profile()
             return self.status()
-        java = process.require_tool(
-            "java", "install a Java 17+ runtime: `bash infra/setup.sh` (openjdk-17-jre-headless)"
-        )
-        classpath = self.jars.ensure()
-        state = self._prepare_state()
-        self._write_config(state)
-        self._format_if_needed(java, classpath, state)
+        java, classpath = self.prepare()
+        proc = self.launch(java, classpath)
+        address = self.node_address()
+        if not self._wait_ready(proc, address):
+            self._fail_start(proc, address)
+        return self.status()
 
+    def launch(self, java: str, classpath: str) -> subprocess.Popen[bytes]:
+        """Start the JVM on the written config (not waiting for it to be ready)."""
         stdout_path = self.log_dir / "stdout.log"
         heap = self.settings.kafka.heap
         command = [
@@ -156,19 +174,43 @@ class KafkaBroker:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
-        address = f"{self.settings.kafka.host}:{state['port']}"
-        if not self._wait_ready(proc, address):
-            process.terminate(proc.pid, timeout_s=10)
-            self.pid_file.unlink(missing_ok=True)
-            raise ServiceError(
-                f"Kafka did not become ready on {address} within "
-                f"{self.settings.kafka.start_timeout_s:.0f} s; last log lines:\n"
-                + process.tail(self.log_dir / "server.log")
-                + "\n"
-                + process.tail(stdout_path, 5),
-                hint=f"see {self.log_dir}; `soundscape infra reset` clears a broken state folder",
-            )
-        return self.status()
+        return proc
+
+    def node_address(self) -> str:
+        """host:port of this node's own client listener."""
+        port = self.layout.port if self.layout else self._state().get("port")
+        return f"{self.settings.kafka.host}:{port}"
+
+    def prepare(self) -> tuple[str, str]:
+        """(java, classpath) with this node's config written and its storage formatted."""
+        java = process.require_tool(
+            "java", "install a Java 17+ runtime: `bash infra/setup.sh` (openjdk-17-jre-headless)"
+        )
+        classpath = self.jars.ensure()
+        state = self._prepare_state() if self.layout is None else self._node_state()
+        self._write_config(state)
+        self._format_if_needed(java, classpath, state)
+        return java, classpath
+
+    def _fail_start(self, proc: subprocess.Popen[bytes], address: str) -> None:
+        process.terminate(proc.pid, timeout_s=10)
+        self.pid_file.unlink(missing_ok=True)
+        raise ServiceError(
+            f"Kafka did not become ready on {address} within "
+            f"{self.settings.kafka.start_timeout_s:.0f} s; last log lines:\n"
+            + process.tail(self.log_dir / "server.log")
+            + "\n"
+            + process.tail(self.log_dir / "stdout.log", 5),
+            hint=f"see {self.log_dir}; `soundscape infra reset` clears a broken state folder",
+        )
+
+    def kill(self) -> bool:
+        """SIGKILL, as a crash would (for `infra kill-broker` and fault tests)."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        process.kill_hard(pid)
+        return True
 
     def stop(self, timeout_s: float = 60.0) -> bool:
         """Stop the broker; True if one was running. Leaves no process and no lock behind."""
@@ -182,6 +224,14 @@ class KafkaBroker:
         return True
 
     # ---- internals ---------------------------------------------------------------------
+    def _node_state(self) -> dict[str, Any]:
+        layout = self.layout
+        assert layout is not None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.home.chmod(0o700)
+        return {"port": layout.port, "controller_port": layout.controller_port,
+                "stations_port": layout.stations_port, "cluster_id": layout.cluster_id}
+
     def _prepare_state(self) -> dict[str, Any]:
         kafka = self.settings.kafka
         state = self._state()
@@ -217,7 +267,7 @@ class KafkaBroker:
 
     def stations_address(self) -> str | None:
         """host:port stations reach the SASL_SSL listener at, or None before the first start."""
-        port = self._state().get("stations_port")
+        port = self.layout.stations_port if self.layout else self._state().get("stations_port")
         kafka = self.settings.kafka
         return f"{kafka.stations_advertised_host or kafka.stations_host}:{port}" if port else None
 
@@ -243,10 +293,12 @@ class KafkaBroker:
         message_max = kafka.max_message_bytes + ENVELOPE_OVERHEAD_BYTES
         secured = local_kafka_secured(self.settings)
         local, protocol = ("LOCAL", "SASL_PLAINTEXT") if secured else ("PLAINTEXT", "PLAINTEXT")
+        node_id, voters = (self.layout.node_id, self.layout.voters) if self.layout else \
+            (1, f"1@{host}:{cport}")
         lines: dict[str, Any] = {
             "process.roles": "broker,controller",
-            "node.id": 1,
-            "controller.quorum.voters": f"1@{host}:{cport}",
+            "node.id": node_id,
+            "controller.quorum.voters": voters,
             "listeners": f"{local}://{host}:{port},CONTROLLER://{host}:{cport},"
                          f"STATIONS://{stations}",
             "advertised.listeners": f"{local}://{host}:{port},"
@@ -286,6 +338,16 @@ class KafkaBroker:
             "log.segment.bytes": 256 * 1024 * 1024,
             "num.recovery.threads.per.data.dir": 2,
         }
+        if self.layout is not None and self.layout.nodes >= 3:
+            # A cluster keeps every record on three nodes and accepts a write (acks=all)
+            # while two hold it, so one node may die without losing or refusing anything.
+            replicas = {"offsets.topic.replication.factor": 3,
+                        "transaction.state.log.replication.factor": 3,
+                        "transaction.state.log.min.isr": 2,
+                        "share.coordinator.state.topic.replication.factor": 3,
+                        "share.coordinator.state.topic.min.isr": 2,
+                        "default.replication.factor": 3, "min.insync.replicas": 2}
+            lines |= replicas
         if secured:
             lines |= self._admin_only_lines()
         text = "# Written by `soundscape infra up` from the settings; edits are overwritten.\n"
