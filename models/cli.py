@@ -276,6 +276,10 @@ from soundscape.models.demo_cli import evaluate_cmd, train_demo_cmd  # noqa: E40
 models.add_command(train_demo_cmd)
 models.add_command(evaluate_cmd)
 
+from soundscape.models.train_cli import train_cmd  # noqa: E402
+
+models.add_command(train_cmd)
+
 
 from soundscape.models.birdnet.cli import import_cmd  # noqa: E402
 

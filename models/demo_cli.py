@@ -76,19 +76,27 @@ def train_demo_cmd(out: Path, chunks: int, epochs: int, seed: int, int8: bool, t
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A precision variant to compare with BUNDLE; repeatable [default: "
                    "BUNDLE-int8 and BUNDLE-fp16 where they exist].")
-@click.option("--out", type=_DIR, help="Folder for confusion.png and report.json.")
+@click.option("--out", type=_DIR,
+              help="Folder for report.json, report.html (tables and plots in one file) and "
+                   "the plots as PNGs.")
+@click.option("--smooth/--no-smooth", default=False, show_default=True,
+              help="Also score the --manifest recordings after neighbour-chunk smoothing "
+                   "(each window mixed with its file's previous and next windows, weights "
+                   "0.25/0.5/0.25) and report macro-F1, macro-AP and ECE with and without it. "
+                   "Synthetic chunks have no neighbours, so it is not measured on them.")
 @click.option("--threads", type=click.IntRange(0, 256), default=0, show_default=True,
               help="onnxruntime CPU threads (0: one per core).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def evaluate_cmd(bundle: Path, chunks: int, seed: int | None, manifest: Path | None,
-                 variants: tuple[Path, ...], out: Path | None, threads: int,
+                 variants: tuple[Path, ...], out: Path | None, smooth: bool, threads: int,
                  as_json: bool) -> None:
     """Score held-out audio with BUNDLE through the runtime path (score_audio) and report
-    macro-F1, per-label precision/recall, the worst labels, a confusion-matrix PNG, and
-    each precision variant's agreement with it.
+    macro-F1 and macro-AP, per-label precision/recall/F1/AP, the 20 worst labels,
+    confusion pairs, calibration (reliability bins, ECE), the same for each precision
+    variant with its agreement with BUNDLE, and with --out an HTML page of it all.
 
-    Decisions use the bundle's per-label thresholds. Exit status 0 whatever the figures:
-    read them, or let tests set the bar.
+    Decisions use the bundle's per-label thresholds; AP and calibration use the
+    probabilities. Exit status 0 whatever the figures: read them, or let tests set the bar.
     """
     need_module("onnxruntime", "serve")
     from soundscape.models.evaluate import EvaluateOptions, evaluate
@@ -96,12 +104,10 @@ def evaluate_cmd(bundle: Path, chunks: int, seed: int | None, manifest: Path | N
 
     options = EvaluateOptions(chunks=chunks, seed=EVAL_SEED if seed is None else seed,
                               manifest=manifest, out=out, variants=variants or None,
-                              threads=threads)
+                              threads=threads, smooth=smooth)
     report = evaluate(bundle, options, progress=(lambda _m: None) if as_json else tqdm.write,
                       bar=lambda total: tqdm(total=total, unit="chunk", desc="scoring",
                                              leave=False, disable=as_json))
-    if out is not None:
-        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -118,19 +124,34 @@ def _print_report(report: dict) -> None:
                f"{len(fp32['refused'])} refused")
     for line in report["skipped"]:
         click.echo(f"  skipped {line}")
-    click.echo(f"macro-F1 {fp32['macro_f1']:.3f}\n")
-    click.echo(f"  {'label':18} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8} "
+    click.echo(f"macro-F1 {fp32['macro_f1']:.3f}, macro-AP {_figure(fp32['macro_ap'], 0)}, "
+               f"ECE {_figure(fp32['calibration']['ece'], 0)}\n")
+    click.echo(f"  {'label':18} {'precision':>9} {'recall':>7} {'F1':>6} {'AP':>6} {'support':>8} "
                f"{'threshold':>9}")
     for row in fp32["per_class"]:
         figures = [_figure(row[key], width) for key, width in
-                   (("precision", 9), ("recall", 7), ("f1", 6))]
+                   (("precision", 9), ("recall", 7), ("f1", 6), ("ap", 6))]
         click.echo(f"  {row['label']:18} {' '.join(figures)} {row['support']:8d} "
                    f"{fp32['thresholds'][row['label']]:9.2f}")
     click.echo(f"\nworst: {', '.join(fp32['worst'])}")
+    pairs = [f"{p['true']} -> {p['predicted']} ({p['count']})" for p in fp32["confusion_pairs"][:5]]
+    click.echo(f"confused most: {', '.join(pairs) or 'nothing'}")
     for variant in report["variants"]:
         agree = variant["agreement_with_fp32"]
         click.echo(f"{variant['version']} ({variant['precision']}): macro-F1 "
                    f"{variant['macro_f1']:.3f} ({variant['macro_f1_minus_fp32']:+.3f} vs fp32), "
                    f"top-1 agreement {agree['top1']:.2%}, same decisions {agree['decisions']:.2%}")
+    smoothing = report["smoothing"]
+    if smoothing["measured"]:
+        for row in smoothing["bundles"]:
+            click.echo(f"smoothing, {row['version']} ({row['precision']}): macro-F1 "
+                       f"{_figure(row['macro_f1']['without'], 0)} -> "
+                       f"{_figure(row['macro_f1']['with'], 0)}, macro-AP "
+                       f"{_figure(row['macro_ap']['without'], 0)} -> "
+                       f"{_figure(row['macro_ap']['with'], 0)}")
+    elif smoothing["why"] != "not asked for (--smooth)":
+        click.echo(f"smoothing not measured: {smoothing['why']}")
     if "confusion_png" in report:
         click.echo(f"confusion matrix: {report['confusion_png']}")
+    if "report_html" in report:
+        click.echo(f"report: {report['report_html']} (and {report['report_json']})")

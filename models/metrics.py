@@ -133,3 +133,109 @@ def confusion_matrix(predicted: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def decision_agreement(reference: np.ndarray, other: np.ndarray, thresholds: np.ndarray | float) -> float:
     """Share of (item, label) yes/no decisions two models share at the same thresholds."""
     return float(np.mean(decisions(reference, thresholds) == decisions(other, thresholds)))
+
+
+# ---- ranking, confusion pairs and calibration: what `models evaluate` adds to the F1 ------
+#: Reliability bins: equal-width intervals of predicted probability over [0, 1].
+CALIBRATION_BINS = 10
+
+
+def precision_recall_curve(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(precision, recall) at every distinct score taken as a threshold, highest first.
+
+    Ties share one point (every item scoring the same is decided together), as in
+    sklearn's precision_recall_curve; empty arrays when nothing holds the label.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = _as_bool(truth)
+    if not positive.any():
+        return np.empty(0), np.empty(0)
+    order = np.argsort(-scores, kind="mergesort")
+    ranked, hits = scores[order], positive[order]
+    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # last item of each tie
+    tp = np.cumsum(hits)[last].astype(np.float64)
+    return tp / (last + 1), tp / tp[-1]
+
+
+def average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The area under the precision-recall curve as sklearn's average_precision_score
+    defines it: sum over thresholds of (R_n - R_n-1) * P_n, no interpolation. NaN when no
+    item holds the label (there is nothing to rank)."""
+    precision, recall = precision_recall_curve(scores, truth)
+    if not len(recall):
+        return float("nan")
+    # Summed as new positives * precision over the positives, not as recall steps: the
+    # same value, but a perfect ranking comes out exactly 1 rather than 1 - 1e-16.
+    positives = int(_as_bool(truth).sum())
+    found = np.diff(np.rint(recall * positives), prepend=0.0)
+    return float(np.sum(found * precision) / positives)
+
+
+def average_precisions(probabilities: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """[C] average precision per label (NaN for a label no item holds)."""
+    probabilities, truth = np.asarray(probabilities), _as_bool(targets)
+    return np.array([average_precision(probabilities[:, c], truth[:, c])
+                     for c in range(truth.shape[1])])
+
+
+def macro_ap(probabilities: np.ndarray, targets: np.ndarray) -> float:
+    """Mean average precision over the labels some item holds (NaN if none does)."""
+    ap = average_precisions(probabilities, targets)
+    return float(np.nanmean(ap)) if not np.isnan(ap).all() else float("nan")
+
+
+@dataclass(frozen=True)
+class ConfusionPair:
+    true: str  # a label the chunk holds
+    predicted: str  # a label it does not hold that the model gave it
+    count: int  # chunks holding `true`, not `predicted`, given `predicted`
+    true_missed: int  # of those, chunks where `true` was missed too (a real swap)
+
+
+def confusion_pairs(predicted: np.ndarray, targets: np.ndarray, labels: Sequence[str],
+                    top: int = 20) -> list[ConfusionPair]:
+    """The `top` most frequent (true A, predicted B) pairs: the chunk holds A and not B,
+    and the model predicts B. Multi-label, so a chunk counts once for every such pair;
+    ordered by count, then by how often A was missed too, then by the names."""
+    truth = _as_bool(targets).astype(np.int64)
+    predicted = np.asarray(predicted, dtype=bool)
+    extra = (predicted & (truth == 0)).astype(np.int64)  # wrongly given labels
+    missed = ((truth == 1) & ~predicted).astype(np.int64)
+    count = truth.T @ extra  # [A, B]; the diagonal is 0 (B is never held)
+    swapped = missed.T @ extra
+    pairs = [ConfusionPair(labels[a], labels[b], int(count[a, b]), int(swapped[a, b]))
+             for a, b in zip(*np.nonzero(count), strict=True)]
+    pairs.sort(key=lambda p: (-p.count, -p.true_missed, p.true, p.predicted))
+    return pairs[:top]
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    low: float
+    high: float
+    count: int  # (chunk, label) cells whose probability falls in [low, high)
+    mean_predicted: float | None  # None: an empty bin
+    observed: float | None  # share of those cells where the label is present
+
+
+def reliability(probabilities: np.ndarray, targets: np.ndarray,
+                bins: int = CALIBRATION_BINS) -> tuple[list[ReliabilityBin], float]:
+    """Reliability bins over every (chunk, label) cell and the expected calibration error:
+    the count-weighted mean |observed - mean predicted| over the bins (NaN with no cells).
+    A calibrated model's 0.3s come true 30 % of the time; the last bin includes 1.0."""
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    y = _as_bool(targets).ravel().astype(np.float64)
+    index = np.clip((p * bins).astype(np.int64), 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    total_p = np.bincount(index, weights=p, minlength=bins)
+    total_y = np.bincount(index, weights=y, minlength=bins)
+    result, gap = [], 0.0
+    for b in range(bins):
+        if count[b]:
+            mean, observed = total_p[b] / count[b], total_y[b] / count[b]
+            gap += count[b] * abs(observed - mean)
+            result.append(ReliabilityBin(b / bins, (b + 1) / bins, int(count[b]), float(mean),
+                                         float(observed)))
+        else:
+            result.append(ReliabilityBin(b / bins, (b + 1) / bins, 0, None, None))
+    return result, float(gap / len(p)) if len(p) else float("nan")

@@ -18,7 +18,8 @@ from soundscape.models import DEMO_BUNDLE, DEMO_INT8_BUNDLE
 from soundscape.models.frontend.graph import build_frontend
 from soundscape.models.labelled import EVAL_SEED
 from soundscape.settings import Settings
-from soundscape.synthetic import SPECIES_NAMES, write_chunks
+from soundscape.audio_codec import to_int16
+from soundscape.synthetic import SAMPLE_RATE, SPECIES_NAMES, soundscape_chunk, write_chunks
 
 #: Held-out chunks the gate scores: enough for every species to appear ~10 times.
 GATE_CHUNKS = 80
@@ -70,7 +71,8 @@ def test_the_report_names_the_worst_labels_and_draws_the_matrix(report: dict) ->
     assert list(by_label) == list(SPECIES_NAMES)
     worst = [by_label[label]["f1"] for label in fp32["worst"]]
     assert worst == sorted(worst) and max(worst) <= min(
-        row["f1"] for row in fp32["per_class"] if row["label"] not in fp32["worst"])
+        (row["f1"] for row in fp32["per_class"]
+         if row["label"] not in fp32["worst"] and row["f1"] is not None), default=1.0)
     matrix = np.array(report["confusion_matrix"])
     assert matrix.shape == (13, 13)
     assert np.trace(matrix[:12, :12]) == sum(
@@ -94,6 +96,64 @@ def test_recordings_listed_in_a_csv_are_scored_in_10_s_windows(tmp_path: Path) -
     report = evaluate_json("--manifest", str(csv))
     assert report["held_out"].startswith("5 windows of 4 recordings")
     assert report["fp32"]["scored"] == 5 and report["variants"][0]["scored"] == 5
+
+
+#: (species, 10 s windows) of each synthetic recording the smoothing test writes.
+RECORDINGS = [(("warbler",), 4), (("low-hoot", "cicada"), 4), (("fast-trill",), 3),
+              (("two-note", "high-buzz"), 4), (("slow-trill",), 3)]
+
+
+def test_recordings_report_ap_calibration_pairs_and_smoothing_as_json_and_html(
+        tmp_path: Path) -> None:
+    """Longer recordings (consecutive 10 s windows of the same species) through
+    `models evaluate --manifest --smooth --out`: every bundle gets AP, calibration,
+    confusion pairs and worst labels, smoothing is measured for fp32 and int8, and
+    report.html embeds the plots and escapes what it shows."""
+    import soundfile as sf
+
+    rows = []
+    for number, (species, windows) in enumerate(RECORDINGS):
+        audio = np.concatenate([soundscape_chunk(EVAL_SEED + 100 * number + w, species=species,
+                                                 snr_db=(-6.0, 12.0)).audio
+                                for w in range(windows)])
+        sf.write(tmp_path / f"site{number}.wav", to_int16(audio), SAMPLE_RATE, subtype="PCM_16")
+        rows += [f"site{number}.wav,{label}\n" for label in species]
+    csv = tmp_path / "labels <&> test.csv"
+    csv.write_text("file,label\n" + "".join(rows))
+    out = tmp_path / "out"
+    report = evaluate_json("--manifest", str(csv), "--smooth", "--out", str(out))
+    windows = sum(w for _, w in RECORDINGS)
+    assert report["held_out"].startswith(f"{windows} windows of {len(RECORDINGS)} recordings")
+    (int8,) = report["variants"]
+    for figures in (report["fp32"], int8):
+        assert figures["scored"] == windows
+        assert 0 <= figures["macro_ap"] <= 1
+        held = [row for row in figures["per_class"] if row["support"]]
+        assert len(held) == 7 and all(0 <= row["ap"] <= 1 for row in held)
+        assert all(row["ap"] is None for row in figures["per_class"] if not row["support"])
+        assert len(figures["worst"]) == len([r for r in figures["per_class"] if r["f1"] is not None])
+        assert all(set(pair) == {"true", "predicted", "count", "true_missed"}
+                   for pair in figures["confusion_pairs"])
+        bins = figures["calibration"]["bins"]
+        assert len(bins) == 10 and sum(b["count"] for b in bins) == windows * len(SPECIES_NAMES)
+        assert 0 <= figures["calibration"]["ece"] <= 1
+    smoothing = report["smoothing"]
+    assert smoothing["measured"] and smoothing["groups"] == len(RECORDINGS)
+    assert [b["precision"] for b in smoothing["bundles"]] == ["fp32", "int8"]
+    for row, figures in zip(smoothing["bundles"], (report["fp32"], int8), strict=True):
+        for key in ("macro_f1", "macro_ap", "ece"):
+            assert set(row[key]) == {"without", "with", "change"} and row[key]["with"] is not None
+        assert row["macro_f1"]["without"] == pytest.approx(figures["macro_f1"])
+        assert row["macro_ap"]["without"] == pytest.approx(figures["macro_ap"])
+    print("smoothing:", json.dumps(smoothing["bundles"]))  # the figures docs/ quote
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["smoothing"] == smoothing and on_disk["report_html"] == str(out / "report.html")
+    assert {"confusion", "reliability", "worst_ap", "pr_curves"} <= set(on_disk["plots"])
+    assert all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in on_disk["plots"].values())
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4
+    assert "labels &lt;&amp;&gt; test.csv" in html and "<&>" not in html
+    assert "warbler" in html and "macro-AP" in html and "smoothing" in html
 
 
 def test_score_audio_refuses_bad_chunks_and_scores_the_rest() -> None:

@@ -1,0 +1,39 @@
+"""A small labelled manifest for `models train`: synthetic chunks written as WAV files and
+the shared real recordings (../shared/data/real, by absolute path, never copied), with
+groups. Used by the training tests and the rollout test, which trains its candidate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_AUDIO = ROOT.parent / "shared" / "data" / "real"
+
+
+def real_audio_present() -> bool:
+    return (REAL_AUDIO / "birdclef_style_frog.ogg").is_file()
+
+
+def write_manifest(root: Path) -> Path:
+    """Synthetic 20 s files of two labelled chunks each (spans), four stations, and three
+    real recordings in groups of their own, one of them cut into two spans."""
+    import soundfile as sf
+
+    from soundscape.synthetic import SAMPLE_RATE, soundscape_chunks
+
+    chunks = list(soundscape_chunks(12, seed=7))
+    rows = ["path,start,end,labels,group"]
+    for f in range(6):
+        part = chunks[2 * f:2 * f + 2]
+        sf.write(root / f"syn{f}.wav", np.concatenate([c.audio for c in part]), SAMPLE_RATE)
+        rows += [f"syn{f}.wav,{10 * i},{10 * i + 10},{';'.join(c.labels)},station{f % 4}"
+                 for i, c in enumerate(part)]
+    rows += [f"{REAL_AUDIO}/opensoundscape_birds_10s.wav,,,songbird,osd",
+             f"{REAL_AUDIO}/birdclef_style_frog.ogg,0,30,frog,frogsite",
+             f"{REAL_AUDIO}/birdclef_style_soundscape.ogg,0,40,flufftail,scape",
+             f"{REAL_AUDIO}/birdclef_style_soundscape.ogg,40,60,,scape"]
+    path = root / "labels.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
