@@ -503,6 +503,9 @@ cli.add_command(stations)
 cli.add_command(keys)
 cli.add_command(services)
 bench.add_command(bench_sink)
+from soundscape.models.train_cli import bench_train_cmd  # noqa: E402
+
+bench.add_command(bench_train_cmd)
 cli.add_command(drift)
 bench.add_command(bench_drift)
 grafana.add_command(grafana_demo_data)

@@ -113,3 +113,27 @@ def train_cmd(manifest: Path, out: Path, parent: Path | None, labels: str | None
         click.echo(f"int8 bundle {report.int8}: top-1 agreement with fp32 "
                    f"{report.int8_top1_agreement:.2%}")
     click.echo(f"next: soundscape models evaluate {report.fp32} --manifest YOUR_HELD_OUT.csv")
+
+
+@click.command("train")
+@click.option("--chunks", type=click.IntRange(20, 100_000), default=200, show_default=True,
+              help="Labelled synthetic 10 s chunks to write as WAV files and train on.")
+@click.option("--epochs", type=click.IntRange(1, 100), default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_train_cmd(chunks: int, epochs: int, threads: int, as_json: bool) -> None:
+    """Training time on this machine, per epoch and per 1,000 clips: `models train` on a
+    manifest of synthetic soundscapes written on the spot (8 stations as groups, one
+    augmented copy per training chunk), from the demo bundle's front-end."""
+    need_module("torch", "train")
+    from tqdm import tqdm
+
+    from soundscape.models.train_bench import bench_training
+
+    figures = bench_training(chunks, epochs, threads,
+                             progress=(lambda _line: None) if as_json else tqdm.write)
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+        return
+    for key, value in figures.items():
+        click.echo(f"{key:>24}: {value}")

@@ -294,3 +294,11 @@ def test_chunk_audio_reads_resamples_and_pads(tmp_path: Path) -> None:
     short = chunk_specs(manifest, 10.0)[-1]  # 3 s tail, dropped; take a 10 s one
     (padded,) = chunk_audio([short], 32_000, 400_000)
     assert padded.shape == (400_000,) and not padded[330_000:].any()
+
+
+def test_the_training_benchmarks_manifest_passes_its_own_checks(tmp_path: Path) -> None:
+    from soundscape.models.train_bench import STATIONS, write_synthetic_manifest
+
+    manifest = read_training_manifest(write_synthetic_manifest(tmp_path, 45), None)
+    assert len(manifest.rows) == 45 and len(manifest.groups) == STATIONS
+    assert all("only in group" in w or "one example" in w for w in manifest.warnings)
