@@ -65,7 +65,7 @@ from soundscape.models.export import ExportRequest, export_bundle
 from soundscape.models.metrics import class_scores, macro_f1, tune_thresholds
 from soundscape.models.profiles import SMALL
 from soundscape.models.quantize import VariantOptions, make_variant
-from soundscape.models.training import Stack, predict, unfreeze
+from soundscape.models.training import Stack, predict, training_device, unfreeze
 from soundscape.models.training_manifest import (
     TRAIN,
     VALIDATION,
@@ -118,6 +118,7 @@ class TrainOptions:
     int8_out: Path | None = None
     force: bool = False
     augment: int = 1  # augmented copies of every training chunk
+    device: str = "auto"  # auto: a GPU when PyTorch sees one (results then vary a little)
 
 
 @dataclass
@@ -286,7 +287,8 @@ def train_model(model: nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarra
     per_epoch = -(-len(x) // batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, pct_start=0.2,
                                                    total_steps=max(1, epochs * per_epoch))
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.from_numpy(pos_weight))
+    device = next(model.parameters()).device
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.from_numpy(pos_weight).to(device))
     run = _Run()
     best_state = copy.deepcopy(model.state_dict())
     best_f1, best_loss, waited = -1.0, float("inf"), 0
@@ -305,8 +307,8 @@ def train_model(model: nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarra
                 xb, yb = x[rows], y[rows]
                 if kind != "embedding" and kind != "branch_probs":
                     xb, yb = _augment_batch(xb, yb, rng, kind)
-                loss = loss_fn(model(torch.from_numpy(np.ascontiguousarray(xb))),
-                               torch.from_numpy(np.ascontiguousarray(yb)))
+                loss = loss_fn(model(torch.from_numpy(np.ascontiguousarray(xb)).to(device)),
+                               torch.from_numpy(np.ascontiguousarray(yb)).to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -390,6 +392,9 @@ def train_manifest(options: TrainOptions, progress: Progress = print, bar: bool 
              f"{len(labels)} labels ({label_source})")
 
     torch.set_num_threads(options.threads)
+    device = training_device(options.device)
+    if device.type == "cuda":
+        progress(f"training on {torch.cuda.get_device_name(device)}")
     torch.manual_seed(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
     rng = np.random.default_rng([options.seed, 5])
@@ -424,7 +429,7 @@ def train_manifest(options: TrainOptions, progress: Progress = print, bar: bool 
     for index, role in enumerate(BRANCHES):
         role_started = time.perf_counter()
         torch.manual_seed(options.seed * 1000 + index)
-        model = _branch_model(role, len(labels), features, width)
+        model = _branch_model(role, len(labels), features, width).to(device)
         name = _input_of(role, audio_embedder)
         epochs = max(1, round(options.epochs * EPOCH_SCALE[role]))
         runs[role] = train_model(model, train[name], y, val[name], y_val, kind=name, epochs=epochs,
@@ -440,7 +445,7 @@ def train_manifest(options: TrainOptions, progress: Progress = print, bar: bool 
 
     meta_started = time.perf_counter()
     torch.manual_seed(options.seed * 1000 + len(BRANCHES))
-    meta = branches.build(META, SMALL, len(labels), features)
+    meta = branches.build(META, SMALL, len(labels), features).to(device)
     train_probs, val_probs = branch_probs(train), branch_probs(val)
     runs[META] = train_model(meta, train_probs, y, val_probs, y_val, kind="branch_probs",
                              epochs=META_EPOCHS, patience=options.patience * META_PATIENCE_SCALE,
@@ -448,6 +453,8 @@ def train_manifest(options: TrainOptions, progress: Progress = print, bar: bool 
                              rng=rng, desc="meta", bar=bar, progress=progress)
     seconds[META] = time.perf_counter() - meta_started
     probs = predict(meta, val_probs)
+    for model in (*models.values(), meta):
+        model.to("cpu")  # export and the parity checks run on the CPU
     thresholds = tune_thresholds(probs, y_val)
     validation = macro_f1(probs, y_val, thresholds)
     scores = class_scores(probs, y_val, thresholds, labels)

@@ -44,7 +44,8 @@ def bench_training(chunks: int, epochs: int, threads: int, progress: Any = print
         manifest = write_synthetic_manifest(root, chunks)
         progress(f"{chunks} labelled synthetic chunks written in {time.perf_counter() - made:.0f} s")
         report = train_manifest(TrainOptions(manifest=manifest, out=root / "bundle", epochs=epochs,
-                                             patience=epochs, threads=threads), progress=progress)
+                                             patience=epochs, threads=threads, device="cpu"),
+                               progress=progress)
     return {"chunks": chunks, "train_clips": report.train_clips,
             "validation_clips": report.validation_clips, "epochs": epochs, "threads": threads,
             "seconds_per_epoch": round(report.seconds_per_epoch, 2),

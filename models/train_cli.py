@@ -44,11 +44,15 @@ _DIR = click.Path(file_okay=False, path_type=Path)
 @click.option("--int8/--no-int8", default=False, show_default=True,
               help="Also make the int8 variant in OUT-int8.")
 @click.option("--force", is_flag=True, help="Replace OUT (and OUT-int8) if they exist.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True,
+              help="Where PyTorch trains: auto takes a GPU when it sees one (repeat runs then "
+                   "differ slightly); cpu repeats exactly for a seed and thread count.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def train_cmd(manifest: Path, out: Path, parent: Path | None, labels: str | None, epochs: int,
               patience: int, augment: int, seed: int, threads: int, version: str | None,
-              int8: bool, force: bool, as_json: bool) -> None:
-    """Train a fusion bundle on your own labelled recordings, on the CPU.
+              int8: bool, force: bool, device: str, as_json: bool) -> None:
+    """Train a fusion bundle on your own labelled recordings (CPU, or a GPU when present).
 
     The manifest is a CSV with the header path,start,end,labels,group: one row per
     labelled span; paths relative to the CSV; start and end in seconds (empty: the
@@ -87,7 +91,7 @@ def train_cmd(manifest: Path, out: Path, parent: Path | None, labels: str | None
     report = train_manifest(TrainOptions(
         manifest=manifest, out=out, parent=parent or DEMO_BUNDLE, labels=labels, epochs=epochs,
         patience=patience, seed=seed, threads=threads, version=version, int8_out=int8_out,
-        force=force, augment=augment), progress=progress, bar=bar)
+        force=force, augment=augment, device=device), progress=progress, bar=bar)
     if as_json:
         click.echo(json.dumps({
             "bundle": str(report.fp32), "version": report.version,

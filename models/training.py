@@ -92,11 +92,19 @@ def fit(model: nn.Module, inputs: np.ndarray, targets: np.ndarray, options: FitO
 
 @torch.no_grad()
 def predict(model: nn.Module, inputs: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Sigmoid outputs [n, C] of `model` in evaluation mode."""
+    """Sigmoid outputs [n, C] of `model` in evaluation mode (on the model's device)."""
     model.eval()
-    parts = [torch.sigmoid(model(torch.from_numpy(inputs[i:i + batch])))
+    device = next(model.parameters()).device
+    parts = [torch.sigmoid(model(torch.from_numpy(inputs[i:i + batch]).to(device))).cpu()
              for i in range(0, len(inputs), batch)]
     return torch.cat(parts).numpy()
+
+
+def training_device(choice: str = "auto") -> torch.device:
+    """cuda when asked for, or when `auto` and PyTorch sees a GPU; else the CPU."""
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
 
 
 def unfreeze(model: nn.Module) -> nn.Module:
