@@ -78,3 +78,24 @@ def db_settings(backend: Backend) -> Iterator[Settings]:
     name = f"t_{uuid.uuid4().hex[:10]}"
     yield fresh_database(backend, name)
     drop_database(backend, name)
+
+
+@pytest.fixture(scope="session")
+def labelled_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """labelled_audio's manifest (real recordings and synthetic WAV files), once a session."""
+    from labelled_audio import REAL_AUDIO, real_audio_present, write_manifest
+
+    if not real_audio_present():
+        pytest.skip(f"{REAL_AUDIO}: the shared real recordings are not here")
+    return write_manifest(tmp_path_factory.mktemp("recordings"))
+
+
+@pytest.fixture(scope="session")
+def small_trained_bundle(labelled_manifest: Path,
+                         tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`models train` on that manifest (one epoch, seed 3, the manifest's labels), once a
+    session: the training tests read it, the rollout test promotes it. (bundle, output)"""
+    from labelled_audio import train_small
+
+    out = tmp_path_factory.mktemp("trained") / "bundle"
+    return out, train_small(labelled_manifest, out)

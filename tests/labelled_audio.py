@@ -37,3 +37,16 @@ def write_manifest(root: Path) -> Path:
     path = root / "labels.csv"
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def train_small(manifest: Path, out: Path, *extra: str) -> str:
+    """`soundscape models train` at the smallest useful size; returns what it printed."""
+    from click.testing import CliRunner
+
+    from soundscape.app.cli import cli
+
+    result = CliRunner().invoke(cli, ["models", "train", "--manifest", str(manifest), "--out",
+                                      str(out), "--epochs", "1", "--patience", "1", "--seed", "3",
+                                      "--labels", "manifest", *extra], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from soundscape.app.bundle_registration import register
 from soundscape.bundle import MANIFEST
@@ -40,7 +39,6 @@ from soundscape.sinks import migrate
 from soundscape.sinks.service import SinkService
 from soundscape.sinks.shadow_writer import ShadowWriter
 from soundscape.synthetic.chunks import generated_chunks
-from labelled_audio import REAL_AUDIO, real_audio_present, write_manifest
 from topic_reader import read_messages
 
 SOUNDSCAPE = [sys.executable, "-m", "soundscape"]
@@ -114,27 +112,16 @@ def _broken_copy(source: Path, into: Path) -> Path:
     return copy
 
 
-def _train_candidate(tmp_path: Path) -> Path:
-    """A small bundle trained on labelled audio, as a user makes one (one epoch)."""
-    if not real_audio_present():
-        pytest.skip(f"{REAL_AUDIO}: the shared real recordings are not here")
-    (tmp_path / "audio").mkdir()
-    manifest = write_manifest(tmp_path / "audio")
-    out = tmp_path / "trained"
-    done = subprocess.run([*SOUNDSCAPE, "models", "train", "--manifest", str(manifest), "--out",
-                           str(out), "--labels", "manifest", "--epochs", "1", "--seed", "5"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
-
-
 def test_train_shadow_promote_refuse_and_roll_back_while_chunks_flow(
-        kafka_settings: Settings, db_settings: Settings, tmp_path: Path) -> None:
+        kafka_settings: Settings, db_settings: Settings, tmp_path: Path,
+        small_trained_bundle: tuple[Path, str]) -> None:
+    """The candidate: `models train` on labelled real and synthetic audio (the session's
+    small_trained_bundle, which the training tests check)."""
     from soundscape.models import DEMO_BUNDLE
 
     settings = kafka_settings.model_copy(update={"postgres": db_settings.postgres})
     migrate.upgrade(settings)
-    trained = _train_candidate(tmp_path)
+    trained = small_trained_bundle[0]
     live, _ = register(settings, DEMO_BUNDLE)
     candidate, _ = _cli_register(_env(settings), trained)
     broken, _ = register(settings, _broken_copy(Path(DEMO_BUNDLE), tmp_path))

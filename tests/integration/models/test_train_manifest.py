@@ -20,33 +20,20 @@ from soundscape.app.cli import cli
 from soundscape.bundle import MANIFEST, load_bundle
 from soundscape.models import DEMO_BUNDLE
 from soundscape.synthetic import soundscape_chunks
-from labelled_audio import REAL_AUDIO, real_audio_present, write_manifest
+from labelled_audio import train_small
 
 @pytest.fixture(scope="module")
-def real_audio() -> Path:
-    """The shared real recordings beside the repository (not copied into it)."""
-    if not real_audio_present():
-        pytest.skip(f"{REAL_AUDIO}: the shared real recordings are not here")
-    return REAL_AUDIO
-
-
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory: pytest.TempPathFactory, real_audio: Path) -> Path:
-    return write_manifest(tmp_path_factory.mktemp("recordings"))
+def manifest(labelled_manifest: Path) -> Path:
+    return labelled_manifest
 
 
 def _train(manifest: Path, out: Path, *extra: str) -> str:
-    result = CliRunner().invoke(cli, ["models", "train", "--manifest", str(manifest), "--out",
-                                      str(out), "--epochs", "1", "--patience", "1", "--seed", "3",
-                                      *extra], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
+    return train_small(manifest, out, *extra)
 
 
 @pytest.fixture(scope="module")
-def trained(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    out = tmp_path_factory.mktemp("trained") / "bundle"
-    return out, _train(manifest, out, "--labels", "manifest")
+def trained(small_trained_bundle: tuple[Path, str]) -> tuple[Path, str]:
+    return small_trained_bundle
 
 
 def test_the_bundle_loads_and_records_its_training(trained: tuple[Path, str], manifest: Path) -> None:
@@ -81,7 +68,7 @@ def test_the_bundle_loads_and_records_its_training(trained: tuple[Path, str], ma
 
 def test_the_same_seed_gives_the_same_graphs(trained: tuple[Path, str], manifest: Path,
                                              tmp_path: Path) -> None:
-    _train(manifest, tmp_path / "again", "--labels", "manifest")
+    _train(manifest, tmp_path / "again")
     first, again = load_bundle(trained[0]), load_bundle(tmp_path / "again")
     assert {r: g.sha256 for r, g in first.manifest.graphs.items()} == \
         {r: g.sha256 for r, g in again.manifest.graphs.items()}
@@ -142,7 +129,7 @@ def test_a_parent_with_an_audio_embedder_keeps_it(manifest: Path, tmp_path: Path
 
     parent = _fake_audio_embedder_parent(tmp_path)
     out = tmp_path / "embedded"
-    _train(manifest, out, "--labels", "manifest", "--parent", str(parent))
+    _train(manifest, out, "--parent", str(parent))
     bundle = load_bundle(out)
     assert bundle.manifest.audio_embedder == load_bundle(parent).manifest.audio_embedder
     assert (out / "embedder.onnx").read_bytes() == (parent / "embedder.onnx").read_bytes()
