@@ -86,6 +86,23 @@ def terminate(pid: int, timeout_s: float = 30.0) -> bool:
     return wait_for(lambda: not pid_alive(pid), 10.0, interval_s=0.1)
 
 
+def terminate_all(pids: list[int], timeout_s: float = 30.0) -> bool:
+    """SIGTERM to every one at once, wait, then SIGKILL what is left; True if all are gone.
+    (Cluster nodes stopped one after another would leave the last without a quorum to
+    hand its partitions to, and it would wait out its shutdown timeout.)"""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    if wait_for(lambda: not any(pid_alive(p) for p in pids), timeout_s, interval_s=0.2):
+        return True
+    for pid in pids:
+        if pid_alive(pid):
+            kill_hard(pid)
+    return not any(pid_alive(p) for p in pids)
+
+
 def wait_for(check: Callable[[], bool], timeout_s: float, interval_s: float = 0.25) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:

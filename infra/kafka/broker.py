@@ -346,7 +346,10 @@ class KafkaBroker:
                         "transaction.state.log.min.isr": 2,
                         "share.coordinator.state.topic.replication.factor": 3,
                         "share.coordinator.state.topic.min.isr": 2,
-                        "default.replication.factor": 3, "min.insync.replicas": 2}
+                        "default.replication.factor": 3, "min.insync.replicas": 2,
+                        # a dead node leaves the in-sync set (and shows as
+                        # under-replicated in `infra status`) after 10 s, not 30
+                        "replica.lag.time.max.ms": 10_000}
             lines |= replicas
         if secured:
             lines |= self._admin_only_lines()

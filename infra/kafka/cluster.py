@@ -124,20 +124,30 @@ class KafkaCluster:
     def kill_node(self, node_id: int) -> bool:
         return self.node(node_id).kill()
 
-    def stop(self) -> bool:
-        stopped = [broker.stop() for broker in self.brokers()]
-        return any(stopped)
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        """Stop every node at once; True if any was running."""
+        brokers = self.brokers()
+        pids = [pid for pid in (b.pid() for b in brokers) if pid is not None]
+        if pids and not process.terminate_all(pids, timeout_s):
+            raise ServiceError(f"Kafka nodes {pids} did not stop",
+                               hint=f"kill -9 {' '.join(map(str, pids))}")
+        for broker in brokers:
+            broker.pid_file.unlink(missing_ok=True)
+        return bool(pids)
 
     def wait_for_quorum(self, timeout_s: float | None = None) -> None:
-        """Until the brokers that run all appear in the metadata."""
+        """Until every running node lists every running node in its metadata (each node's
+        cache fills on its own: asking one would let a client meet another that still
+        knows two)."""
         from confluent_kafka.admin import AdminClient
 
         running = [b for b in self.brokers() if b.pid() is not None]
-        admin = AdminClient(admin_config(self.settings))
+        admins = [AdminClient(admin_config(self.settings)
+                              | {"bootstrap.servers": b.node_address()}) for b in running]
         deadline = time.monotonic() + (timeout_s or self.settings.kafka.start_timeout_s)
         while time.monotonic() < deadline:
             try:
-                if len(admin.list_topics(timeout=2).brokers) >= len(running):
+                if all(len(a.list_topics(timeout=2).brokers) >= len(running) for a in admins):
                     return
             except Exception:  # noqa: BLE001 - electing a controller; retried to the deadline
                 pass
