@@ -11,6 +11,7 @@ dropped, counted, and its time shows as the next chunk's `gap_ns`.
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Callable
@@ -81,6 +82,11 @@ class Station:
         self.heartbeats = HeartbeatSender(settings, self.heartbeat)
         self.captured = 0
         self.captured_bytes = 0
+        #: Chunks the disk had no room for even after evicting the spool: each a gap, its
+        #: length carried into the next stored chunk's `gap_ns`.
+        self.disk_full_chunks = 0
+        self.disk_full_gap_ns = 0
+        self._carried_gap_ns = 0
         self.started_ns = time.time_ns()
         self.last_block_at = time.monotonic()
         self.stop_requested = threading.Event()
@@ -153,14 +159,27 @@ class Station:
             seq=self.state.next_seq,
             captured_at=time.time_ns(),
             source="live",
-            gap_ns=raw.gap_ns,
+            gap_ns=raw.gap_ns + self._carried_gap_ns,
         )
         if self.signer is not None:  # signed before it is spooled: the spool keeps it
             envelope = self.signer.sign(envelope)
-        evicted = self.spool.put(envelope, payload, self.forwarder.in_flight())
+        try:
+            evicted = self.spool.put(envelope, payload, self.forwarder.in_flight())
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            self._lost_to_full_disk(raw)
+            return
+        self._carried_gap_ns = 0
         self.state.next_seq += 1
         self.state.last_chunk_end_ns = raw.end_ns
-        self.state.save(self.state_path)
+        try:
+            self.state.save(self.state_path)
+        except OSError as exc:  # the spool repairs next_seq at start (its newest seq + 1)
+            if exc.errno != errno.ENOSPC:
+                raise
+            log.warning("disk full: station state not saved; the spool keeps the order",
+                        seq=envelope.seq)
         self._account("spool", started)
         self.forwarder.notify()
         self.captured += 1
@@ -171,6 +190,17 @@ class Station:
             log.warning("gap before chunk", seq=envelope.seq, gap_s=round(raw.gap_ns / 1e9, 3))
         if evicted:
             log.warning("spool full", evicted=evicted, evicted_total=self.spool.evicted)
+
+    def _lost_to_full_disk(self, raw: RawChunk) -> None:
+        """Not even an empty spool makes room (another program filled the disk): the chunk
+        is lost, and recorded as a gap, never stored half-written; capture goes on."""
+        lost = raw.end_ns - raw.start_ns
+        self.disk_full_chunks += 1
+        self.disk_full_gap_ns += lost
+        self._carried_gap_ns += raw.gap_ns + lost
+        log.error("disk full: chunk not spooled, recorded as a gap", chunk_start=raw.start_ns,
+                  lost_s=round(lost / 1e9, 3), lost_chunks=self.disk_full_chunks,
+                  spool=str(self.spool.directory))
 
     def _finish(self) -> None:
         partial = self.chunker.pending_samples
@@ -209,8 +239,9 @@ class Station:
             "corrupt_spool_files": self.spool.corrupt,
             "overruns": self.source.overruns,
             "dropped_samples": stats.dropped_samples + dropped_capture,
-            "gaps": stats.gaps,
-            "gap_s_total": stats.gap_ns_total / 1e9,
+            "gaps": stats.gaps + self.disk_full_chunks,
+            "gap_s_total": (stats.gap_ns_total + self.disk_full_gap_ns) / 1e9,
+            "disk_full_chunks": self.disk_full_chunks,
             "clock_drift_s": stats.clock_drift_ns / 1e9,
             "clock_steps_back": stats.clock_steps_back,
             "delivery_failures": self.forwarder.failures,
@@ -235,7 +266,7 @@ class Station:
             dropped_samples=data["dropped_samples"],
             overruns=data["overruns"],
             gaps=data["gaps"],
-            gap_ns_total=self.chunker.stats.gap_ns_total,
+            gap_ns_total=self.chunker.stats.gap_ns_total + self.disk_full_gap_ns,
             clock_offset_ms=system_health.clock_offset_ms(),
         )
 

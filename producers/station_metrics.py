@@ -19,6 +19,7 @@ _COUNTERS = {
     "chunks_captured": ("chunks_captured", "Chunks recorded and spooled"),
     "chunks_acked": ("chunks_acked", "Chunks acknowledged by Kafka"),
     "evicted_chunks": ("chunks_evicted", "Chunks dropped from a full spool"),
+    "disk_full_chunks": ("chunks_lost_disk_full", "Chunks the full disk had no room for (gaps)"),
     "overruns": ("overruns", "Capture overruns (input overflow or a full hand-off queue)"),
     "dropped_samples": ("dropped_samples", "Samples lost (overruns, partial chunks at breaks)"),
     "gaps": ("gaps", "Chunks that follow missing audio"),

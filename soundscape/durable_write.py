@@ -11,11 +11,15 @@ def write_durably(path: Path, data: bytes, temporary: Path | None = None) -> Non
     """`temporary` (default `path` + `.tmp`) must be in the same folder; a crash can leave
     it behind, for the caller's start-up to discard."""
     tmp = temporary or path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk: give back what the partial copy took
+        raise
     folder = os.open(path.parent, os.O_DIRECTORY)
     try:
         os.fsync(folder)

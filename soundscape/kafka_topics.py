@@ -34,14 +34,20 @@ class TopicSpec:
     partitions: int
     retention_ms: int
     max_message_bytes: int
+    retention_bytes: int = -1  # per partition; -1: by time only
 
     def configs(self) -> dict[str, str]:
-        return {
+        configs = {
             "retention.ms": str(self.retention_ms),
+            "retention.bytes": str(self.retention_bytes),
             "max.message.bytes": str(self.max_message_bytes),
             "cleanup.policy": "delete",
             "message.timestamp.type": "CreateTime",
         }
+        if self.retention_bytes > 0:  # whole segments go: keep them small beside the bound
+            segment = min(max(self.retention_bytes // 4, 2 * self.max_message_bytes), 1 << 30)
+            configs["segment.bytes"] = str(segment)
+        return configs
 
 
 def topic_specs(settings: Settings, topics: TopicSettings | None = None) -> list[TopicSpec]:
@@ -49,9 +55,13 @@ def topic_specs(settings: Settings, topics: TopicSettings | None = None) -> list
     limit = settings.kafka.max_message_bytes + ENVELOPE_OVERHEAD_BYTES
     audio_ms = t.retention_hours * _HOUR_MS
     results_ms = t.results_retention_hours * _HOUR_MS
+    # Per partition, and never under one segment's worth of messages (Kafka deletes whole
+    # segments: a smaller bound would keep nothing past the active one).
+    audio_bytes = -1 if t.retention_gb is None else \
+        max(int(t.retention_gb * 1024**3 / t.partitions), 4 * limit)
     return [
-        TopicSpec(t.audio, t.partitions, audio_ms, limit),
-        TopicSpec(t.audio_dlq, t.partitions, audio_ms, limit + DLQ_HEADROOM_BYTES),
+        TopicSpec(t.audio, t.partitions, audio_ms, limit, audio_bytes),
+        TopicSpec(t.audio_dlq, t.partitions, audio_ms, limit + DLQ_HEADROOM_BYTES, audio_bytes),
         TopicSpec(t.detections, t.partitions, results_ms, limit),
         TopicSpec(t.heartbeats, t.partitions, results_ms, limit),
         TopicSpec(t.drift, t.partitions, results_ms, limit),

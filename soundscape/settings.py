@@ -54,6 +54,10 @@ class TopicSettings(BaseModel):
     partitions: int = Field(6, ge=1, le=1000)
     retention_hours: int = Field(24 * 7, ge=1, description="Audio and DLQ retention")
     results_retention_hours: int = Field(24 * 30, ge=1, description="Results retention")
+    retention_gb: float | None = Field(
+        None, gt=0, description="audio and DLQ: also drop the oldest audio past this many GB "
+        "per topic (split over its partitions), so a stalled consumer never fills the "
+        "brokers' disks; unset: by time only")
 
     def all_names(self) -> list[str]:
         return [
@@ -380,6 +384,14 @@ class FrontendSettings(BaseModel):
         0.01, ge=0, le=1, description="Up to this share of NaN/Inf samples is zeroed"
     )
     threads: int = Field(0, ge=0, le=256, description="ONNX Runtime CPU threads; 0: one per core")
+    frontend_path: Literal["auto", "fft", "graph"] = Field(
+        "auto",
+        description="how FusionModel computes a bundle's front-end: fft runs the same steps "
+        "on scipy's real FFT (soundscape/frontend_fft.py, several times faster on a CPU), "
+        "graph runs frontend.onnx (its DFTs are MatMuls, right for a GPU); auto: fft on the "
+        "CPU provider, graph on CUDA. fft applies only to the front-end this project builds "
+        "(any other frontend.onnx always runs as its graph)",
+    )
 
 
 class ModelSettings(BaseModel):

@@ -26,7 +26,8 @@ MESSAGES = 600
 
 @pytest.fixture
 def cluster_settings(tmp_path: Path) -> Iterator[Settings]:
-    local = Settings(state_dir=tmp_path / "state", kafka={"heap": "384m"})
+    local = Settings(state_dir=tmp_path / "state", kafka={"heap": "384m"},
+                     topics={"retention_gb": 3})
     try:
         report = stack.up(local, postgres=False, brokers=3)
         assert report["kafka"]["brokers"] == 3
@@ -50,6 +51,9 @@ def test_three_brokers_survive_a_killed_one_with_nothing_lost(cluster_settings: 
     assert {len(p.replicas) for p in metadata.topics[topic].partitions.values()} == {3}
     (described,) = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
     assert described.result()["min.insync.replicas"].value == "2"
+    audio = external.topics.audio  # bounded by bytes too: 3 GB over its 6 partitions
+    (described,) = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, audio)]).values()
+    assert described.result()["retention.bytes"].value == str(3 * 1024**3 // 6)
 
     failures: list[str] = []
     producer = Producer(producer_config(external))
