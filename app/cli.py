@@ -506,6 +506,9 @@ bench.add_command(bench_sink)
 from soundscape.models.train_cli import bench_train_cmd  # noqa: E402
 
 bench.add_command(bench_train_cmd)
+from soundscape.models.device_cli import bench_device_cmd  # noqa: E402
+
+bench.add_command(bench_device_cmd)
 cli.add_command(drift)
 bench.add_command(bench_drift)
 grafana.add_command(grafana_demo_data)
