@@ -175,22 +175,44 @@ def worker(bundle: Path | None, batch_size: int | None, batch_timeout_ms: int | 
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 32),
               help="Workers in one consumer group (threads of this process).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), help="Chunks per batch.")
+@click.option("--frontend-path", type=click.Choice(["auto", "fft", "graph"]),
+              help="The front-end's form [default: settings.frontend.frontend_path]: fft "
+                   "(real FFT, CPU), graph (frontend.onnx's MatMuls), auto.")
+@click.option("--compare-frontend", is_flag=True,
+              help="Run the chunks twice, front-end as graph then as fft, and print both "
+                   "chunks/s and their ratio.")
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(1, 20),
+              help="With --compare-frontend: alternate the two paths this many times and "
+                   "report medians (the load of a shared machine drifts between runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench_pipeline_cmd(bundle: Path | None, chunks: int, workers: int, batch_size: int | None,
+                       frontend_path: str | None, compare_frontend: bool, rounds: int,
                        as_json: bool) -> None:
     """Sustained chunks/s through the real broker and the workers, and how many stations
     (one chunk per 10 s each) that serves in real time. Needs `soundscape infra up`."""
     import json as json_module
 
-    from soundscape.processors.bench import bench_pipeline
+    from soundscape.processors.bench import bench_pipeline, compare_frontend as compare
 
     settings = current_settings()
     if batch_size:
         settings = settings.model_copy(
             update={"worker": settings.worker.model_copy(update={"batch_size": batch_size})})
     configure_logging("warning", settings.log_format)
+    if compare_frontend:
+        if frontend_path:
+            raise click.UsageError("--compare-frontend runs both paths: leave out --frontend-path")
+        both = compare(settings, resolve_bundle(settings, bundle), chunks, workers,
+                       progress=not as_json, rounds=rounds)
+        if as_json:
+            click.echo(json_module.dumps(both, indent=2))
+            return
+        for key, value in both.items():
+            if not isinstance(value, dict):
+                click.echo(f"{key:>18}: {value}")
+        return
     figures = bench_pipeline(settings, resolve_bundle(settings, bundle), chunks, workers,
-                             progress=not as_json)
+                             progress=not as_json, frontend_path=frontend_path)
     if as_json:
         click.echo(json_module.dumps(figures.as_dict(), indent=2))
         return

@@ -37,13 +37,16 @@ class PipelineFigures:
     stations_served: int
     latency_ms: dict[str, float]
     batch_sizes_mean: float
+    #: How the workers' front-end ran: "fft", "graph", or None (a windowed bundle).
+    frontend_path: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def bench_pipeline(settings: Settings, bundle: Path, chunks: int, workers: int = 1,
-                   progress: bool = True) -> PipelineFigures:
+                   progress: bool = True, frontend_path: str | None = None) -> PipelineFigures:
+    """`frontend_path` (auto, fft, graph) overrides settings.frontend.frontend_path."""
     from tqdm import tqdm
 
     from soundscape.kafka_topics import delete_topics, ensure_topics
@@ -59,6 +62,9 @@ def bench_pipeline(settings: Settings, bundle: Path, chunks: int, workers: int =
     })
     worker_settings = settings.worker.model_copy(update={"group_id": f"bench-{run}"})
     settings = settings.model_copy(update={"topics": topics, "worker": worker_settings})
+    if frontend_path is not None:
+        settings = settings.model_copy(update={"frontend": settings.frontend.model_copy(
+            update={"frontend_path": frontend_path})})
     ensure_topics(settings)
     try:
         publisher = ChunkPublisher(settings)
@@ -111,7 +117,37 @@ def bench_pipeline(settings: Settings, bundle: Path, chunks: int, workers: int =
             "consumed_to_scored_p99": round(float(np.percentile(queue_and_score, 99)), 1),
         },
         batch_sizes_mean=round(float(np.mean([d.batch_size for d in detections])), 1),
+        frontend_path=getattr(scorers[0].model, "frontend_path", None),
     )
+
+
+def compare_frontend(settings: Settings, bundle: Path, chunks: int, workers: int = 1,
+                     progress: bool = True, rounds: int = 1) -> dict[str, Any]:
+    """The same chunks through the broker with the front-end as the MatMul graph
+    (frontend.onnx), then on the real FFT (soundscape/frontend_fft.py), each on fresh topics;
+    `rounds` > 1 alternates them that many times (on a shared machine the load drifts
+    between runs) and reports the median of each. chunks/s of both and fft / graph."""
+    runs: dict[str, list[PipelineFigures]] = {"graph": [], "fft": []}
+    for _ in range(rounds):
+        for path, found in runs.items():
+            found.append(bench_pipeline(settings, bundle, chunks, workers, progress,
+                                        frontend_path=path))
+    rate = {path: float(np.median([f.chunks_per_s for f in found])) for path, found in runs.items()}
+    return {
+        "bundle": runs["graph"][0].bundle,
+        "chunks": chunks,
+        "workers": workers,
+        "batch_size": runs["graph"][0].batch_size,
+        "rounds": rounds,
+        "graph_chunks_per_s": round(rate["graph"], 2),
+        "fft_chunks_per_s": round(rate["fft"], 2),
+        "fft_path_ran": runs["fft"][0].frontend_path,
+        "ratio": round(rate["fft"] / rate["graph"], 2),
+        "graph_runs": [float(f.chunks_per_s) for f in runs["graph"]],
+        "fft_runs": [float(f.chunks_per_s) for f in runs["fft"]],
+        "graph": runs["graph"][-1].as_dict(),
+        "fft": runs["fft"][-1].as_dict(),
+    }
 
 
 def _read_detections(settings: Settings, expected: int, timeout_s: float = 120) -> list[Detection]:

@@ -1,4 +1,5 @@
-"""FusionModel: score batches with a model bundle on ONNX Runtime (numpy and onnxruntime only).
+"""FusionModel: score batches with a model bundle on ONNX Runtime (numpy, onnxruntime, and
+scipy for the CPU front-end).
 
 Pipeline: [front-end: pcm -> waveform, mel, mel_aug] -> embedder (mel -> embedding) ->
 four branches -> sigmoid + concatenate -> meta -> sigmoid = probabilities.
@@ -8,6 +9,12 @@ Every graph runs through IO binding into float32 buffers kept on the device and 
 for every batch up to the largest seen (at most `max_batch` rows), so the front-end's
 outputs go straight into the embedder and branches without a trip through host memory,
 and steady-state batches allocate nothing.
+
+The front-end has two forms: frontend.onnx (its DFTs are MatMuls against fixed bases,
+right for a GPU) and, on the CPU, the same steps on scipy's real FFT
+(soundscape/frontend_fft.py, several times less work). `frontend_path` picks one (auto:
+the FFT on the CPU provider, the graph on CUDA); the FFT form replaces only the front-end
+this project builds (`is_standard_frontend`), never a bundle's own.
 
 Bad items (wrong shape or dtype, NaN or Inf) are refused one by one: the rest of the
 batch is scored, and `ScoreResult.errors` says why each refused item was left out.
@@ -19,12 +26,13 @@ undefined reaches a graph.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -52,6 +60,11 @@ if TYPE_CHECKING:
     from soundscape.settings import Settings
 
 ArrayBatch = np.ndarray | Sequence[np.ndarray]
+FrontendPath = Literal["auto", "fft", "graph"]
+FRONTEND_PATHS: tuple[str, ...] = ("auto", "fft", "graph")
+#: Threads the FFT front-end splits a batch across when none are configured: one per core
+#: (its FFTs and ufuncs release the GIL; docs/benchmarks.md has the measurement).
+FFT_THREADS = max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -64,6 +77,8 @@ class ScoreResult:
     # so they add up to the inference; `seconds` is the whole call, input checks included.
     timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    #: How the "frontend" stage ran for score_audio: "fft" or "graph" (None: no front-end).
+    frontend_path: str | None = None
 
     @property
     def ok(self) -> np.ndarray:
@@ -143,6 +158,8 @@ class FusionModel:
         intra_op_threads: int = 0,
         length_tolerance_ms: float = DEFAULT_LENGTH_TOLERANCE_MS,
         max_nonfinite_fraction: float = DEFAULT_MAX_NONFINITE_FRACTION,
+        frontend_path: FrontendPath = "auto",
+        frontend_threads: int = 0,
     ) -> None:
         onnxruntime = import_onnxruntime()
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
@@ -157,8 +174,14 @@ class FusionModel:
         }
         self._audio_embedder = self.bundle.manifest.audio_embedder
         self._buffers = _Buffers(onnxruntime, self.device, device_id)
+        self._host_buffers = _Buffers(onnxruntime, "cpu", 0)
         self._device_id = device_id
         self._lock = threading.Lock()
+        #: The front-end's form: "fft", "graph", or None (a bundle without frontend.onnx).
+        self.frontend_path: str | None = None
+        self.frontend_path_reason = ""
+        self._fft: Any = None
+        self._choose_frontend(frontend_path, frontend_threads or intra_op_threads)
 
     @classmethod
     def from_settings(cls, settings: Settings, bundle: Bundle | Path | str) -> FusionModel:
@@ -166,7 +189,38 @@ class FusionModel:
         return cls(bundle, device=cfg.device, device_id=cfg.device_id,
                    max_batch=cfg.max_batch, intra_op_threads=cfg.intra_op_threads,
                    length_tolerance_ms=settings.frontend.length_tolerance_ms,
-                   max_nonfinite_fraction=settings.frontend.max_nonfinite_fraction)
+                   max_nonfinite_fraction=settings.frontend.max_nonfinite_fraction,
+                   frontend_path=settings.frontend.frontend_path)
+
+    def _choose_frontend(self, path: str, threads: int) -> None:
+        """Pick the front-end's form (see the module docstring); the reason is kept in
+        `frontend_path_reason` for logs and the benchmark."""
+        if path not in FRONTEND_PATHS:
+            raise ValueError(f"frontend_path must be one of {FRONTEND_PATHS}, not {path!r}")
+        if not self.has_frontend:
+            self.frontend_path_reason = "the bundle has no front-end"
+            return
+        self.frontend_path = "graph"
+        if path == "graph":
+            self.frontend_path_reason = "frontend_path is graph"
+            return
+        if path == "auto" and self.device != "cpu":
+            self.frontend_path_reason = f"auto on {self.device}: the MatMul graph suits it"
+            return
+        try:
+            from soundscape.frontend_fft import FFTFrontEnd, is_standard_frontend
+        except ImportError as exc:  # scipy comes with the serve extra; without it, the graph
+            self.frontend_path_reason = f"the FFT front-end needs scipy ({exc})"
+            return
+        params = is_standard_frontend(self._graphs[FRONTEND].session.get_modelmeta(),
+                                      self.bundle.manifest.features.model_dump())
+        if params is None:
+            self.frontend_path_reason = ("frontend.onnx is not the front-end this project "
+                                         "builds for the manifest's features: kept as is")
+            return
+        self._fft = FFTFrontEnd(params, threads=threads or FFT_THREADS)
+        self.frontend_path = "fft"
+        self.frontend_path_reason = f"frontend_path {path} on {self.device}"
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -237,7 +291,7 @@ class FusionModel:
         probabilities[rows] = scored.probabilities
         errors = {**prepared.errors, **{prepared.index[i]: why for i, why in scored.errors.items()}}
         return ScoreResult(probabilities, dict(sorted(errors.items())), scored.timings,
-                           time.perf_counter() - started)
+                           time.perf_counter() - started, frontend_path=self.frontend_path)
 
     def _embed_audio(self, pcm: np.ndarray) -> np.ndarray:
         """[items, samples] at the features' rate -> [items, D]: resampled to the audio
@@ -296,7 +350,10 @@ class FusionModel:
     ) -> np.ndarray:
         if audio:
             embedding = feeds.get("embedding")
-            feeds = self._run(FRONTEND, feeds, rows, timings)
+            if self._fft is not None:
+                feeds = self._run_fft(feeds, rows, timings)
+            else:
+                feeds = self._run(FRONTEND, feeds, rows, timings)
             if embedding is not None:  # from the audio embedder, computed before
                 feeds = {**feeds, "embedding": embedding}
         probs = self._branch_probs(feeds, rows, timings)
@@ -309,6 +366,20 @@ class FusionModel:
         logits = [self._buffers.to_host(self._run(role, feeds, rows, timings)["logits"], rows)
                   for role in BRANCHES]
         return _sigmoid(np.concatenate(logits, axis=1))
+
+    def _run_fft(
+        self, feeds: Mapping[str, Any], rows: int, timings: dict[str, float]
+    ) -> dict[str, Any]:
+        """The front-end on the FFT path, into host buffers (the next stages bind them as
+        CPU inputs, without a copy on the CPU provider); timed as the "frontend" stage."""
+        graph = self._graphs[FRONTEND]
+        (name,) = graph.inputs
+        outputs = {out: self._host_buffers.get(f"{FRONTEND}.{out}", rows, shape)
+                   for out, shape in graph.outputs.items()}
+        started = time.perf_counter()
+        self._fft.run(feeds[name], out=outputs)
+        timings[FRONTEND] = timings.get(FRONTEND, 0.0) + time.perf_counter() - started
+        return outputs
 
     def _run(
         self, role: str, feeds: Mapping[str, Any], rows: int, timings: dict[str, float]

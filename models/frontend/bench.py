@@ -1,4 +1,5 @@
-"""Front-end throughput: the ONNX graph against noisereduce + librosa, in one run.
+"""Front-end throughput: the ONNX graph, the real-FFT form (soundscape/frontend_fft.py,
+what FusionModel runs on a CPU) and noisereduce + librosa, in one run.
 
 Both forms get the same synthetic soundscape chunks; each is warmed up first (ONNX
 Runtime's constant folding, librosa's first-call caches) and then timed over all of
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from soundscape.frontend_fft import FFTFrontEnd, default_threads
 from soundscape.frontend_params import FEATURES, FeatureParams
 from soundscape.models.frontend.reference import reference_features
 from soundscape.models.frontend.runtime import FrontEnd
@@ -47,10 +49,10 @@ def run_bench(
     seed: int = 0,
     params: FeatureParams = FEATURES,
 ) -> dict[str, object]:
-    """chunks/s of each form and their ratio, plus what they ran on.
+    """chunks/s of each form and their ratios, plus what they ran on.
 
-    The forms take turns batch by batch (ONNX on all threads, ONNX on one thread, the
-    reference on the same chunks), so a change in the machine's load during the run
+    The forms take turns batch by batch (ONNX on all threads, ONNX on one thread, the FFT
+    form on all threads and on one, the reference on the same chunks), so a change in the machine's load during the run
     affects all of them alike: on a shared machine that matters more than anything.
     """
     import onnxruntime as ort
@@ -58,16 +60,20 @@ def run_bench(
     pcm = np.stack([c.audio for c in soundscape_chunks(chunks, seed)])
     cpu = FrontEnd(model, params, providers=["CPUExecutionProvider"], threads=threads)
     single = FrontEnd(model, params, providers=["CPUExecutionProvider"], threads=1)
-    for frontend in (cpu, single):
-        frontend.run(pcm[:batch])  # warm-up: allocations, folded constants
+    fft_threads = threads or default_threads()
+    fft, fft_single = FFTFrontEnd(params, threads=fft_threads), FFTFrontEnd(params, threads=1)
+    for frontend in (cpu, single, fft, fft_single):
+        frontend.run(pcm[:batch])  # warm-up: allocations, folded constants, work planes
     reference_features(pcm[0], params)  # warm-up: librosa's filterbank cache, imports
 
-    seconds = {"onnx": 0.0, "onnx_1": 0.0, "reference": 0.0}
+    seconds = {"onnx": 0.0, "onnx_1": 0.0, "fft": 0.0, "fft_1": 0.0, "reference": 0.0}
     for _ in range(repeats):
         for start in range(0, chunks, batch):
             rows = pcm[start : start + batch]
             seconds["onnx"] += _timed(lambda: cpu.run(rows))
             seconds["onnx_1"] += _timed(lambda: single.run(rows))
+            seconds["fft"] += _timed(lambda: fft.run(rows))
+            seconds["fft_1"] += _timed(lambda: fft_single.run(rows))
             seconds["reference"] += _timed(lambda: [reference_features(r, params) for r in rows])
     done = chunks * repeats
     results: dict[str, object] = {
@@ -81,9 +87,15 @@ def run_bench(
         "onnx_cpu_threads": threads or os.cpu_count(),
         "onnx_cpu_chunks_per_s": done / seconds["onnx"],
         "onnx_cpu_1thread_chunks_per_s": done / seconds["onnx_1"],
+        "fft_threads": fft_threads,
+        "fft_cpu_chunks_per_s": done / seconds["fft"],
+        "fft_cpu_1thread_chunks_per_s": done / seconds["fft_1"],
         "reference_chunks_per_s": done / seconds["reference"],
         "reference_threads": 1,
     }
+    # The FFT form over the MatMul graph on the same CPU threads (and on one thread each).
+    results["fft_over_onnx_cpu"] = seconds["onnx"] / seconds["fft"]
+    results["fft_over_onnx_cpu_1thread"] = seconds["onnx_1"] / seconds["fft_1"]
     results["cpu_ratio"] = seconds["reference"] / seconds["onnx"]
     results["cpu_1thread_ratio"] = seconds["reference"] / seconds["onnx_1"]
 

@@ -44,7 +44,7 @@ def test_every_variable_of_the_project_services_is_a_setting() -> None:
     project = {name: service for name, service in SERVICES.items()
                if re.match(r"\$\{SOUNDSCAPE_(GPU_)?IMAGE:", str(service.get("image")))}
     assert set(project) == {"certs", "setup", "admin", "worker", "worker-gpu", "sink", "clips",
-                            "drift", "web", "notify", "replay"}
+                            "drift", "web", "notify", "replay", "worker-shadow", "sink-shadow"}
     variables = {key for service in project.values() for key in service["environment"]}
     assert {"SOUNDSCAPE_METRICS_PORT", "SOUNDSCAPE_DRIFT__DATA_DIR"} <= variables
     assert [v for v in variables if not names_a_setting(v)] == []
@@ -61,7 +61,8 @@ def test_long_running_services_are_health_checked_on_ports_of_their_own() -> Non
             port = PORT_DEFAULT.fullmatch(service["environment"]["SOUNDSCAPE_METRICS_PORT"])
             assert port is not None, name
             ports[name] = port.group(2)
-    assert set(ports) == {"worker", "worker-gpu", "sink", "clips", "notify", "drift"}
+    assert set(ports) == {"worker", "worker-gpu", "sink", "clips", "notify", "drift",
+                          "worker-shadow", "sink-shadow"}
     assert len(set(ports.values())) == len(ports), ports
     for service in SERVICES.values():
         assert service.get("network_mode") == "host" or "extends" in service
@@ -71,10 +72,11 @@ def test_prometheus_scrapes_the_ports_compose_gives() -> None:
     scrape = yaml.safe_load((GRAFANA / "prometheus.yml").read_text())["scrape_configs"]
     targets = {job["job_name"].removeprefix("soundscape-"):
                {t for c in job["static_configs"] for t in c["targets"]} for job in scrape}
-    for name in ("worker", "worker-gpu", "sink", "clips", "drift"):
+    for name in ("worker", "worker-gpu", "sink", "clips", "drift", "worker-shadow", "sink-shadow"):
         port = PORT_DEFAULT.fullmatch(SERVICES[name]["environment"]["SOUNDSCAPE_METRICS_PORT"])
         assert port is not None
-        assert f"127.0.0.1:{port.group(2)}" in targets[name.removesuffix("-gpu")], name
+        job = "shadow" if name.endswith("-shadow") else name.removesuffix("-gpu")
+        assert f"127.0.0.1:{port.group(2)}" in targets[job], name
 
 
 def test_grafana_is_infra_grafanas_pointed_at_this_stack_with_the_read_only_role() -> None:
