@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from soundscape.frontend_params import AugmentParams, DenoiseParams, FeatureParams
+from soundscape.frontend_params import DenoiseParams, FeatureParams
+
+
+# One definition, in the core: soundscape.frontend_fft computes the same front-end.
+from soundscape.frontend_fft import band_bins, frame_segments, used_bins  # noqa: E402
 
 
 def hann_periodic(length: int) -> np.ndarray:
@@ -164,26 +168,6 @@ def smoother(params: FeatureParams) -> Smoother:
         z = beta * r**j + r * z
     tail_gain = beta + r * z if layout.tail else 1.0
     return Smoother(beta=float(beta), tail_gain=float(tail_gain), count=layout.count)
-
-
-def band_bins(params: FeatureParams, augment: AugmentParams) -> np.ndarray:
-    """1.0 for STFT bins inside the boosted band, else 0.0 (length 1 + n_fft // 2)."""
-    freqs = np.arange(1 + params.n_fft // 2) * params.sample_rate / params.n_fft
-    return ((freqs >= augment.band_low_hz) & (freqs <= augment.band_high_hz)).astype(np.float64)
-
-
-def frame_segments(params: FeatureParams, augment: AugmentParams) -> np.ndarray:
-    """[frames, segments] one-hot: the segment (second) each mel frame's centre is in."""
-    segments = int(round(params.seconds / augment.segment_s))
-    centre_s = np.arange(params.frames) * params.hop_length / params.sample_rate
-    index = np.minimum((centre_s / augment.segment_s).astype(int), segments - 1)
-    return np.eye(segments)[index]
-
-
-def used_bins(filterbank: np.ndarray) -> int:
-    """How many STFT bins (from 0) the mel filterbank reads; the rest need no DFT."""
-    nonzero = np.flatnonzero(filterbank.any(axis=0))
-    return int(nonzero[-1]) + 1
 
 
 __all__ = [
