@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -179,8 +180,10 @@ def test_models_register_vouches_for_the_workers_bundle(results_db: Settings, tm
     done = run_cli(env, "models", "register", "--json")
     assert done.returncode == 0, done.stderr
     version = read_manifest(DEMO_BUNDLE).version
-    assert json.loads(done.stdout) | {"location": None} == {
-        "version": version, "new": True, "location": None, "labels": 12}
+    content_hash = hashlib.sha256((DEMO_BUNDLE / "bundle.json").read_bytes()).hexdigest()
+    assert json.loads(done.stdout) == {
+        "version": version, "new": True, "labels": 12, "content_hash": content_hash,
+        "location": str((results_db.state_dir / "model-store" / content_hash).resolve())}
     again = run_cli(env, "models", "register", str(DEMO_BUNDLE))
     assert again.returncode == 0 and "already registered" in again.stdout
     listed = json.loads(run_cli(env, "models", "list", "--json").stdout)
