@@ -144,7 +144,10 @@ def reset(settings: Settings, *, kafka: bool = True, postgres: bool = True) -> l
     """Stop and wipe the services' state (the jar cache stays). Returns what was wiped."""
     wiped = []
     if kafka:
-        local_kafka(settings).stop()
+        try:
+            local_kafka(settings).stop()
+        except ServiceError:  # an unreadable state file: reset is how it gets mended
+            KafkaBroker(settings).stop()
         broker = KafkaBroker(settings)
         shutil.rmtree(broker.home, ignore_errors=True)
         wiped.append(str(broker.home))
