@@ -61,7 +61,8 @@ def up(settings: Settings, *, kafka: bool = True, postgres: bool = True,
         }
     if kafka:
         started = time.monotonic()
-        outcome = ensure_topics(settings)
+        nodes = 1 if settings.kafka.bootstrap_servers else (brokers or local_cluster_nodes(settings))
+        outcome = ensure_topics(settings, brokers=nodes if nodes > 1 else None)
         report["topics"] = {"seconds": round(time.monotonic() - started, 2), "topics": outcome}
     if kafka and local_kafka_secured(settings):
         report["principals"] = ensure_local_services(settings,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
@@ -76,8 +77,22 @@ def durability(replication: int) -> dict[str, str]:
     return {"min.insync.replicas": "2"} if replication >= 3 else {}
 
 
+def _await_brokers(admin: AdminClient, brokers: int, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        metadata = admin.list_topics(timeout=max(1.0, min(5.0, deadline - time.monotonic())))
+        if len(metadata.brokers) >= brokers:
+            return metadata
+        if time.monotonic() >= deadline:
+            raise ServiceError(f"only {len(metadata.brokers)} of {brokers} Kafka brokers are "
+                               "in the cluster's metadata",
+                               hint="`soundscape infra status` shows which one is missing")
+        time.sleep(0.5)
+
+
 def ensure_topics(
-    settings: Settings, topics: TopicSettings | None = None, timeout_s: float = 30.0
+    settings: Settings, topics: TopicSettings | None = None, timeout_s: float = 30.0,
+    brokers: int | None = None,
 ) -> dict[str, str]:
     """Returns what happened to each topic: created, grew to N partitions, or ok."""
     admin = AdminClient(admin_config(settings))
@@ -90,6 +105,11 @@ def ensure_topics(
             hint="is it running? `soundscape infra status`",
         ) from None
     replication = min(3, max(1, len(metadata.brokers)))
+    if brokers is not None and len(metadata.brokers) < brokers:
+        # A cluster just started: a node's registration may reach this client's view a
+        # moment after the others; topics made now would get too few replicas for good.
+        metadata = _await_brokers(admin, brokers, timeout_s)
+        replication = min(3, brokers)
     outcome: dict[str, str] = {}
 
     missing = [s for s in specs if s.name not in metadata.topics]

@@ -1,6 +1,7 @@
 """A small labelled manifest for `models train`: synthetic chunks written as WAV files and
-the shared real recordings (../shared/data/real, by absolute path, never copied), with
-groups. Used by the training tests and the rollout test, which trains its candidate."""
+real recordings (the ones the project carries with their attribution: tests/data/real,
+and opensoundscape's MIT clip inside the package), with groups. Used by the training
+tests and the rollout test, which trains its candidate."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_AUDIO = ROOT.parent / "shared" / "data" / "real"
+REAL_AUDIO = ROOT / "tests" / "data" / "real"
+WARBLERS = ROOT / "models" / "birdnet" / "check_audio" / "opensoundscape_birds_10s.wav"
 
 
 def real_audio_present() -> bool:
-    return (REAL_AUDIO / "birdclef_style_frog.ogg").is_file()
+    return (REAL_AUDIO / "birdclef_style_frog.ogg").is_file() and WARBLERS.is_file()
 
 
 def write_manifest(root: Path) -> Path:
@@ -30,7 +32,7 @@ def write_manifest(root: Path) -> Path:
         sf.write(root / f"syn{f}.wav", np.concatenate([c.audio for c in part]), SAMPLE_RATE)
         rows += [f"syn{f}.wav,{10 * i},{10 * i + 10},{';'.join(c.labels)},station{f % 4}"
                  for i, c in enumerate(part)]
-    rows += [f"{REAL_AUDIO}/opensoundscape_birds_10s.wav,,,songbird,osd",
+    rows += [f"{WARBLERS},,,songbird,osd",
              f"{REAL_AUDIO}/birdclef_style_frog.ogg,0,30,frog,frogsite",
              f"{REAL_AUDIO}/birdclef_style_soundscape.ogg,0,40,flufftail,scape",
              f"{REAL_AUDIO}/birdclef_style_soundscape.ogg,40,60,,scape"]

@@ -68,7 +68,11 @@ def test_three_brokers_survive_a_killed_one_with_nothing_lost(cluster_settings: 
     assert producer.flush(60) == 0
     assert failures == []
     assert [n.running for n in cluster.status()] == [True, False, True]
-    assert stack.status(cluster_settings)["kafka"]["controller"] in (1, 3)
+    deadline = time.monotonic() + 30  # the quorum elects a controller among the two left
+    while (controller := stack.status(cluster_settings)["kafka"].get("controller")) is None:
+        assert time.monotonic() < deadline, "no controller reported"
+        time.sleep(0.5)
+    assert controller in (1, 3)
 
     cluster.start_node(2)
     deadline = time.monotonic() + 90

@@ -1,5 +1,5 @@
-"""`soundscape models train --manifest` end to end at a small size: real recordings (from
-../shared/data/real, by absolute path) and synthetic chunks written as WAV files, with
+"""`soundscape models train --manifest` end to end at a small size: real recordings (the
+ones the project carries, by absolute path) and synthetic chunks written as WAV files, with
 groups; a bundle that loads, whose manifest records where it came from, the same graphs
 for the same seed, a parent with an audio embedder, and bad manifests refused naming
 their rows."""

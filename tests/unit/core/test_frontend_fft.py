@@ -27,7 +27,10 @@ from soundscape.models.frontend.runtime import FeatureBatch, FrontEnd
 from soundscape.synthetic import soundscape_chunk
 
 N = FEATURES.samples
-REAL = Path("/work/shared/data/real")
+ROOT = Path(__file__).resolve().parents[3]
+#: The real recordings the project carries (tests/data/real, and the MIT clip in the package).
+REAL = {"opensoundscape_birds_10s.wav": ROOT / "models/birdnet/check_audio",
+        "birdclef_style_frog.ogg": ROOT / "tests/data/real"}
 
 
 @pytest.fixture(scope="module")
@@ -162,14 +165,11 @@ def test_writes_into_given_buffers(ours: fft.FFTFrontEnd) -> None:
 
 def _real_chunks() -> list[tuple[str, np.ndarray]]:
     sf = pytest.importorskip("soundfile")
-    if not REAL.is_dir():
-        pytest.skip(f"{REAL} is absent (real recordings)")
     chunks = []
     for name, starts in (("opensoundscape_birds_10s.wav", (0,)),
                          ("birdclef_style_frog.ogg", (0, 40, 90))):
-        path = REAL / name
-        if not path.exists():
-            continue
+        path = REAL[name] / name
+        assert path.is_file(), f"{path}: the project's real recording is missing"
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
         if rate != FEATURES.sample_rate:
             continue
