@@ -44,6 +44,12 @@ class PipelineFigures:
         return dict(self.__dict__)
 
 
+def stations_served(chunks_per_s: float) -> int:
+    """Stations (one chunk per 10 s each) a rate serves in real time; from the rate as
+    printed, and rounded before the floor: 12.1 / 0.1 is 120.99999999999999 in floats."""
+    return int(round(chunks_per_s / STATION_CHUNKS_PER_S, 6))
+
+
 def bench_pipeline(settings: Settings, bundle: Path, chunks: int, workers: int = 1,
                    progress: bool = True, frontend_path: str | None = None) -> PipelineFigures:
     """`frontend_path` (auto, fft, graph) overrides settings.frontend.frontend_path."""
@@ -110,7 +116,7 @@ def bench_pipeline(settings: Settings, bundle: Path, chunks: int, workers: int =
         batch_size=settings.worker.batch_size,
         seconds=round(seconds, 2),
         chunks_per_s=round(per_s, 2),
-        stations_served=int(per_s / STATION_CHUNKS_PER_S),
+        stations_served=stations_served(round(per_s, 2)),
         latency_ms={
             "consumed_to_scored_p50": round(float(np.percentile(queue_and_score, 50)), 1),
             "consumed_to_scored_p95": round(float(np.percentile(queue_and_score, 95)), 1),
