@@ -85,8 +85,7 @@ def labelled_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """labelled_audio's manifest (real recordings and synthetic WAV files), once a session."""
     from labelled_audio import REAL_AUDIO, real_audio_present, write_manifest
 
-    if not real_audio_present():
-        pytest.skip(f"{REAL_AUDIO}: the shared real recordings are not here")
+    assert real_audio_present(), f"{REAL_AUDIO}: the project's real recordings are missing"
     return write_manifest(tmp_path_factory.mktemp("recordings"))
 
 

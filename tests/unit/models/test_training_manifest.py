@@ -281,7 +281,8 @@ def test_chunks_carry_their_rows_labels_and_groups(tmp_path: Path) -> None:
 
 
 def test_chunk_audio_reads_resamples_and_pads(tmp_path: Path) -> None:
-    sf = pytest.importorskip("soundfile")
+    import soundfile as sf
+
     rate = 16_000
     tone = np.sin(np.arange(rate * 13) / rate * 2 * np.pi * 440).astype(np.float32) * 0.5
     sf.write(tmp_path / "a.wav", np.stack([tone, tone], axis=1), rate)
