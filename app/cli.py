@@ -136,6 +136,15 @@ def _echo_cluster(info: dict[str, Any]) -> None:
         click.echo(f"kafka cluster health unknown: {info['health_error']}")
 
 
+def _local_cluster(ctx: App) -> Any:
+    from soundscape.infra.kafka.cluster import KafkaCluster, local_cluster_nodes
+
+    nodes = local_cluster_nodes(ctx.settings)
+    if nodes < 3:
+        raise UserError("no local cluster runs here", hint="`soundscape infra up --brokers 3`")
+    return KafkaCluster(ctx.settings, nodes)
+
+
 @infra.command("kill-broker")
 @click.argument("node", type=click.IntRange(1, 9))
 @pass_app
@@ -143,12 +152,7 @@ def infra_kill_broker(ctx: App, node: int) -> None:
     """kill -9 node NODE of the local cluster, as a crash would (for drills and fault
     tests); `infra start-broker NODE` brings it back. Producers with acks=all keep
     writing while two of three nodes hold each partition."""
-    from soundscape.infra.kafka.cluster import KafkaCluster, local_cluster_nodes
-
-    nodes = local_cluster_nodes(ctx.settings)
-    if nodes < 3:
-        raise UserError("no local cluster runs here", hint="`soundscape infra up --brokers 3`")
-    killed = KafkaCluster(ctx.settings, nodes).kill_node(node)
+    killed = _local_cluster(ctx).kill_node(node)
     click.echo(f"broker {node}: {'killed' if killed else 'was not running'}")
 
 
@@ -158,12 +162,7 @@ def infra_kill_broker(ctx: App, node: int) -> None:
 def infra_start_broker(ctx: App, node: int) -> None:
     """Start node NODE of the local cluster again (after `infra kill-broker`); it
     catches up with the others' partitions by itself."""
-    from soundscape.infra.kafka.cluster import KafkaCluster, local_cluster_nodes
-
-    nodes = local_cluster_nodes(ctx.settings)
-    if nodes < 3:
-        raise UserError("no local cluster runs here", hint="`soundscape infra up --brokers 3`")
-    status = KafkaCluster(ctx.settings, nodes).start_node(node)
+    status = _local_cluster(ctx).start_node(node)
     click.echo(f"broker {node}: running (pid {status.pid}) on {status.address}")
 
 

@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from soundscape.counters import Counters
 from soundscape.envelope import ChunkEnvelope, EnvelopeError
-from soundscape.kafka_clients import consumer_config, next_offsets
+from soundscape.kafka_clients import consumer_config, next_offsets, without_errors
 from soundscape.logs import get_logger
 from soundscape.messages import Detection, MessageError, parse
 from soundscape.settings import Settings
@@ -154,11 +154,7 @@ class ClipKeeper:
     def _handle(self, messages: list[Message], fetcher: Consumer) -> bool:
         """Keep what the batch asks for; False when stopped before it was stored."""
         wanted: list[Wanted] = []
-        for msg in messages:
-            if msg.error() is not None:
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error", error=str(msg.error()))
-                continue
+        for msg in without_errors(messages):
             self.stats.consumed += 1
             try:
                 detection = parse(Detection, msg.value())

@@ -26,11 +26,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, Message
 from prometheus_client import Counter, Gauge
 
 from soundscape.counters import Counters
-from soundscape.kafka_clients import consumer_config, next_offsets
+from soundscape.kafka_clients import consumer_config, next_offsets, without_errors
 from soundscape.logs import get_logger
 from soundscape.messages import Detection, DriftReport, MessageError, parse
 from soundscape.settings import Settings
@@ -123,11 +123,7 @@ class Notifier:
     def _events(self, messages: list[Message], rules: list[Any]) -> list[Event]:
         events: list[Event] = []
         web_url = self.settings.notify.web_url
-        for msg in messages:
-            if msg.error() is not None:
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error", error=str(msg.error()))
-                continue
+        for msg in without_errors(messages):
             self.stats.consumed += 1
             try:
                 if msg.topic() == self.settings.topics.drift:

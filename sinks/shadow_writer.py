@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, Message
 from prometheus_client import Counter
 from psycopg.types.json import Jsonb
 
 from soundscape.counters import Counters
-from soundscape.kafka_clients import consumer_config, next_offsets
+from soundscape.kafka_clients import consumer_config, next_offsets, without_errors
 from soundscape.logs import get_logger
 from soundscape.messages import Detection, MessageError, parse
 from soundscape.settings import Settings
@@ -98,11 +98,7 @@ class ShadowWriter:
     def _handle(self, messages: list[Message]) -> bool:
         """Store the batch; False when stopped before it was stored."""
         results: list[Detection] = []
-        for msg in messages:
-            if msg.error() is not None:
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error", error=str(msg.error()))
-                continue
+        for msg in without_errors(messages):
             self.stats.consumed += 1
             try:
                 detection = parse(Detection, msg.value())

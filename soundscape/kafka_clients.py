@@ -155,3 +155,21 @@ def next_offsets(messages: list[Any]) -> list[Any]:
             key = (msg.topic(), msg.partition())
             last[key] = max(last.get(key, -1), msg.offset())
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
+
+
+def without_errors(messages: list[Any]) -> list[Any]:
+    """The messages that carry records; consumer errors are logged (end-of-partition
+    events, which only say a partition is caught up, are dropped quietly)."""
+    from confluent_kafka import KafkaError
+
+    from soundscape.logs import get_logger
+
+    good = []
+    for msg in messages:
+        error = msg.error()
+        if error is None:
+            good.append(msg)
+        elif error.code() != KafkaError._PARTITION_EOF:
+            get_logger(__name__).warning("consumer error", error=str(error))
+    return good
+
