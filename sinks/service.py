@@ -541,11 +541,18 @@ class SinkService:
 
     # ---- rebalances and stopping -------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned = {(p.topic, p.partition) for p in partitions}
+        # Cooperative rebalancing: `partitions` are only those added to what is held.
+        self._assigned |= {(p.topic, p.partition) for p in partitions}
+        cooperative = consumer.rebalance_protocol() == "COOPERATIVE"
         if self._database_up:
-            self._paused = False  # a fresh assignment starts unpaused
+            if not cooperative:
+                self._paused = False  # an eager assignment is all fresh and unpaused
         else:
-            consumer.assign(partitions)  # assigning here stops the client assigning after us
+            # assigning here stops the client assigning after us; the new ones wait too
+            if cooperative:
+                consumer.incremental_assign(partitions)
+            else:
+                consumer.assign(partitions)
             consumer.pause(partitions)
             self._paused = True
         metrics.PAUSED.set(1 if self._paused else 0)

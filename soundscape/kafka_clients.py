@@ -108,6 +108,9 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
         # killed consumer's partitions sooner.
         "session.timeout.ms": settings.kafka.session_timeout_ms,
         "heartbeat.interval.ms": min(3000, settings.kafka.session_timeout_ms // 3),
+        # Incremental rebalances: a joining or leaving member moves only its share, so the
+        # others never stop; the callbacks get (and must handle) only the partitions moved.
+        "partition.assignment.strategy": settings.kafka.assignment_strategy,
     }
     if settings.kafka.instance_id:
         config["group.instance.id"] = settings.kafka.instance_id

@@ -370,6 +370,9 @@ class DriftStream:
             topic_partitions=partitions,
             topic_replication_factor=drift.replication_factor,
             consumer_auto_offset_reset="earliest",
+            # faust's 60 s default would hold a killed app's partitions for a minute
+            broker_session_timeout=settings.kafka.session_timeout_ms / 1000,
+            broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_ms / 3000),
             consumer_max_fetch_size=settings.kafka.max_message_bytes,
             web_enabled=False,
         )
