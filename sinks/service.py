@@ -543,7 +543,7 @@ class SinkService:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Cooperative rebalancing: `partitions` are only those added to what is held.
         self._assigned |= {(p.topic, p.partition) for p in partitions}
-        cooperative = consumer.rebalance_protocol() == "COOPERATIVE"
+        cooperative = self.settings.kafka.assignment_strategy.startswith("cooperative")
         if self._database_up:
             if not cooperative:
                 self._paused = False  # an eager assignment is all fresh and unpaused
