@@ -478,6 +478,9 @@ cli.add_command(worker)
 bench.add_command(bench_pipeline_cmd)
 bench.add_command(bench_birdnet_cmd)
 cli.add_command(station)
+from soundscape.app.chaos_cli import chaos  # noqa: E402
+
+cli.add_command(chaos)
 cli.add_command(replay)
 bench.add_command(bench_station)
 cli.add_command(frontend_group)

@@ -529,7 +529,11 @@ class DriftStream:
             self._count(report)
 
     def health(self) -> dict[str, Any]:
-        return {"healthy": self.ready and self.agent_crashed is None,
+        try:  # partitions held: a restarted app has its work back once it has some
+            partitions: int | None = len(self.app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - no consumer yet
+            partitions = None
+        return {"healthy": self.ready and self.agent_crashed is None, "partitions": partitions,
                 "processed": self.processed, "reports": self.reported,
                 "event_time": iso(self.event_time) if self.event_time else None,
                 "agent_crashed": self.agent_crashed}
