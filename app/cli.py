@@ -415,6 +415,54 @@ def bench_web(ctx: App, detections: int, requests: int, as_json: bool) -> None:
                f"bundle {c['bundle']})")
 
 
+@bench.command("edge")
+@click.option("--bundle", type=click.Path(path_type=Path),
+              help="Bundle folder the station would score with (station.edge_bundle) "
+                   "[the demo bundle's int8 variant]; e.g. a full-size int8 export.")
+@click.option("--chunks", default=30, show_default=True, type=click.IntRange(1, 100_000),
+              help="Chunks timed (one more warms up first).")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Scoring threads (station.edge_threads); the goal is for one.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@pass_app
+def bench_edge_cmd(ctx: App, bundle: Path | None, chunks: int, threads: int,
+                   as_json: bool) -> None:
+    """CPU time per 10 s chunk of scoring on the station with an int8 bundle, one thread.
+
+    Runs the station's own scoring code (front-end, graphs, audio statistics, the signed
+    result) on synthetic 10 s chunks from PCM, one at a time; prints the CPU time per
+    chunk (p50, p95, max; the process's and the scoring thread's), the wall time, the
+    FLAC decode apart, and whether p95 is under the goal of 200 ms. Needs no services.
+    """
+    from soundscape.producers.edge_bench import bench_edge
+
+    if bundle is None:
+        from soundscape.models import DEMO_INT8_BUNDLE
+
+        bundle = DEMO_INT8_BUNDLE
+    figures = bench_edge(ctx.settings, bundle, chunks, threads)
+    if as_json:
+        echo_json(figures)
+        return
+    cpu, wall = figures["cpu_ms_per_chunk"], figures["wall_ms_per_chunk"]
+    click.echo(f"bundle: {figures['version']} ({figures['precision']}, "
+               f"{figures['num_classes']} classes), {figures['threads']} thread(s), "
+               f"{figures['chunks']} chunks, front-end {figures['frontend_path']}")
+    click.echo(f"CPU per 10 s chunk:  p50 {cpu['p50']} ms, p95 {cpu['p95']} ms, "
+               f"max {cpu['max']} ms")
+    thread = figures["thread_cpu_ms_per_chunk"]
+    click.echo(f"  scoring thread:    p50 {thread['p50']} ms, p95 {thread['p95']} ms")
+    click.echo(f"wall per chunk:      p50 {wall['p50']} ms, p95 {wall['p95']} ms, "
+               f"max {wall['max']} ms (first chunk {figures['first_chunk_wall_ms']} ms)")
+    decoded = figures["decode_flac_cpu_ms"]
+    click.echo(f"FLAC decode (apart): p50 {decoded['p50']} ms, p95 {decoded['p95']} ms CPU")
+    click.echo("stages (wall p50):   " + ", ".join(
+        f"{stage} {ms}" for stage, ms in figures["stage_wall_ms_p50"].items()))
+    verdict = "under" if figures["under_goal"] else "OVER"
+    click.echo(f"goal: p95 CPU {cpu['p95']} ms is {verdict} {figures['goal_cpu_ms']:.0f} ms "
+               f"per chunk ({figures['machine']})")
+
+
 @bench.command("transport")
 @click.option("--chunks", default=200, show_default=True, type=click.IntRange(2, 100_000))
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, 20),

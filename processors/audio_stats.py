@@ -1,58 +1,6 @@
-"""Per-chunk audio statistics that drift checks compare over time.
+"""The per-chunk audio statistics live in the core (`soundscape.audio_stats`), where a
+station's edge scorer computes them too; this name stays for the worker."""
 
-Cheap enough to compute on every chunk on the worker's CPU threads (a few ms for 10 s):
-frame RMS over 100 ms frames, and a frame-averaged power spectrum for the centroid.
-"""
+from soundscape.audio_stats import CLIP_LEVEL, SILENCE_DBFS, audio_stats
 
-from __future__ import annotations
-
-import numpy as np
-
-from soundscape.messages import AudioStats
-
-FRAME_SECONDS = 0.1
-SILENCE_DBFS = -60.0
-CLIP_LEVEL = 0.999
-_FLOOR_DB = -200.0
-_FFT_SIZE = 2048
-
-
-def _db(power: np.ndarray | float) -> np.ndarray:
-    return np.maximum(10.0 * np.log10(np.maximum(power, 1e-20)), _FLOOR_DB)
-
-
-def audio_stats(pcm: np.ndarray, sample_rate: int) -> AudioStats:
-    """Statistics of mono audio. Samples beyond full scale count as clipping and are
-    measured at full scale; NaN/Inf count as silence: any input of the right shape gives
-    valid statistics, so a strange chunk is reported, never a crash."""
-    x = np.asarray(pcm, dtype=np.float32)
-    if x.ndim != 1 or x.size == 0:
-        raise ValueError(f"audio_stats needs non-empty mono audio, got shape {x.shape}")
-    if sample_rate <= 0:
-        raise ValueError(f"audio_stats needs a positive sample rate, got {sample_rate}")
-    x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
-    frame = max(1, int(sample_rate * FRAME_SECONDS))
-    usable = (x.size // frame) * frame or x.size
-    frames = x[:usable].reshape(-1, min(frame, usable)).astype(np.float64)
-    frame_db = _db(np.mean(frames * frames, axis=1))
-
-    spectral_frames = x[: (x.size // _FFT_SIZE) * _FFT_SIZE].reshape(-1, _FFT_SIZE)
-    if spectral_frames.size:
-        window = np.hanning(_FFT_SIZE).astype(np.float32)
-        power = np.mean(np.abs(np.fft.rfft(spectral_frames * window, axis=1)) ** 2, axis=0)
-        freqs = np.fft.rfftfreq(_FFT_SIZE, 1.0 / sample_rate)
-        total = float(power.sum())
-        centroid = float((freqs * power).sum() / total) if total > 1e-20 else 0.0
-        centroid = min(max(centroid, 0.0), sample_rate / 2) if np.isfinite(centroid) else 0.0
-    else:
-        centroid = 0.0
-
-    return AudioStats(
-        rms_dbfs=float(_db(np.mean(x.astype(np.float64) ** 2))),
-        noise_floor_dbfs=float(np.percentile(frame_db, 10)),
-        peak_dbfs=float(_db(float(np.max(np.abs(x))) ** 2)),
-        clipping_ratio=float(np.mean(np.abs(x) >= CLIP_LEVEL)),
-        silence_ratio=float(np.mean(frame_db < SILENCE_DBFS)),
-        spectral_centroid_hz=centroid,
-        dc_offset=float(np.clip(np.mean(x), -1.0, 1.0)),
-    )
+__all__ = ["CLIP_LEVEL", "SILENCE_DBFS", "audio_stats"]

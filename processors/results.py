@@ -10,12 +10,12 @@ import numpy as np
 
 from soundscape.dead_letter import carried_headers, detail_bytes
 from soundscape.envelope import ChunkEnvelope
+from soundscape.detection_message import above_threshold, chunk_result, stage_times, top_k
 from soundscape.messages import (
     AudioSource,
     AudioStats,
     Detection,
     LabelScore,
-    StageTimes,
     WindowScores,
 )
 from soundscape.processors.scoring import WindowDetail
@@ -41,20 +41,6 @@ class LabelInfo:
         if self.in_range is None or self.location_filter == "off":
             return None
         return bool(self.in_range[index])
-
-
-def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[LabelScore]:
-    k = max(1, min(k, probabilities.size))
-    order = np.argsort(-probabilities, kind="stable")[:k]
-    return [LabelScore(label=labels[i], probability=float(probabilities[i])) for i in order]
-
-
-def above_threshold(
-    probabilities: np.ndarray, labels: list[str], thresholds: np.ndarray
-) -> list[LabelScore]:
-    hits = np.flatnonzero(probabilities >= thresholds)
-    hits = hits[np.argsort(-probabilities[hits], kind="stable")]
-    return [LabelScore(label=labels[i], probability=float(probabilities[i])) for i in hits]
 
 
 def windowed_scores(
@@ -129,32 +115,12 @@ def build_detection(
         top, found, window_scores = windowed_scores(probabilities, windows, labels, thresholds,
                                                     k, info)
         embedding = embedding_text(windows.embedding) if info.keep_embedding else None
-    return Detection(
-        chunk_id=envelope.chunk_id,
-        station_id=envelope.station_id,
-        chunk_start=envelope.chunk_start,
-        sample_rate=envelope.sample_rate,
-        source=envelope.source,
-        bundle_version=bundle_version,
-        top_k=top,
-        detections=found,
-        audio=audio,
-        timing=StageTimes(
-            captured_at=envelope.captured_at,
-            published_at=envelope.published_at,
-            consumed_at=consumed_at,
-            scored_at=scored_at,
-            decode_ms=round(decode_ms, 3),
-            features_ms=round(features_ms, 3),
-            inference_ms=round(inference_ms, 3),
-            branch_ms={name: round(ms, 3) for name, ms in branch_ms.items()},
-        ),
-        batch_size=batch_size,
-        worker_id=worker_id,
-        windows=window_scores,
-        embedding_f16=embedding,
-        audio_source=audio_source,
-    )
+    timing = stage_times(envelope, consumed_at=consumed_at, scored_at=scored_at,
+                         decode_ms=decode_ms, features_ms=features_ms,
+                         inference_ms=inference_ms, branch_ms=branch_ms)
+    return chunk_result(envelope, bundle_version=bundle_version, top=top, found=found,
+                        audio=audio, timing=timing, batch_size=batch_size, worker_id=worker_id,
+                        windows=window_scores, embedding_f16=embedding, audio_source=audio_source)
 
 
 def dlq_headers(

@@ -3,7 +3,9 @@
 One thread captures, chunks, encodes and spools (the source's own callback thread
 feeds it); the forwarder thread sends the spool in order; a third sends heartbeats.
 Nothing is deleted before Kafka acked it, so a broker outage, a network cut or a reboot
-only delays chunks. On SIGTERM the chunk being recorded is completed (at most 10 s more
+only delays chunks. A station with `edge_bundle` also scores each chunk on a fourth
+thread (producers/edge_scoring.py) that capture never waits for; with `send_audio`
+false its audio stays in the spool and only results and heartbeats are sent. On SIGTERM the chunk being recorded is completed (at most 10 s more
 audio, `stop_grace_s`), then the spool gets `drain_timeout_s` to empty; what is left is
 sent by the next start. A second signal stops at once; the partial chunk is then
 dropped, counted, and its time shows as the next chunk's `gap_ns`.
@@ -16,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from soundscape import __version__
 from soundscape.audio_codec import encode
@@ -34,6 +36,9 @@ from soundscape.producers.sources import AudioSource
 from soundscape.producers.spool import DiskSpool
 from soundscape.producers.station_state import StationState
 from soundscape.settings import Settings
+
+if TYPE_CHECKING:
+    from soundscape.producers.edge_scoring import EdgeScorer
 
 log = get_logger(__name__)
 
@@ -79,6 +84,13 @@ class Station:
         # snapshots copy the dict
         self.cpu_s = dict.fromkeys(("capture", "resample", "encode", "spool", "publish"), 0.0)
         self.forwarder = SpoolForwarder(settings, self.spool, self.cpu_s)
+        self.send_audio = settings.station.send_audio
+        self.edge = _edge_scorer(settings, station_id, self.signer, self.cpu_s)
+        if not self.send_audio and self.edge is None:
+            raise UserError("station.send_audio is false but no station.edge_bundle is set: "
+                            "the station would send nothing but heartbeats",
+                            hint="set SOUNDSCAPE_STATION__EDGE_BUNDLE to an (int8) bundle, or "
+                                 "send the audio")
         self.heartbeats = HeartbeatSender(settings, self.heartbeat)
         self.captured = 0
         self.captured_bytes = 0
@@ -111,7 +123,15 @@ class Station:
         log.info("station starting", station=self.station_id, source=self.source.description,
                  spool=str(self.spool.directory), spooled=self.spool.depth,
                  next_seq=self.state.next_seq)
-        self.forwarder.start()
+        if self.send_audio:
+            self.forwarder.start()
+        else:
+            log.info("audio is not sent (station.send_audio false): it stays in the spool, "
+                     "the newest first kept", spool_max_mb=self.settings.station.spool_max_mb)
+        if self.edge is not None:
+            log.info("scoring chunks on the station", bundle=self.edge.model.version,
+                     threads=self.edge.model.threads, topic=self.edge.topic)
+            self.edge.start()
         self.heartbeats.start()
         source_stop = threading.Event()
         grace_until: float | None = None
@@ -163,6 +183,8 @@ class Station:
         )
         if self.signer is not None:  # signed before it is spooled: the spool keeps it
             envelope = self.signer.sign(envelope)
+        if self.edge is not None:  # never waits: a chunk it has no room for is counted
+            self.edge.offer(envelope, raw.samples)
         try:
             evicted = self.spool.put(envelope, payload, self.forwarder.in_flight())
         except OSError as exc:
@@ -188,7 +210,7 @@ class Station:
             self.on_stored(self.captured)
         if raw.gap_ns:
             log.warning("gap before chunk", seq=envelope.seq, gap_s=round(raw.gap_ns / 1e9, 3))
-        if evicted:
+        if evicted and self.send_audio:  # a station that keeps audio only evicts all along
             log.warning("spool full", evicted=evicted, evicted_total=self.spool.evicted)
 
     def _lost_to_full_disk(self, raw: RawChunk) -> None:
@@ -208,7 +230,10 @@ class Station:
         if partial:
             log.info("partial chunk not kept; the next start records it as a gap",
                      seconds=round(partial / MODEL_RATE, 2))
-        drained = self.forwarder.drain(0 if self.abort.is_set() else self.drain_timeout_s)
+        if self.edge is not None:
+            self.edge.stop()
+        drained = (not self.send_audio
+                   or self.forwarder.drain(0 if self.abort.is_set() else self.drain_timeout_s))
         self.forwarder.stop()
         self.heartbeats.stop()
         if not drained:
@@ -247,6 +272,8 @@ class Station:
             "delivery_failures": self.forwarder.failures,
             "heartbeats_sent": self.heartbeats.sent,
             "next_seq": self.state.next_seq,
+            "send_audio": self.send_audio,
+            **(self.edge.snapshot() if self.edge is not None else {}),
             "cpu_s": dict(self.cpu_s),
         }
 
@@ -256,7 +283,8 @@ class Station:
             station_id=self.station_id,
             sent_at=time.time_ns(),
             software_version=__version__,
-            bundle_version=None,  # a station runs no model; workers record theirs
+            # a station scoring its own chunks names its bundle; workers record theirs
+            bundle_version=self.edge.model.version if self.edge is not None else None,
             disk_free_bytes=system_health.disk_free_bytes(self.spool.directory),
             spool_depth=data["spool_depth"],
             spool_bytes=data["spool_bytes"],
@@ -268,6 +296,8 @@ class Station:
             gaps=data["gaps"],
             gap_ns_total=self.chunker.stats.gap_ns_total + self.disk_full_gap_ns,
             clock_offset_ms=system_health.clock_offset_ms(),
+            edge_scored=data.get("edge_scored"),
+            edge_skipped=data.get("edge_skipped"),
         )
 
     def health(self) -> dict[str, Any]:
@@ -276,8 +306,23 @@ class Station:
         report = {k: v for k, v in self.snapshot().items() if k != "cpu_s"}
         report["seconds_since_audio"] = round(silent_s, 1)
         report["kafka_error"] = self.forwarder.watch.last_error
-        report["healthy"] = self.forwarder.alive and silent_s < 30
+        sending = self.forwarder.alive or not self.send_audio
+        scoring = self.edge is None or self.edge.alive
+        report["healthy"] = sending and scoring and silent_s < 30
         return report
+
+
+def _edge_scorer(settings: Settings, station_id: str, signer: ChunkSigner | None,
+                 cpu_s: dict[str, float]) -> EdgeScorer | None:
+    """The scorer of `station.edge_bundle`, its bundle loaded and checked now (a bad one
+    stops the station here); None when the station scores nothing."""
+    if settings.station.edge_bundle is None:
+        return None
+    from soundscape.producers.edge_scoring import EdgeModel, EdgeScorer
+
+    model = EdgeModel(settings.station.edge_bundle, station_id, settings,
+                      threads=settings.station.edge_threads, signer=signer)
+    return EdgeScorer(settings, model, cpu_s)
 
 
 def _signer(key: Any, signer: str) -> ChunkSigner | None:

@@ -26,6 +26,10 @@ _COUNTERS = {
     "gap_s_total": ("gap_seconds", "Audio missing before chunks, seconds"),
     "delivery_failures": ("delivery_failures", "Failed deliveries (re-sent from the spool)"),
     "heartbeats_sent": ("heartbeats_sent", "Heartbeats sent"),
+    "edge_scored": ("edge_scored", "Chunks scored on the station (edge results published)"),
+    "edge_skipped": ("edge_skipped", "Chunks not scored on the station: scoring was behind"),
+    "edge_refused": ("edge_refused", "Chunks edge scoring refused or failed on"),
+    "edge_delivered": ("edge_delivered", "Edge results acknowledged by Kafka"),
 }
 
 

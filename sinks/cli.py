@@ -165,7 +165,11 @@ def db_maintain(dry_run: bool, as_json: bool) -> None:
 @click.option("--shadow", is_flag=True,
               help="Store the results of candidate bundles (`worker --shadow VERSION`) in "
                    "shadow_results instead, apart from the live tables.")
-def sink(group_id: str | None, metrics_port: int | None, shadow: bool) -> None:
+@click.option("--edge", is_flag=True,
+              help="Store the results stations scored themselves (station.edge_bundle) in "
+                   "edge_results instead, apart from the live tables; a result must be its "
+                   "station's own and signed as intake.signatures says for chunks.")
+def sink(group_id: str | None, metrics_port: int | None, shadow: bool, edge: bool) -> None:
     """Store detections, heartbeats and drift reports from Kafka in PostgreSQL.
 
     Runs until SIGTERM or Ctrl-C, then finishes the batch in hand and commits it. Offsets
@@ -179,18 +183,21 @@ def sink(group_id: str | None, metrics_port: int | None, shadow: bool) -> None:
 
     settings = current_settings("sink")
     tune_gc()
-    if shadow:
-        from soundscape.sinks.shadow_writer import ShadowWriter
+    if shadow and edge:
+        raise click.UsageError("--shadow and --edge are two sinks: run one of each")
+    if shadow or edge:
+        from soundscape.sinks.shadow_writer import EdgeWriter, ShadowWriter
 
         if group_id:
             settings = settings.model_copy(
                 update={"sink": settings.sink.model_copy(update={"group_id": group_id})})
-        writer = ShadowWriter(settings)
+        writer = EdgeWriter(settings) if edge else ShadowWriter(settings)
         done = run_service(writer, metrics_host=settings.metrics_host,
                            metrics_port=settings.metrics_port if metrics_port is None
                            else metrics_port)
-        click.echo(f"shadow sink stopped: {done.stored} stored, {done.duplicates} duplicates "
-                   f"skipped, {done.malformed + done.unregistered} refused", err=True)
+        refused = done.malformed + done.unregistered + done.refused
+        click.echo(f"{writer.kind.name} sink stopped: {done.stored} stored, {done.duplicates} "
+                   f"duplicates skipped, {refused} refused", err=True)
         return
     service = SinkService(settings, group_id=group_id)
     stats = run_service(service, metrics_host=settings.metrics_host,

@@ -141,15 +141,9 @@ class ModelPromotion(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
 
-class ShadowResult(Base):
-    """A candidate bundle's result for a chunk (`worker --shadow`), kept apart from the
-    live tables so it changes nothing that dashboards, alerts or drift checks read."""
-
-    __tablename__ = "shadow_results"
-    __table_args__ = (
-        PrimaryKeyConstraint("chunk_id", "bundle_version"),
-        Index(None, "bundle_version", "chunk_start"),
-    )
+class _KeptApart:
+    """The columns of a result kept apart from the live tables (shadow and edge results),
+    one row per (chunk, bundle version)."""
 
     chunk_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     bundle_version: Mapped[str] = mapped_column(Text)
@@ -165,6 +159,33 @@ class ShadowResult(Base):
     worker_id: Mapped[str | None] = mapped_column(Text)
     scored_at: Mapped[datetime] = mapped_column(Timestamp)
     written_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class ShadowResult(_KeptApart, Base):
+    """A candidate bundle's result for a chunk (`worker --shadow`), kept apart from the
+    live tables so it changes nothing that dashboards, alerts or drift checks read."""
+
+    __tablename__ = "shadow_results"
+    __table_args__ = (
+        PrimaryKeyConstraint("chunk_id", "bundle_version"),
+        Index(None, "bundle_version", "chunk_start"),
+    )
+
+
+class EdgeResult(_KeptApart, Base):
+    """A station's own result for a chunk (`station.edge_bundle`, stored by `sink --edge`;
+    `worker_id` is `edge:<station_id>`), kept apart like a shadow result, with who signed
+    it and when the chunk was captured (alert latency)."""
+
+    __tablename__ = "edge_results"
+    __table_args__ = (
+        PrimaryKeyConstraint("chunk_id", "bundle_version"),
+        Index(None, "station_id", "chunk_start"),
+    )
+
+    #: whose key signed it, as the sink verified it; null when unsigned or not checked
+    signer: Mapped[str | None] = mapped_column(Text)
+    captured_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class Chunk(Base):

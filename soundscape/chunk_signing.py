@@ -10,6 +10,10 @@ Two extra headers carry it (unknown headers are passed on untouched by every rea
 `signer` (whose key: the station id, or `archive:<name>` for replays) and `signature`
 (base64 of the 64-byte Ed25519 signature). `published_at` is not signed: it is stamped
 when the spool sends the chunk, after the signature was made.
+
+A station that scores its own chunks (edge results, `station.edge_bundle`) signs each
+result's whole message value with the same key and the same two headers, under a
+context of its own (`verify_result`); the sink checks them by the chunk rules.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ SIGNER_HEADER = "signer"
 SIGNATURE_HEADER = "signature"
 ARCHIVE_PREFIX = "archive:"
 _CONTEXT = b"soundscape chunk signature v1\n"
+_RESULT_CONTEXT = b"soundscape edge result signature v1\n"
 
 #: Reasons a worker refuses a chunk on its signature (DLQ `dlq_reason`, metric label).
 SIGNATURE_REASONS = ("unsigned", "bad_signature", "unknown_signer", "revoked_signer",
@@ -93,23 +98,34 @@ def verify(envelope: ChunkEnvelope, lookup: Callable[[str], SignerKey | None],
     signature (or an archive key's, for replays); with `require`, every chunk must be
     signed by a registered key.
     """
-    headers = dict(envelope.extra)
+    return _check(dict(envelope.extra), envelope.station_id, "chunk",
+                  lambda signer: signed_bytes(envelope, signer), lookup, require,
+                  archive_source=envelope.source)
+
+
+def _check(headers: dict[str, bytes], station_id: str, what: str,
+           signed: Callable[[str], bytes], lookup: Callable[[str], SignerKey | None],
+           require: bool, archive_source: str | None = None) -> tuple[str, str] | None:
+    """The rules of both kinds of signed message; `archive_source` is the chunk's source
+    where archive keys may sign (replays), None where only the station's key may."""
     signer_raw, signature_raw = headers.get(SIGNER_HEADER), headers.get(SIGNATURE_HEADER)
     if signer_raw is None or signature_raw is None:
-        own = lookup(envelope.station_id)
+        own = lookup(station_id)
         if own is not None and not own.revoked:
-            return "unsigned", f"station {envelope.station_id} has a key; this chunk is unsigned"
+            return "unsigned", f"station {station_id} has a key; this {what} is unsigned"
         if own is not None:
-            return "revoked_signer", f"station {envelope.station_id}'s key is revoked"
+            return "revoked_signer", f"station {station_id}'s key is revoked"
         if require:
-            return "unsigned", "every chunk must be signed (intake.signatures = require)"
+            return "unsigned", f"every {what} must be signed (intake.signatures = require)"
         return None
     signer = signer_raw.decode("utf-8", "replace")
     if signer.startswith(ARCHIVE_PREFIX):
-        if envelope.source != "replay":
-            return "wrong_signer", f"archive key {signer} signs replays only, not {envelope.source}"
-    elif signer != envelope.station_id:
-        return "wrong_signer", f"signed by station {signer}, claims station {envelope.station_id}"
+        if archive_source is None:
+            return "wrong_signer", f"archive key {signer} does not sign a station's {what}s"
+        if archive_source != "replay":
+            return "wrong_signer", f"archive key {signer} signs replays only, not {archive_source}"
+    elif signer != station_id:
+        return "wrong_signer", f"signed by station {signer}, claims station {station_id}"
     key = lookup(signer)
     if key is None:
         return "unknown_signer", f"no key registered for {signer}"
@@ -117,10 +133,40 @@ def verify(envelope: ChunkEnvelope, lookup: Callable[[str], SignerKey | None],
         return "revoked_signer", f"the key of {signer} is revoked"
     try:
         signature = base64.b64decode(signature_raw, validate=True)
-        key.public_key.verify(signature, signed_bytes(envelope, signer))
+        key.public_key.verify(signature, signed(signer))
     except (InvalidSignature, binascii.Error, ValueError):
         return "bad_signature", f"the signature does not match {signer}'s key"
     return None
+
+
+# ---- results a station scored itself (edge results) ------------------------------------
+def result_signed_bytes(value: bytes, signer: str) -> bytes:
+    """What a station signs of a result it scored: the whole message value (the JSON,
+    which names the station, chunk, version and scores), under a context of its own so
+    that no chunk signature can pass for a result's or the other way round."""
+    return _RESULT_CONTEXT + f"signer={signer}\n".encode() + value
+
+
+def result_headers(signer: ChunkSigner | None, value: bytes) -> list[tuple[str, bytes]]:
+    """`signer` and `signature` headers for a result value (none when unsigned)."""
+    if signer is None:
+        return []
+    signature = signer.key.sign(result_signed_bytes(value, signer.signer))
+    return [(SIGNER_HEADER, signer.signer.encode()), (SIGNATURE_HEADER, base64.b64encode(signature))]
+
+
+def verify_result(headers: list[tuple[str, bytes]] | None, value: bytes, station_id: str,
+                  lookup: Callable[[str], SignerKey | None],
+                  require: bool) -> tuple[str, str] | None:
+    """None if the result may be stored, else (reason, detail): the chunk rules
+    (`verify`), where only the station's own key signs its results."""
+    found: dict[str, bytes] = {}
+    for name, raw in headers or []:
+        if name in (SIGNER_HEADER, SIGNATURE_HEADER) and name in found:
+            return "bad_signature", f"the result carries more than one {name} header"
+        found[name] = raw
+    return _check(found, station_id, "result", lambda signer: result_signed_bytes(value, signer),
+                  lookup, require)
 
 
 # ---- keys as text (config files, the database) -----------------------------------------

@@ -68,6 +68,7 @@ def topic_specs(settings: Settings, topics: TopicSettings | None = None) -> list
         TopicSpec(t.drift, t.partitions, results_ms, limit),
         TopicSpec(t.results_dlq, t.partitions, results_ms, limit + DLQ_HEADROOM_BYTES),
         TopicSpec(t.shadow_detections, t.partitions, results_ms, limit),
+        TopicSpec(t.edge_detections, t.partitions, results_ms, limit),
     ]
 
 
@@ -215,7 +216,7 @@ def _result(future, what: str, allow: int | None = None) -> None:  # type: ignor
 
 
 TOPIC_FIELDS = ("audio", "detections", "audio_dlq", "heartbeats", "drift", "results_dlq",
-                "shadow_detections")
+                "shadow_detections", "edge_detections")
 
 
 def scratch_topics(settings: Settings, suffix: str) -> Settings:

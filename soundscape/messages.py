@@ -173,6 +173,20 @@ class Heartbeat(_Message):
     gaps: Count = 0
     gap_ns_total: Count = 0
     clock_offset_ms: float | None = Field(None, ge=-1e11, le=1e11, allow_inf_nan=False)
+    # A station that scores its own chunks (station.edge_bundle) says how that goes; the
+    # fields are left out of the JSON of stations that do not, so those send what they
+    # always sent.
+    edge_scored: Count | None = Field(None, description="chunks scored on the station")
+    edge_skipped: Count | None = Field(
+        None, description="chunks not scored on the station because scoring fell behind "
+        "(their audio is kept as always)")
+
+    def to_bytes(self) -> bytes:
+        unset = {name for name in _EDGE_FIELDS if getattr(self, name) is None}
+        return self.model_dump_json(exclude=unset).encode()
+
+
+_EDGE_FIELDS = ("edge_scored", "edge_skipped")
 
 
 class DriftReport(_Message):

@@ -51,6 +51,9 @@ class TopicSettings(BaseModel):
     results_dlq: str = "soundscape.results.dlq.v1"
     shadow_detections: str = Field("soundscape.detections.shadow.v1",
                                     description="results of candidate bundles scored in shadow")
+    edge_detections: str = Field("soundscape.detections.edge.v1",
+                                  description="results stations scored themselves "
+                                  "(station.edge_bundle), stored apart by `sink --edge`")
     partitions: int = Field(6, ge=1, le=1000)
     retention_hours: int = Field(24 * 7, ge=1, description="Audio and DLQ retention")
     results_retention_hours: int = Field(24 * 30, ge=1, description="Results retention")
@@ -62,7 +65,7 @@ class TopicSettings(BaseModel):
     def all_names(self) -> list[str]:
         return [
             self.audio, self.detections, self.audio_dlq, self.heartbeats, self.drift,
-            self.results_dlq, self.shadow_detections,
+            self.results_dlq, self.shadow_detections, self.edge_detections,
         ]
 
 
@@ -319,6 +322,17 @@ class StationSettings(BaseModel):
     clock_step_ms: int = Field(
         1000, ge=10, description="sample clock behind wall clock by more: recorded as a gap"
     )
+    edge_bundle: Path | None = Field(
+        None, description="a bundle folder (normally an int8 variant) the station scores its "
+        "own chunks with, on a thread of its own, publishing edge results to "
+        "topics.edge_detections; unset: no scoring on the station")
+    edge_threads: int = Field(
+        1, ge=1, le=64, description="CPU threads of edge scoring (ONNX Runtime and the "
+        "front-end); one leaves a Pi's other cores to capture")
+    send_audio: bool = Field(
+        True, description="false: a low-bandwidth station sends its edge results and "
+        "heartbeats only; its audio stays in the spool (the newest spool_max_mb), sent by a "
+        "later start with send_audio true. Needs edge_bundle")
 
 
 class ReplaySettings(BaseModel):

@@ -68,7 +68,8 @@ def role_acls(settings: Settings, role: str, name: str) -> list[AclBinding]:
     R, W, D = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
     prefixed = ResourcePatternType.PREFIXED
     if role == "station":
-        rights = [(T, topics.audio, W), (T, topics.heartbeats, W)]
+        # edge results: the station's own scores (station.edge_bundle), signed by its key
+        rights = [(T, topics.audio, W), (T, topics.heartbeats, W), (T, topics.edge_detections, W)]
     elif role == "replay":
         rights = [(T, topics.audio, W)]
     elif role == "worker":
@@ -83,7 +84,8 @@ def role_acls(settings: Settings, role: str, name: str) -> list[AclBinding]:
         group = settings.sink.group_id
         rights = [(T, topics.detections, R), (T, topics.heartbeats, R), (T, topics.drift, R),
                   (T, topics.results_dlq, W), (G, group, R),
-                  (T, topics.shadow_detections, R), (G, f"{group}-shadow", R)]  # `sink --shadow`
+                  (T, topics.shadow_detections, R), (G, f"{group}-shadow", R),  # `sink --shadow`
+                  (T, topics.edge_detections, R), (G, f"{group}-edge", R)]  # `sink --edge`
         return [_allow(principal, *right) for right in rights] + [
             _allow(principal, X, f"{group}-sink-", op, prefixed) for op in (W, D)]
     elif role == "drift":
@@ -125,7 +127,7 @@ def _wait(futures: dict[Any, Any], what: str) -> list[Any]:
 
 
 def add_station(settings: Settings, station_id: str, password: str) -> None:
-    """Create or replace the station's SCRAM-SHA-512 credential and its two ACLs."""
+    """Create or replace the station's SCRAM-SHA-512 credential and its ACLs (station_acls)."""
     add_principal(settings, "station", station_id, password)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from soundscape.envelope import chunk_id_for
 from soundscape.messages import AudioStats, Detection, LabelScore, StageTimes
-from soundscape.processors.audio_stats import audio_stats
+from soundscape.audio_stats import audio_stats
 from soundscape.processors.drift.summary import CHUNK_NS
 from soundscape.synthetic import SAMPLE_RATE, SPECIES_NAMES, chunk_seed, soundscape_chunk
 

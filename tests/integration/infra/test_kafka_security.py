@@ -86,7 +86,7 @@ def test_anonymous_and_wrong_password_clients_are_refused(
     assert produce_error(plaintext, audio, timeout_s=6) is not None
 
 
-def test_a_station_writes_audio_and_heartbeats_and_nothing_else(
+def test_a_station_writes_audio_heartbeats_and_edge_results_and_nothing_else(
     kafka_settings: Settings, station: tuple[str, str, Path]
 ) -> None:
     station_id, password, _ = station
@@ -94,7 +94,9 @@ def test_a_station_writes_audio_and_heartbeats_and_nothing_else(
     topics = kafka_settings.topics
     assert produce_error(config, topics.audio) is None
     assert produce_error(config, topics.heartbeats) is None
-    for forbidden in (topics.detections, topics.audio_dlq, topics.drift, topics.results_dlq):
+    assert produce_error(config, topics.edge_detections) is None  # its own scores
+    for forbidden in (topics.detections, topics.audio_dlq, topics.drift, topics.results_dlq,
+                      topics.shadow_detections):
         error = produce_error(config, forbidden, timeout_s=8)
         assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (
             forbidden, error)
@@ -120,8 +122,8 @@ def test_a_station_writes_audio_and_heartbeats_and_nothing_else(
     gone = admin.delete_topics([topics.audio], request_timeout=15)
     with pytest.raises(Exception, match="AUTHORIZATION"):
         gone[topics.audio].result(timeout=30)
-    assert {b.name for b in acls_of(kafka_settings, station_id)} == {topics.audio,
-                                                                     topics.heartbeats}
+    assert {b.name for b in acls_of(kafka_settings, station_id)} == {
+        topics.audio, topics.heartbeats, topics.edge_detections}
 
 
 def test_a_revoked_station_cannot_publish_even_on_an_open_connection(

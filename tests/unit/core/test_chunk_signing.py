@@ -122,3 +122,30 @@ def test_signing_and_checking_cost_well_under_a_millisecond(keys: dict) -> None:
         assert verify(signed, lambda _s: key, True) is None
     checking = (time.perf_counter() - started) / rounds
     print(f"\nsign {signing * 1e6:.0f} us/chunk, verify {checking * 1e6:.0f} us/chunk")
+
+
+# ---- edge results: a station signs the results it scored itself ------------------------
+def test_a_station_signs_its_own_results_and_nothing_else_passes(keys: dict) -> None:
+    from soundscape.chunk_signing import result_headers, result_signed_bytes, signed_bytes, verify_result
+
+    lookup = _lookup(keys)
+    value = b'{"station_id":"pi-a","top_k":[]}'
+    headers = result_headers(keys["pi-a"][0], value)
+    assert verify_result(headers, value, "pi-a", lookup, require=True) is None
+    assert verify_result(headers, value + b" ", "pi-a", lookup, False)[0] == "bad_signature"
+    assert verify_result(headers, value, "pi-b", lookup, False)[0] == "wrong_signer"
+    assert verify_result([], value, "pi-a", lookup, False)[0] == "unsigned"  # pi-a has a key
+    assert verify_result([], value, "pi-new", lookup, False) is None  # no key, not required
+    assert verify_result([], value, "pi-new", lookup, True)[0] == "unsigned"
+    assert verify_result(None, value, "pi-gone", lookup, False)[0] == "revoked_signer"
+    archive = result_headers(keys["archive:field-2024"][0], value)
+    assert verify_result(archive, value, "pi-a", lookup, False)[0] == "wrong_signer"
+    assert verify_result(headers + headers, value, "pi-a", lookup, False)[0] == "bad_signature"
+    assert result_headers(None, value) == []
+    # a chunk's signature can never pass for a result's, nor the other way round
+    envelope = keys["pi-a"][0].sign(_envelope("pi-a"))
+    chunk_signature = dict(envelope.extra)[SIGNATURE_HEADER]
+    chunk_bytes = signed_bytes(envelope, "pi-a")
+    assert verify_result([(SIGNER_HEADER, b"pi-a"), (SIGNATURE_HEADER, chunk_signature)],
+                         chunk_bytes, "pi-a", lookup, False)[0] == "bad_signature"
+    assert not result_signed_bytes(value, "pi-a").startswith(chunk_bytes[:20])

@@ -77,3 +77,16 @@ def test_services_add_offers_every_service_role() -> None:
     from soundscape.app.enrol_cli import _COMMANDS
 
     assert tuple(_COMMANDS) == SERVICE_ROLES
+
+
+def test_stations_write_their_edge_results_and_only_the_sink_reads_them() -> None:
+    s = Settings()
+    edge = s.topics.edge_detections
+    assert _rights("station") == {("TOPIC", s.topics.audio, "WRITE"),
+                                  ("TOPIC", s.topics.heartbeats, "WRITE"),
+                                  ("TOPIC", edge, "WRITE")}
+    readers = [role for role in (*SERVICE_ROLES, "station") if ("TOPIC", edge, "READ") in _rights(role)]
+    assert readers == ["sink"]
+    assert ("GROUP", f"{s.sink.group_id}-edge", "READ") in _rights("sink")
+    writers = [role for role in (*SERVICE_ROLES, "station") if ("TOPIC", edge, "WRITE") in _rights(role)]
+    assert writers == ["station"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from soundscape.processors.audio_stats import audio_stats
+from soundscape.audio_stats import audio_stats
 
 SR = 32000
 
