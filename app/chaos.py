@@ -73,12 +73,20 @@ class FaultRecord:
     down_s: float | None = None  # kill -> work back
     during: list[str] = field(default_factory=list)  # other faults in progress at restart
 
+    @property
+    def rejoin_s(self) -> float | None:
+        """The consumer group's part: serving /healthz -> partitions held again."""
+        if self.recovery_s is None or self.serving_s is None:
+            return None
+        return max(0.0, self.recovery_s - self.serving_s)
+
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.fault.kind, "target": self.fault.target,
                 "planned_at_s": self.fault.at_s, "at_s": round(self.started_s, 1),
                 "pause_s": self.fault.pause_s,
                 "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 2),
                 "serving_s": None if self.serving_s is None else round(self.serving_s, 2),
+                "rejoin_s": None if self.rejoin_s is None else round(self.rejoin_s, 2),
                 "during": self.during,
                 "down_s": None if self.down_s is None else round(self.down_s, 2)}
 
@@ -466,6 +474,12 @@ class ChaosRun:
                 # restarts while no other fault was in progress
                 "alone": len(alone),
                 "alone_max_s": round(max(alone), 2) if alone else None}
+            rejoins = [r.rejoin_s for r in self.records
+                       if r.fault.kind == kind and r.rejoin_s is not None]
+            if rejoins:  # processes: start-up apart, the group's part alone
+                report.recovery_by_service[kind] |= {
+                    "rejoin_median_s": round(statistics.median(rejoins), 2),
+                    "rejoin_max_s": round(max(rejoins), 2)}
         report.unexpected_exits = {c.name: len(c.unexpected_exits)
                                    for c in self.children.values() if c.unexpected_exits}
         counts = report.counts

@@ -82,7 +82,9 @@ def _print(report: object) -> None:
     for kind, summary in data["recovery_by_service"].items():
         click.echo(f"  {kind:<9} recovered {summary['recovered']}/{summary['faults']}, "
                    f"median {summary['median_s']} s, max {summary['max_s']} s; with no other "
-                   f"fault in progress {summary['alone']}, max {summary['alone_max_s']} s")
+                   f"fault in progress {summary['alone']}, max {summary['alone_max_s']} s"
+                   + (f"; partitions back after serving: median {summary['rejoin_median_s']} s, "
+                      f"max {summary['rejoin_max_s']} s" if "rejoin_max_s" in summary else ""))
     offline = data["offline_station"]
     click.echo(f"offline station {offline['station']}: {offline.get('spooled_while_offline')} "
                f"chunks spooled, drained in {offline.get('spool_drained_s')} s, in order: "
