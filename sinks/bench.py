@@ -1,6 +1,6 @@
 """`soundscape bench sink`: results per second into PostgreSQL, on this machine.
 
-A result is one chunk row plus its detection rows. Two figures:
+A result is one chunk row plus its detection rows. Two figures, and their ratio:
 - database write: parsed results written batch by batch (ResultWriter alone);
 - end to end: a backlog of detection messages drained by the real sink service
   (consume read-committed, parse, write, commit offsets), timed from its first consumed
@@ -126,6 +126,10 @@ def run_sink_bench(
         "publish_s": round(publish_s, 2),
         "end_to_end_s": round(e2e_s, 2),
         "end_to_end_results_per_s": round(stats.stored / e2e_s) if e2e_s else None,
+        # the two figures of one run, on one machine in one state: compare this, not
+        # figures of different runs, on a shared machine
+        "end_to_end_vs_writer": round(stats.stored / e2e_s / (results / write_s), 2)
+        if e2e_s and write_s else None,
         "end_to_end_rows_per_s": round(rows / e2e_s) if e2e_s else None,
         "end_to_end_python_cpu_us_per_result": _per_result(marks.get("cpu"), stats.stored),
         "end_to_end_server_cpu_us_per_result": _per_result(marks.get("server_cpu"), stats.stored),

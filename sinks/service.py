@@ -6,8 +6,10 @@
   transaction with the dead-letter copies of its bad messages. A crash anywhere before
   that redelivers the batch: the idempotent writes skip what is already stored, and
   the aborted copies are made once more, so each bad message has exactly one.
-- While batch N is written in the writer thread, the main thread fills batch N+1, so
-  parsing and PostgreSQL work at the same time.
+- While batch N is written in the writer thread, the main thread fills batch N+1 and
+  encodes its COPY data (ResultWriter.prepare), so Python and PostgreSQL work at the
+  same time: the writer thread only ships bytes and waits. N's Kafka commit is made
+  after N+1 is handed to the writer, so the database never idles through it.
 - Database down or restarting: consumption pauses (the consumer keeps polling, so it
   stays in its group), the batch is retried with exponential backoff, nothing is
   committed; when the database answers, the batch is written, committed, and
@@ -46,6 +48,7 @@ from soundscape.sinks.dead_letters import TransactionalCommitter
 from soundscape.sinks.migrate import head_revision
 from soundscape.sinks.writer import (
     DatabaseUnavailable,
+    PreparedBatch,
     ResultBatch,
     ResultWriter,
     RowsRejected,
@@ -205,6 +208,10 @@ class SinkService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
         self._filling = InFlight()
         self._pending: tuple[InFlight, Future[Stored]] | None = None
+        # the filling batch's COPY data, made before waiting for the pending one: for
+        # that InFlight object and that many records only (an outage's polling or a
+        # rebalance can change either meanwhile, and then it is made again)
+        self._prepared: tuple[InFlight, int, PreparedBatch] | None = None
         self._paused = False
         self._database_up = False
         self._running = False
@@ -255,10 +262,13 @@ class SinkService:
                     continue
                 self._fill()
                 if self._batch_ready():
-                    self._finish_pending()
+                    self._prepare_filling()  # while the writer still works on the last
+                    finished = self._collect_pending()
                     if not self.stopping:
                         self._maybe_maintain()
                     self._submit()
+                    if finished is not None:  # commit N while the writer writes N+1
+                        self._complete(*finished)
                 elif self._pending is not None and self._pending[1].done():
                     self._finish_pending()
                 self._log_progress()
@@ -314,14 +324,30 @@ class SinkService:
         return full or waited >= self.settings.sink.batch_timeout_ms / 1000 or self.stopping
 
     # ---- writing -----------------------------------------------------------------------
+    def _prepare_filling(self) -> None:
+        """Encode the filling batch now (see `_prepared`); a value that cannot be encoded
+        leaves it to the writer thread, which finds and dead-letters it."""
+        filling = self._filling
+        try:
+            prepared = self._writer.prepare(to_batch(filling.records))
+        except RowsRejected:
+            self._prepared = None
+            return
+        self._prepared = (filling, len(filling.records), prepared)
+
     def _submit(self) -> None:
         inflight, self._filling = self._filling, InFlight()
-        self._pending = (inflight, self._executor.submit(self._store, inflight.records))
+        ready, self._prepared = self._prepared, None
+        prepared = None
+        if ready is not None and ready[0] is inflight and ready[1] == len(inflight.records):
+            prepared = ready[2]
+        self._pending = (inflight, self._executor.submit(self._store, inflight.records, prepared))
 
-    def _store(self, records: list[Record]) -> Stored:
-        """Refuse results of unregistered bundles, then write the rest."""
+    def _store(self, records: list[Record], prepared: PreparedBatch | None = None) -> Stored:
+        """Refuse results of unregistered bundles, then write the rest (`prepared`: the
+        COPY data of all of `records`, used if none is refused)."""
         records, refused = self._registered_only(records)
-        stored = self._write(records)
+        stored = self._write(records, None if refused else prepared)
         stored.rejected += refused
         return stored
 
@@ -349,13 +375,16 @@ class SinkService:
                 kept.append(record)
         return kept, refused
 
-    def _write(self, records: list[Record]) -> Stored:
+    def _write(self, records: list[Record], prepared: PreparedBatch | None = None) -> Stored:
         """Write records; on a refused value, halve until the culprits stand alone."""
         if not records:
             return Stored(WriteCounts(), [])
         started = time.monotonic()
         try:
-            counts = self._writer.write(to_batch(records))
+            if prepared is not None:
+                counts = self._writer.write_prepared(prepared)
+            else:
+                counts = self._writer.write(to_batch(records))
         except RowsRejected as exc:
             if len(records) == 1:
                 return Stored(WriteCounts(), [(records[0], f"database refused: {exc}")])
@@ -368,19 +397,25 @@ class SinkService:
         return Stored(counts, [])
 
     def _finish_pending(self) -> None:
-        """Wait for the batch being written; on an outage retry it here until it lands."""
+        """Wait for the batch being written, then commit it."""
+        finished = self._collect_pending()
+        if finished is not None:
+            self._complete(*finished)
+
+    def _collect_pending(self) -> tuple[InFlight, Stored] | None:
+        """Wait for the batch being written; on an outage retry it here until it lands.
+        The batch stored, to be committed by the caller; None if there is none to commit."""
         if self._pending is None:
-            return
+            return None
         inflight, future = self._pending
         try:
             stored: Stored | None = future.result()
         except DatabaseUnavailable as exc:
             stored = self._retry_until_stored(inflight, exc)
         if self._pending is None or self._pending[0] is not inflight:
-            return  # a rebalance dealt with it meanwhile
+            return None  # a rebalance dealt with it meanwhile
         self._pending = None
-        if stored is not None:
-            self._complete(inflight, stored)
+        return None if stored is None else (inflight, stored)
 
     def _retry_until_stored(self, inflight: InFlight, error: Exception) -> Stored | None:
         self._enter_outage(error)

@@ -11,10 +11,12 @@ and propagates.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.string import BytesBinaryDumper
 
 from soundscape.database import Role
 from soundscape.errors import ServiceError
@@ -34,6 +36,20 @@ from soundscape.result_sink import (  # the contract; re-exported for the sink's
 )
 
 log = get_logger(__name__)
+
+
+@dataclass
+class PreparedBatch:
+    """A batch ready for one transaction (ResultWriter.prepare): what survived the
+    retention check, the COPY data of its chunk and detection rows, and the stations'
+    and models' first and last times."""
+
+    batch: ResultBatch
+    counts: WriteCounts
+    chunks: bytes | None
+    detections: bytes | None
+    stations: tuple[list[str], list[int], list[int]]
+    models: tuple[list[str], list[int], list[int]]
 
 
 class ResultWriter:
@@ -58,6 +74,9 @@ class ResultWriter:
         try:
             conn = connect(self.settings, schema=self.schema,
                            application_name=self.application_name, role=self.role)
+            # bytea (and the uuids sent as their bytes) through psycopg's C dumper: the
+            # one registered for the oid by default is a Python class (psycopg.Binary's)
+            conn.adapters.register_dumper(bytes, BytesBinaryDumper)
             for table in staging.ALL:
                 conn.execute(table.create_sql())
             conn.execute(staging.STORED_CHUNKS)
@@ -104,13 +123,38 @@ class ResultWriter:
 
     # ---- writing -----------------------------------------------------------------------
     def write(self, batch: ResultBatch, now: datetime | None = None) -> WriteCounts:
+        return self.write_prepared(self.prepare(batch, now))
+
+    def prepare(self, batch: ResultBatch, now: datetime | None = None) -> PreparedBatch:
+        """The batch as COPY data and per-batch aggregates: pure Python, no connection, so
+        the sink runs it on its consuming thread while this writer's thread waits on the
+        database. Raises RowsRejected for a value that cannot be encoded."""
         counts = WriteCounts()
         batch = self._drop_expired(batch, now or datetime.now(UTC), counts)
+        first = _first_of_each_chunk(batch.detections)
+        try:
+            chunks = staging.encode_chunks(first) if first else None
+            detections = staging.encode_detections(first) if first else None
+        except staging.BadValue as exc:  # refused here, before the database saw it
+            raise RowsRejected(str(exc)) from exc
+        return PreparedBatch(
+            batch, counts, chunks, detections,
+            stations=staging.seen_ranges(
+                [(d.station_id, d.chunk_start) for d in batch.detections]
+                + [(h.station_id, h.sent_at) for h in batch.heartbeats]
+                + [(r.station_id, r.window_start) for r in batch.drift]),
+            models=staging.seen_ranges(
+                [(d.bundle_version, d.timing.scored_at) for d in batch.detections]),
+        )
+
+    def write_prepared(self, prepared: PreparedBatch) -> WriteCounts:
+        """Write a prepared batch in one transaction (see the module docstring for errors)."""
+        counts, batch = prepared.counts, prepared.batch
         if not len(batch):
             return counts
         try:
             try:
-                self._write(batch, counts)
+                self._write(prepared, counts)
             except psycopg.errors.CheckViolation as exc:
                 if "no partition of relation" not in str(exc):
                     raise
@@ -118,7 +162,7 @@ class ResultWriter:
                 # `db maintain` with another retention): re-read the catalogue, once.
                 log.warning("partition missing; catalogue re-read", error=_first_line(exc))
                 self.partitions.refresh(self.connection())
-                self._write(batch, counts)
+                self._write(prepared, counts)
         except psycopg.OperationalError as exc:
             self.close()
             raise DatabaseUnavailable(_first_line(exc)) from exc
@@ -135,21 +179,34 @@ class ResultWriter:
         )
         return counts
 
-    def _write(self, batch: ResultBatch, counts: WriteCounts) -> None:
+    def _write(self, prepared: PreparedBatch, counts: WriteCounts) -> None:
+        """One transaction, one round trip a statement: COPY the staging tables (the
+        chunks and detections as prepared bytes), upsert stations and models, then one
+        INSERT ... SELECT ... ON CONFLICT DO NOTHING per table."""
         conn = self.connection()
+        batch = prepared.batch
         counts.partitions_created = self._ensure_partitions(conn, batch)
-        results = _first_of_each_chunk(batch.detections)
         with conn.transaction(), conn.cursor() as cur:
-            self._copy(cur, staging.CHUNKS, map(staging.chunk_row, results))
-            self._copy(cur, staging.DETECTIONS,
-                       (row for d in results for row in staging.detection_rows(d)))
+            self._copy_data(cur, staging.CHUNKS, prepared.chunks)
+            self._copy_data(cur, staging.DETECTIONS, prepared.detections)
             self._copy(cur, staging.HEARTBEATS, map(staging.heartbeat_row, batch.heartbeats))
             self._copy(cur, staging.DRIFT, map(staging.drift_row, batch.drift))
-            self._upsert_seen(cur, batch)
+            if prepared.stations[0]:
+                cur.execute(staging.UPSERT_STATIONS, prepared.stations)
+            if prepared.models[0]:
+                cur.execute(staging.UPSERT_MODELS, prepared.models)
             counts.chunks = self._insert(cur, staging.CHUNKS, batch.detections)
             counts.detections = self._insert(cur, staging.DETECTIONS, batch.detections)
             counts.heartbeats = self._insert(cur, staging.HEARTBEATS, batch.heartbeats)
             counts.drift_reports = self._insert(cur, staging.DRIFT, batch.drift)
+
+    @staticmethod
+    def _copy_data(cur: psycopg.Cursor[Any], table: staging.StagingTable, data: bytes | None) -> None:
+        """COPY data encoded whole (signature to trailer) by staging.encode_*."""
+        if data is None:
+            return
+        with cur.copy(table.copy_sql()) as copy:
+            copy.write(data)
 
     @staticmethod
     def _copy(cur: psycopg.Cursor[Any], table: staging.StagingTable, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -158,7 +215,7 @@ class ResultWriter:
         if first is None:
             return
         with cur.copy(table.copy_sql()) as copy:
-            copy.set_types(table.types)
+            copy.set_types(table.wire_types)
             copy.write_row(first)
             for row in iterator:
                 copy.write_row(row)
@@ -169,21 +226,6 @@ class ResultWriter:
             return 0
         cur.execute(table.insert)
         return max(cur.rowcount, 0)
-
-    @staticmethod
-    def _upsert_seen(cur: psycopg.Cursor[Any], batch: ResultBatch) -> None:
-        stations = staging.seen_ranges(
-            [(d.station_id, d.chunk_start) for d in batch.detections]
-            + [(h.station_id, h.sent_at) for h in batch.heartbeats]
-            + [(r.station_id, r.window_start) for r in batch.drift]
-        )
-        if stations[0]:
-            cur.execute(staging.UPSERT_STATIONS, stations)
-        models = staging.seen_ranges(
-            [(d.bundle_version, d.timing.scored_at) for d in batch.detections]
-        )
-        if models[0]:
-            cur.execute(staging.UPSERT_MODELS, models)
 
     def _ensure_partitions(self, conn: psycopg.Connection[Any], batch: ResultBatch) -> list[str]:
         created: list[str] = []
@@ -214,14 +256,16 @@ class ResultWriter:
         return kept
 
 
-def _first_of_each_chunk(detections: list[Detection]) -> list[Detection]:
-    """One result per chunk: the first, as in the table (a batch can hold a redelivery)."""
-    seen: set[Any] = set()
+def _first_of_each_chunk(detections: list[Detection]) -> list[tuple[bytes, Detection]]:
+    """One result per chunk, the first, with its chunk_id's bytes (as in the table: a
+    batch can hold a redelivery)."""
+    seen: set[bytes] = set()
     first = []
     for d in detections:
-        if d.chunk_id not in seen:
-            seen.add(d.chunk_id)
-            first.append(d)
+        key = d.chunk_id.bytes
+        if key not in seen:
+            seen.add(key)
+            first.append((key, d))
     return first
 
 

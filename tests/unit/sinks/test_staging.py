@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import struct
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -54,13 +57,15 @@ def test_chunk_row_carries_the_top_label_and_json_of_top_k() -> None:
     assert row["detection_count"] == 2
     back = Detection.model_validate_json(result.to_bytes())
     assert row["top_k"].startswith('[{"label":"' + back.top_k[0].label)
-    assert row["chunk_start_ns"] == 10**18 and row["captured_ns"] == result.timing.captured_at
+    assert row["chunk_start_ns"] == 10**18
+    assert row["captured_at"] == staging.pg_micros(result.timing.captured_at)
 
 
 def test_one_detection_row_per_label_above_threshold() -> None:
     result = detection("st-1", 10**18, detections=4)
-    rows = list(staging.detection_rows(result))
-    assert [r[2] for r in rows] == [s.label for s in result.detections]
+    names = [n for n, _ in staging.DETECTIONS.columns]
+    rows = [dict(zip(names, r)) for r in staging.detection_rows(result)]
+    assert [r["label"] for r in rows] == [s.label for s in result.detections]
     assert list(staging.detection_rows(detection("st-1", 10**18, detections=0))) == []
 
 
@@ -68,3 +73,79 @@ def test_seen_ranges_give_sorted_keys_with_earliest_and_latest() -> None:
     keys, first, last = staging.seen_ranges([("b", 5), ("a", 7), ("b", 2), ("a", 9), ("b", 4)])
     assert (keys, first, last) == (["a", "b"], [7, 2], [9, 5])
     assert staging.seen_ranges([]) == ([], [], [])
+
+
+# ---- binary COPY ------------------------------------------------------------------------
+def test_times_travel_as_microseconds_since_2000_truncated_like_ns_to_timestamptz() -> None:
+    assert staging.pg_micros(946_684_800 * 10**9) == 0
+    assert staging.pg_micros(946_684_800 * 10**9 + 1_999) == 1  # truncated, not rounded
+    moment = datetime(2026, 12, 7, 3, 4, 5, 123456, tzinfo=UTC)
+    ns = int(moment.timestamp()) * 10**9 + 123_456_789
+    assert datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=staging.pg_micros(ns)) == moment
+    assert staging.CHUNKS.wire_types[:3] == ["bytea", "bigint", "bigint"]  # uuid, timestamptz, bigint
+
+
+_SCALARS = {"bigint": ">q", "integer": ">i", "smallint": ">h", "real": ">f",
+            "double precision": ">d"}
+
+
+def decode_copy(data: bytes, table: staging.StagingTable) -> list[tuple[Any, ...]]:
+    """An independent reading of PostgreSQL's binary COPY format, as the row values that
+    chunk_row and detection_rows give (times as microseconds, uuids as bytes)."""
+    assert data.startswith(b"PGCOPY\n\xff\r\n\x00" + bytes(8)) and data.endswith(b"\xff\xff")
+    at, rows = 19, []
+    while data[at:at + 2] != b"\xff\xff":
+        (count,) = struct.unpack_from(">h", data, at)
+        assert count == len(table.columns)
+        at += 2
+        row: list[Any] = []
+        for _, sql_type in table.columns:
+            (length,) = struct.unpack_from(">i", data, at)
+            at += 4
+            if length == -1:
+                row.append(None)
+                continue
+            raw = data[at:at + length]
+            at += length
+            if sql_type == "text":
+                row.append(raw.decode())
+            elif sql_type == "boolean":
+                row.append(raw == b"\x01")
+            elif sql_type in ("uuid", "bytea"):
+                row.append(raw)
+            else:
+                fmt = _SCALARS.get(sql_type, ">q")  # timestamptz: int64
+                assert length == struct.calcsize(fmt)
+                row.append(struct.unpack(fmt, raw)[0])
+        rows.append(tuple(row))
+    assert at + 2 == len(data)
+    return rows
+
+
+def _as_float4(row: tuple[Any, ...], table: staging.StagingTable) -> tuple[Any, ...]:
+    return tuple(
+        struct.unpack(">f", struct.pack(">f", v))[0] if t == "real" and v is not None else v
+        for v, (_, t) in zip(row, table.columns)
+    )
+
+
+def test_encoded_chunks_and_detections_read_back_as_their_rows() -> None:
+    from tests.unit.sinks.test_windowed_rows import windowed
+
+    results = [detection(f"st-{i % 3}", 10**18 + i * 10**10, detections=i % 4) for i in range(12)]
+    results += [windowed(), windowed(embedding=False)]
+    pairs = [(d.chunk_id.bytes, d) for d in results]
+    chunks = decode_copy(staging.encode_chunks(pairs), staging.CHUNKS)
+    assert chunks == [_as_float4(staging.chunk_row(d), staging.CHUNKS) for d in results]
+    detections = decode_copy(staging.encode_detections(pairs) or b"", staging.DETECTIONS)
+    expected = [r for d in results for r in staging.detection_rows(d)]
+    assert detections == [_as_float4(r, staging.DETECTIONS) for r in expected]
+    assert any(r[-1] is not None for r in detections)  # the windowed fields were exercised
+    assert staging.encode_detections([(d.chunk_id.bytes, d) for d in results[:1]]) is None
+
+
+def test_a_value_the_format_cannot_carry_is_a_bad_value() -> None:
+    result = detection("st-1", 10**18)
+    broken = result.model_copy(update={"batch_size": 2**40})  # not an int32
+    with pytest.raises(staging.BadValue):
+        staging.encode_chunks([(broken.chunk_id.bytes, broken)])
