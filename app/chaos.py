@@ -211,6 +211,9 @@ class ChaosRun:
             if report.ok and not self.options.keep:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
                 report.state_dir = ""
+            elif self.run_dir.is_dir():  # kept: the report beside the logs it explains
+                (self.run_dir / "report.json").write_text(
+                    json.dumps(report.as_dict(), indent=2, default=str))
         return report
 
     def _services_up(self) -> None:

@@ -18,8 +18,9 @@ from soundscape.cli_context import current_settings, echo_json
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
 def stations_add(station_id: str, out: Path | None, replace: bool, as_json: bool) -> None:
     """Create STATION_ID's Kafka user (SCRAM-SHA-512) with the right to write audio,
-    heartbeats and its edge results only, and its chunk-signing key (the public half registered in the results
-    database), and write its config bundle (0600) to copy to the Pi."""
+    heartbeats and its edge results only, and its chunk-signing key (the public half
+    registered in the results database), and write its config bundle (0600) to copy to
+    the Pi."""
     from soundscape.app.enrolment import add_station
 
     done = add_station(current_settings(), station_id, out, replace)

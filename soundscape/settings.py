@@ -106,11 +106,12 @@ class KafkaSettings(BaseModel):
         description="static group membership: a name for this process that stays the same "
         "across restarts (one per running process); a restarted consumer gets its partitions "
         "back at once, without a rebalance")
-    assignment_strategy: Literal["cooperative-sticky", "range", "roundrobin"] = Field(
-        "cooperative-sticky",
+    assignment_strategy: Literal["range", "roundrobin", "cooperative-sticky"] = Field(
+        "range",
         description="how a group shares partitions; cooperative-sticky moves only the partitions "
-        "that must move when a member joins or leaves, the others keep working. Changing it on a "
-        "running group takes two rolling restarts (list both, then the new one alone)")
+        "that must move when a member joins or leaves (the others keep working), but one chaos "
+        "run left partitions unassigned with it, so eager range stays the default. Changing it "
+        "on a running group takes two rolling restarts (list both, then the new one alone)")
     debug: str | None = Field(
         None, description="librdkafka debug contexts for every client, e.g. cgrp,eos,fetch"
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,17 +14,23 @@ from pathlib import Path
 
 def test_chaos_run_loses_and_duplicates_nothing(run_state_dir: Path) -> None:
     env = os.environ | {"SOUNDSCAPE_STATE_DIR": str(run_state_dir / "chaos-base")}
-    run = subprocess.run(
+    chaos = subprocess.Popen(
         [sys.executable, "-m", "soundscape", "chaos", "--chunks", "400", "--kills", "10",
          "--speed", "10", "--postgres-outage", "20", "--offline-minutes", "5", "--seed", "3",
-         "--json"],
-        env=env, capture_output=True, text=True, timeout=1200)
-    assert run.stdout, run.stderr[-4000:]
-    report = json.loads(run.stdout)
+         "--drain-timeout", "120", "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = chaos.communicate(timeout=520)
+    except subprocess.TimeoutExpired:
+        chaos.send_signal(signal.SIGTERM)  # it stops its services and processes first
+        out, err = chaos.communicate(timeout=60)
+        raise AssertionError(f"the chaos run took too long:\n{err[-4000:]}") from None
+    assert out, err[-4000:]
+    report = json.loads(out)
     print(json.dumps({k: report[k] for k in ("counts", "faults_by_kind", "recovery_by_service",
                                              "offline_station", "drift_windows", "seconds")},
                      indent=1))
-    assert run.returncode == 0 and report["ok"], report["problems"]
+    assert chaos.returncode == 0 and report["ok"], report["problems"]
     counts = report["counts"]
     assert counts["chunks_expected"] == 400 and counts["stored"] == 400
     assert counts["missing"] == 0 and counts["duplicated"] == 0

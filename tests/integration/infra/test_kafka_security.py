@@ -139,7 +139,7 @@ def test_a_revoked_station_cannot_publish_even_on_an_open_connection(
     assert reports == [None]
 
     assert enrolment.revoke_station(kafka_settings, station_id) == {
-        "credentials": 1, "acls": 2, "signing_key": 1}
+        "credentials": 1, "acls": 3, "signing_key": 1}  # audio, heartbeats, edge results
     time.sleep(1)  # the authorizer's metadata reaches the broker's request path
     producer.produce(topic, b"after", on_delivery=lambda e, _m: reports.append(e))
     producer.flush(20)

@@ -1,6 +1,6 @@
 """Scale-out mid-stream: a worker joins and another leaves while chunks flow.
 
-With cooperative rebalancing (kafka.assignment_strategy, default cooperative-sticky) the
+With cooperative rebalancing (kafka.assignment_strategy=cooperative-sticky, opt-in) the
 member already working gives up only the partitions the newcomer takes and goes on
 scoring the others; the eager protocols revoke everything from everyone. Either way
 nothing may be lost or scored twice.
@@ -9,6 +9,7 @@ nothing may be lost or scored twice.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -48,7 +49,9 @@ def test_a_worker_joining_and_one_leaving_mid_stream_lose_and_repeat_nothing(
     kafka_settings: Settings, bundle: Path, tmp_path: Path
 ) -> None:
     count, stations = 120, 6
-    env = worker_env(kafka_settings, bundle)
+    env = worker_env(kafka_settings, bundle) | {
+        "SOUNDSCAPE_KAFKA__ASSIGNMENT_STRATEGY": os.environ.get(
+            "SOUNDSCAPE_KAFKA__ASSIGNMENT_STRATEGY", "cooperative-sticky")}
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     first, port_a = start_worker(env, "w-a", logs[0])
     second = None
