@@ -29,7 +29,13 @@ from typing import Any
 
 from soundscape.app import chaos_audit as audit
 from soundscape.app.chaos_children import Child, Supervisor, base_env, get_health
-from soundscape.app.chaos_plan import Fault, chunks_per_station, offline_segments, plan_faults
+from soundscape.app.chaos_plan import (
+    KILL_KINDS,
+    Fault,
+    chunks_per_station,
+    offline_segments,
+    plan_faults,
+)
 from soundscape.infra.process import free_port
 from soundscape.logs import get_logger
 from soundscape.settings import (
@@ -62,6 +68,7 @@ class ChaosOptions:
     sinks: int = 2
     drain_timeout_s: float = 600.0
     keep: bool = False
+    kinds: tuple[str, ...] = KILL_KINDS
 
 
 @dataclass
@@ -152,7 +159,8 @@ class ChaosRun:
         self.duration_s = max(self.per_station.values()) * 10 / options.speed
         self.plan = plan_faults(options.seed, options.kills, self.duration_s,
                                 workers=options.workers, sinks=options.sinks, brokers=BROKERS,
-                                postgres_outage_s=options.postgres_outage_s)
+                                postgres_outage_s=options.postgres_outage_s,
+                                kinds=options.kinds)
         self.children: dict[str, Child] = {}
         self.supervisor: Supervisor | None = None
         self.records: list[FaultRecord] = []
@@ -168,7 +176,8 @@ class ChaosRun:
     def run(self) -> ChaosReport:
         from soundscape.infra import stack
 
-        report = ChaosReport(options=vars(self.options) | {"duration_s": round(self.duration_s, 1)},
+        report = ChaosReport(options=vars(self.options) | {"duration_s": round(self.duration_s, 1),
+                                                            "kinds": list(self.options.kinds)},
                              state_dir=str(self.run_dir))
         clock = time.monotonic()
         previous = _interrupt_on_sigterm()

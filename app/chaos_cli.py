@@ -16,6 +16,8 @@ from soundscape.cli_context import App, echo_json, pass_app
 @click.option("--kills", default=20, show_default=True, type=click.IntRange(0, 1000),
               help="kill -9 of workers, sinks, the drift app and brokers (about a fifth "
                    "brokers, one at a time), at moments the seed picks.")
+@click.option("--kinds", default="worker,sink,drift,broker", show_default=True,
+              help="What the kills hit, comma-separated, among worker, sink, drift, broker.")
 @click.option("--seed", default=1, show_default=True, help="Same seed, same plan of faults.")
 @click.option("--speed", default=20.0, show_default=True, type=click.FloatRange(0.5, 1000),
               help="Stations record at N x real time; more than the pipeline scores only "
@@ -34,7 +36,7 @@ from soundscape.cli_context import App, echo_json, pass_app
               help="Keep the run's state folder (logs, data) even when nothing went wrong.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
-def chaos(ctx: App, chunks: int, stations: int, kills: int, seed: int, speed: float,
+def chaos(ctx: App, chunks: int, stations: int, kills: int, kinds: str, seed: int, speed: float,
           postgres_outage_s: float, offline_minutes: float, workers: int, sinks: int,
           drain_timeout_s: float, keep: bool, as_json: bool) -> None:
     """Run the pipeline on three brokers under many faults at once, and count the damage.
@@ -54,8 +56,13 @@ def chaos(ctx: App, chunks: int, stations: int, kills: int, seed: int, speed: fl
     recovered; the state folder is kept then, with every service's log.
     """
     from soundscape.app.chaos import ChaosOptions, ChaosRun
+    from soundscape.app.chaos_plan import KILL_KINDS
 
-    options = ChaosOptions(chunks=chunks, stations=stations, kills=kills, seed=seed,
+    chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    if not chosen or set(chosen) - set(KILL_KINDS):
+        raise click.BadParameter(f"{kinds!r}: choose among {', '.join(KILL_KINDS)}",
+                                 param_hint="--kinds")
+    options = ChaosOptions(chunks=chunks, stations=stations, kills=kills, kinds=chosen, seed=seed,
                            speed=speed, postgres_outage_s=postgres_outage_s,
                            offline_minutes=offline_minutes, workers=workers, sinks=sinks,
                            drain_timeout_s=drain_timeout_s, keep=keep)

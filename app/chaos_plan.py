@@ -36,28 +36,41 @@ class Segment:
     online: bool
 
 
-def kill_mix(kills: int) -> dict[str, int]:
+def kill_mix(kills: int, kinds: tuple[str, ...] = KILL_KINDS) -> dict[str, int]:
     """How many kills of each kind: about a fifth brokers, a sixth the drift app, the rest
-    shared by workers and sinks; at least one of each once there are four kills."""
+    shared by workers and sinks; at least one of each chosen kind once there are enough
+    kills. Kinds not chosen get none."""
     if kills < 0:
         raise ValueError("kills must be >= 0")
-    if kills < len(KILL_KINDS):
-        return {kind: int(i < kills) for i, kind in enumerate(KILL_KINDS)}
-    brokers = max(1, round(kills * 0.2))
-    drift = max(1, round(kills * 0.15))
-    rest = kills - brokers - drift
-    return {"worker": rest - rest // 2, "sink": rest // 2, "drift": drift, "broker": brokers}
+    unknown = set(kinds) - set(KILL_KINDS)
+    if unknown or not kinds:
+        raise ValueError(f"kinds must be among {', '.join(KILL_KINDS)}, got {kinds}")
+    chosen = [kind for kind in KILL_KINDS if kind in kinds]
+    mix = dict.fromkeys(KILL_KINDS, 0)
+    if kills < len(chosen):
+        for index, kind in enumerate(chosen):
+            mix[kind] = int(index < kills)
+        return mix
+    for kind, share in (("broker", 0.2), ("drift", 0.15)):
+        if kind in chosen:
+            mix[kind] = max(1, round(kills * share))
+    takers = [k for k in ("worker", "sink") if k in chosen] or [
+        k for k in ("broker", "drift") if k in chosen]
+    for index in range(kills - mix["broker"] - mix["drift"]):
+        mix[takers[index % len(takers)]] += 1
+    return mix
 
 
 def plan_faults(seed: int, kills: int, duration_s: float, *, workers: int = 2, sinks: int = 2,
-                brokers: int = 3, postgres_outage_s: float = 60.0) -> list[Fault]:
+                brokers: int = 3, postgres_outage_s: float = 60.0,
+                kinds: tuple[str, ...] = KILL_KINDS) -> list[Fault]:
     """Kills at random moments in the middle 75 % of the input, and one PostgreSQL outage
     starting in its first half. Broker kills are spread so that each broker is back before
     the next goes down (the cluster keeps its quorum): they get slots of their own."""
     if duration_s <= 0:
         raise ValueError("duration_s must be > 0")
     rng = random.Random(seed)
-    mix = kill_mix(kills)
+    mix = kill_mix(kills, kinds)
     early, late = 0.1 * duration_s, 0.85 * duration_s
     faults: list[Fault] = []
     counts = {"worker": workers, "sink": sinks, "drift": 1}

@@ -75,3 +75,13 @@ def test_chunks_are_shared_evenly() -> None:
     assert chunks_per_station(10, 4) == [3, 3, 2, 2]
     with pytest.raises(ValueError):
         chunks_per_station(3, 4)
+
+
+def test_kills_hit_only_the_chosen_kinds() -> None:
+    mix = kill_mix(10, ("worker", "sink", "drift"))
+    assert mix == {"worker": 4, "sink": 4, "drift": 2, "broker": 0}
+    assert kill_mix(3, ("broker",)) == {"worker": 0, "sink": 0, "drift": 0, "broker": 3}
+    plan = plan_faults(3, 10, 130, kinds=("worker", "sink", "drift"))
+    assert {f.kind for f in plan} == {"worker", "sink", "drift", "postgres"} and len(plan) == 11
+    with pytest.raises(ValueError):
+        kill_mix(5, ("printer",))
