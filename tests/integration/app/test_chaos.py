@@ -3,7 +3,7 @@ under a dozen faults at once (kill -9 of workers, sinks and the drift app, Postg
 stopped, a station offline), and nothing lost or duplicated.
 
 Broker kills are left to the full run (`soundscape chaos`, docs/how-to/scale-out.md): in
-two of six runs, both with broker kills, read-committed consumers (the sinks, the drift
+one of six runs with broker kills, the read-committed consumers (the sinks, the drift
 app) stopped receiving for minutes after a broker had come back (nothing was lost, and
 a reader started later read everything). Until that is understood, a test that fails
 that way would only repeat what the docs say."""
