@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -205,9 +206,9 @@ class ChaosRun:
             drained = self._wait_drained()
             report.seconds["time_to_drain"] = round(time.monotonic() - input_done, 1)
             self.say(f"drained: {drained}; {report.seconds['time_to_drain']} s after the input")
-            self._wait_drift()
+            wanted_windows = self._wait_drift()
             report.seconds["run"] = round(time.monotonic() - self._t_start, 1)
-            self._audit(report)
+            self._audit(report, wanted_windows)
         finally:
             for proc in list(self.station_procs):
                 if proc.poll() is None:
@@ -446,32 +447,30 @@ class ChaosRun:
             time.sleep(1.0)
         return False
 
-    def _wait_drift(self, limit_s: float = 120.0) -> None:
-        """Until the drift reports stop changing: windows close as the last chunks pass."""
+    def _wait_drift(self, limit_s: float = 120.0) -> set[audit.Window] | None:
+        """Until every expected drift window is stored (windows close as the last chunks
+        pass); the expected ones, worked out once from the drained chunks."""
         deadline = time.monotonic() + limit_s
-        previous = None
+        wanted = None
         while time.monotonic() < deadline:
             try:
-                current = audit.drift_windows(self.settings, self.expected)
-            except Exception:  # noqa: BLE001 - retried to the deadline
-                current = None
-            if current is not None and current["missing"] == 0:
-                return
-            if current == previous and current is not None:
-                time.sleep(5)
-            previous = current
+                if wanted is None:
+                    wanted = audit.expected_drift_windows(self.settings, self.expected)
+                if wanted <= audit.stored_drift_windows(self.settings, self.expected):
+                    break
+            except Exception:  # noqa: BLE001 - the database restarting: retried to the deadline
+                pass
             time.sleep(2)
+        return wanted
 
-    def _audit(self, report: ChaosReport) -> None:
+    def _audit(self, report: ChaosReport, wanted_windows: set[audit.Window] | None) -> None:
         report.counts = audit.result_counts(self.settings, self.expected)
         report.dead_letters = audit.dead_letters(self.settings)
-        report.drift_windows = audit.drift_windows(self.settings, self.expected)
+        report.drift_windows = audit.drift_windows(self.settings, self.expected, wanted_windows)
         report.offline_station = self.offline | audit.spool_order(self.settings,
                                                                   self.offline_station)
         report.faults = [r.as_dict() for r in sorted(self.records, key=lambda r: r.started_s)]
-        kinds: dict[str, int] = {}
-        for fault in self.plan:
-            kinds[fault.kind] = kinds.get(fault.kind, 0) + 1
+        kinds = dict(Counter(fault.kind for fault in self.plan))
         kinds["station_offline"] = int(any(not s.online for s in self.segments))
         report.faults_by_kind = kinds
         for kind in sorted({r.fault.kind for r in self.records}):

@@ -138,23 +138,37 @@ def spool_order(settings: Settings, station: str) -> dict[str, Any]:
             "duplicated": len(starts) - len(set(starts))}
 
 
-def drift_windows(settings: Settings, expected: Expected) -> dict[str, Any]:
-    """Windows the streaming checks should have reported (those the batch checks find in
-    the stored chunks and that a station's own chunks closed) against those stored."""
+Window = tuple[str, int]  # (station, window start in ns)
+
+
+def expected_drift_windows(settings: Settings, expected: Expected) -> set[Window]:
+    """Windows the streaming checks should report: those the batch checks find in the
+    stored chunks and that a station's own chunks closed."""
     from soundscape.processors.drift import batch
 
     size, grace = settings.drift.window_s * 10**9, settings.drift.grace_s * 10**9
     last_end = expected.last_end()
     since = datetime.fromtimestamp(expected.t0_ns / 1e9, UTC)
     until = datetime.fromtimestamp(max(last_end.values()) / 1e9, UTC)
-    wanted = {(r.station_id, r.window_start) for r in batch.check(settings, since, until)
-              if r.check != "silent" and r.window_start + size + grace <= last_end[r.station_id]}
+    return {(r.station_id, r.window_start) for r in batch.check(settings, since, until)
+            if r.check != "silent" and r.window_start + size + grace <= last_end[r.station_id]}
+
+
+def stored_drift_windows(settings: Settings, expected: Expected) -> set[Window]:
     with psycopg.connect(database_url(settings), connect_timeout=10) as conn:
         rows = conn.execute(
             "SELECT DISTINCT station_id, window_start FROM drift_reports "
             "WHERE check_name <> 'silent' AND station_id = ANY(%s)",
             (list(expected.per_station),)).fetchall()
-    stored = {(station, int(start.timestamp()) * 10**9) for station, start in rows}
+    return {(station, int(start.timestamp()) * 10**9) for station, start in rows}
+
+
+def drift_windows(settings: Settings, expected: Expected,
+                  wanted: set[Window] | None = None) -> dict[str, Any]:
+    """Expected windows (`wanted`, computed if not given) against those stored."""
+    if wanted is None:
+        wanted = expected_drift_windows(settings, expected)
+    stored = stored_drift_windows(settings, expected)
     return {"expected": len(wanted), "stored": len(stored & wanted),
             "missing": len(wanted - stored), "extra": len(stored - wanted)}
 
