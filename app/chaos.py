@@ -112,6 +112,8 @@ class ChaosReport:
     recovery_by_service: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
     unexpected_exits: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: only when draining stopped: the detections topic's ends and the readers' offsets
+    stalled_readers: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -206,6 +208,8 @@ class ChaosRun:
             drained = self._wait_drained()
             report.seconds["time_to_drain"] = round(time.monotonic() - input_done, 1)
             self.say(f"drained: {drained}; {report.seconds['time_to_drain']} s after the input")
+            if not drained:  # where the readers stand, before the audit's own reads
+                report.stalled_readers = self._reader_positions()
             wanted_windows = self._wait_drift()
             report.seconds["run"] = round(time.monotonic() - self._t_start, 1)
             self._audit(report, wanted_windows)
@@ -446,6 +450,16 @@ class ChaosRun:
                 stored, last_progress = now, time.monotonic()
             time.sleep(1.0)
         return False
+
+    def _reader_positions(self) -> dict[str, Any]:
+        groups = [self.settings.sink.group_id, self.settings.drift.app_id]
+        try:
+            found = audit.reader_positions(self.settings, groups)
+        except Exception as exc:  # noqa: BLE001 - a diagnosis never hides the report
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        self.say(f"readers stalled: open transactions on partitions "
+                 f"{found['open_transaction_partitions']}, behind: {found['behind_by_group']}")
+        return found
 
     def _wait_drift(self, limit_s: float = 120.0) -> set[audit.Window] | None:
         """Until every expected drift window is stored (windows close as the last chunks

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from soundscape.database import database_url
 from soundscape.envelope import ChunkEnvelope, chunk_id_for
@@ -25,6 +25,9 @@ from soundscape.messages import Detection, MessageError, parse
 from soundscape.settings import Settings
 
 CHUNK_NS = 10 * 10**9
+#: A group coordinator loading or moving (a broker just back): ask again.
+_COORDINATOR_MOVING = (KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                       KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR)
 
 
 @dataclass(frozen=True)
@@ -175,3 +178,55 @@ def drift_windows(settings: Settings, expected: Expected,
 
 def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
+
+
+def reader_positions(settings: Settings, groups: list[str]) -> dict[str, Any]:
+    """Where the readers of the detections topic stand, per partition: the log end (high
+    watermark), the last stable offset (the end a read_committed reader may reach; below
+    the log end while a transaction is open) and each group's committed offset.
+
+    Taken when the pipeline stops draining, it tells the two kinds of stall apart: a
+    last stable offset held below the log end by a transaction nobody ends (the readers
+    are at it and wait), or readers behind a last stable offset that moves (the consumers
+    themselves are stuck).
+    """
+    from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel
+    from confluent_kafka.admin import AdminClient, OffsetSpec
+
+    from soundscape.kafka_clients import admin_config
+
+    topic = settings.topics.detections
+    admin = AdminClient(admin_config(settings))
+    partitions = sorted(admin.list_topics(topic, timeout=15).topics[topic].partitions)
+    tps = [TopicPartition(topic, p) for p in partitions]
+
+    def ends(level: Any) -> dict[int, int]:
+        futures = admin.list_offsets({tp: OffsetSpec.latest() for tp in tps},
+                                     isolation_level=level, request_timeout=15)
+        return {tp.partition: future.result().offset for tp, future in futures.items()}
+
+    log_end, stable = ends(IsolationLevel.READ_UNCOMMITTED), ends(IsolationLevel.READ_COMMITTED)
+    committed: dict[str, dict[int, int]] = {}
+    for group in groups:
+        request = [ConsumerGroupTopicPartitions(group, list(tps))]
+        for attempt in range(20):  # a coordinator loading (a broker just back) says retry
+            try:
+                future, = admin.list_consumer_group_offsets(request, request_timeout=15).values()
+                found = future.result().topic_partitions
+                break
+            except KafkaException as exc:
+                error = exc.args[0]
+                if attempt == 19 or not (error.retriable() or error.code() in _COORDINATOR_MOVING):
+                    raise
+                time.sleep(0.5)
+        committed[group] = {tp.partition: tp.offset for tp in found}
+    rows = []
+    for p in partitions:
+        row: dict[str, Any] = {"partition": p, "log_end": log_end[p], "last_stable": stable[p]}
+        row |= {f"committed:{group}": committed.get(group, {}).get(p) for group in groups}
+        rows.append(row)
+    held = [r["partition"] for r in rows if r["last_stable"] < r["log_end"]]
+    behind = {g: [r["partition"] for r in rows
+                  if r[f"committed:{g}"] is not None and r[f"committed:{g}"] >= 0
+                  and r[f"committed:{g}"] < r["last_stable"]] for g in groups}
+    return {"partitions": rows, "open_transaction_partitions": held, "behind_by_group": behind}

@@ -15,7 +15,10 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+
+from soundscape.settings import Settings
 
 
 def test_chaos_run_loses_and_duplicates_nothing(run_state_dir: Path) -> None:
@@ -55,3 +58,35 @@ def test_chaos_run_loses_and_duplicates_nothing(run_state_dir: Path) -> None:
     drift = report["drift_windows"]
     assert drift["expected"] > 0 and drift["missing"] == 0, drift
     assert not report["state_dir"], "a run with no problem removes its state folder"
+
+
+def test_reader_positions_show_a_transaction_left_open(kafka_settings: Settings) -> None:
+    """What a chaos run records when draining stops: a partition whose last stable offset
+    an open transaction holds below the log end, and a group behind a moving one."""
+    from confluent_kafka import Producer
+
+    from soundscape.app.chaos_audit import reader_positions
+    from soundscape.kafka_clients import producer_config
+
+    topic = kafka_settings.topics.detections
+    producer = Producer(producer_config(kafka_settings) | {
+        "transactional.id": f"chaos-audit-test-{uuid.uuid4().hex[:8]}"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, b"committed", partition=0)
+    producer.commit_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, b"left open", partition=1)
+    producer.flush(30)
+
+    groups = ["never-joined", kafka_settings.sink.group_id]
+    found = reader_positions(kafka_settings, groups)
+    rows = {row["partition"]: row for row in found["partitions"]}
+    assert found["open_transaction_partitions"] == [1]
+    assert rows[1]["log_end"] == 1 and rows[1]["last_stable"] == 0
+    assert rows[0]["log_end"] == rows[0]["last_stable"] == 2  # the record and its marker
+    assert found["behind_by_group"] == {group: [] for group in groups}  # nothing committed
+
+    producer.commit_transaction(30)
+    found = reader_positions(kafka_settings, groups)
+    assert found["open_transaction_partitions"] == []
