@@ -16,13 +16,14 @@ A result is the same message as a worker's (soundscape.messages.Detection) with
 headers over the whole value; soundscape.chunk_signing) when it has one. Stage times:
 `captured_at` is the chunk's; `published_at` and `consumed_at` are when scoring began
 (the chunk went to no broker first), `scored_at` when it ended, `decode_ms` 0 (PCM in).
-Results wait in the producer's memory while the broker is unreachable (no timeout) and
-are sent when it is back; those still waiting at a restart are lost (the audio is not:
-it is in the spool).
+Each result is kept on disk until Kafka acknowledges it (producers/edge_outbox.py), so
+results waiting out an outage survive a restart of the station and go first at the next
+start; the producer itself waits with no timeout while the broker is unreachable.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -51,6 +52,7 @@ from soundscape.kafka_clients import producer_config
 from soundscape.logs import get_logger
 from soundscape.messages import Detection
 from soundscape.producers.delivery import BrokerWatch, patient_overrides
+from soundscape.producers.edge_outbox import EdgeOutbox, PendingResult
 from soundscape.settings import Settings
 
 log = get_logger(__name__)
@@ -129,14 +131,17 @@ class EdgeScorer:
     """The station's scoring thread and the producer of its results."""
 
     def __init__(self, settings: Settings, model: EdgeModel,
-                 cpu_seconds: dict[str, float]) -> None:
+                 cpu_seconds: dict[str, float], outbox: EdgeOutbox | None = None) -> None:
         self.model = model
+        self.outbox = outbox
         self.topic = settings.topics.edge_detections
         self.scored = 0
         self.skipped = 0
         self.refused = 0
         self.delivered = 0
         self.delivery_failures = 0
+        self.resent = 0
+        self.outbox_failures = 0
         self.watch = BrokerWatch("edge results")
         self._cpu = cpu_seconds
         self._cpu.setdefault("score", 0.0)
@@ -147,6 +152,15 @@ class EdgeScorer:
         self._thread = threading.Thread(target=self._run, name="edge-scorer", daemon=True)
 
     def start(self) -> EdgeScorer:
+        """Send the results a previous run left unacknowledged, then score."""
+        if self.outbox is not None:
+            pending = self.outbox.pending()
+            if pending:
+                log.info("sending edge results left from before", results=len(pending),
+                         oldest_chunk_start=pending[0].chunk_start)
+            for result in pending:
+                self._produce(result)
+            self.resent = len(pending)
         self._thread.start()
         return self
 
@@ -171,14 +185,20 @@ class EdgeScorer:
         if self._thread.is_alive():
             self._thread.join(timeout=120)
         left = self._producer.flush(flush_timeout_s)
-        if left:
+        if left and self.outbox is not None:
+            log.warning("edge results not delivered before stopping; they stay on disk and "
+                        "go at the next start", results=left, on_disk=self.outbox.depth)
+        elif left:
             log.warning("edge results not delivered before stopping; they are lost",
                         results=left)
 
     def snapshot(self) -> dict[str, Any]:
         return {"edge_scored": self.scored, "edge_skipped": self.skipped,
                 "edge_refused": self.refused, "edge_delivered": self.delivered,
-                "edge_delivery_failures": self.delivery_failures}
+                "edge_delivery_failures": self.delivery_failures,
+                "edge_pending": self.outbox.depth if self.outbox is not None else 0,
+                "edge_dropped": self.outbox.dropped if self.outbox is not None else 0,
+                "edge_resent": self.resent}
 
     def _run(self) -> None:
         _lower_priority()
@@ -204,14 +224,34 @@ class EdgeScorer:
             log.warning("chunk refused by edge scoring", chunk_start=envelope.chunk_start,
                         reason=result)
             return
-        self._producer.produce(self.topic, key=envelope.station_id.encode(), value=result.value,
-                               headers=result.headers, on_delivery=self._on_delivery)
+        pending = PendingResult(envelope.chunk_start, envelope.station_id.encode(),
+                                result.value, result.headers)
+        if self.outbox is not None:
+            try:
+                self.outbox.put(pending)
+            except OSError as exc:  # a full disk: the result still goes, from memory only
+                self.outbox_failures += 1
+                log.warning("edge result not kept on disk; sent from memory only",
+                            chunk_start=envelope.chunk_start, error=str(exc))
+        self._produce(pending)
         self.scored += 1
 
-    def _on_delivery(self, err: Any, _msg: Any) -> None:
+    def _produce(self, result: PendingResult) -> None:
+        done = functools.partial(self._on_delivery, result.chunk_start)
+        while True:
+            try:
+                self._producer.produce(self.topic, key=result.key, value=result.value,
+                                       headers=result.headers, on_delivery=done)
+                return
+            except BufferError:  # the producer's queue is full (a long outage): wait
+                self._producer.poll(1.0)
+
+    def _on_delivery(self, chunk_start: int, err: Any, _msg: Any) -> None:
         if err is None:
             self.delivered += 1
             self.watch.acked()
+            if self.outbox is not None:
+                self.outbox.done(chunk_start)
         else:
             self.delivery_failures += 1
             log.warning("edge result not delivered", error=err.str())

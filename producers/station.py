@@ -85,7 +85,8 @@ class Station:
         self.cpu_s = dict.fromkeys(("capture", "resample", "encode", "spool", "publish"), 0.0)
         self.forwarder = SpoolForwarder(settings, self.spool, self.cpu_s)
         self.send_audio = settings.station.send_audio
-        self.edge = _edge_scorer(settings, station_id, self.signer, self.cpu_s)
+        self.edge = _edge_scorer(settings, station_id, self.signer, self.cpu_s,
+                                 self.home / "edge-outbox")
         if not self.send_audio and self.edge is None:
             raise UserError("station.send_audio is false but no station.edge_bundle is set: "
                             "the station would send nothing but heartbeats",
@@ -313,16 +314,18 @@ class Station:
 
 
 def _edge_scorer(settings: Settings, station_id: str, signer: ChunkSigner | None,
-                 cpu_s: dict[str, float]) -> EdgeScorer | None:
+                 cpu_s: dict[str, float], outbox_dir: Path) -> EdgeScorer | None:
     """The scorer of `station.edge_bundle`, its bundle loaded and checked now (a bad one
     stops the station here); None when the station scores nothing."""
     if settings.station.edge_bundle is None:
         return None
+    from soundscape.producers.edge_outbox import EdgeOutbox
     from soundscape.producers.edge_scoring import EdgeModel, EdgeScorer
 
     model = EdgeModel(settings.station.edge_bundle, station_id, settings,
                       threads=settings.station.edge_threads, signer=signer)
-    return EdgeScorer(settings, model, cpu_s)
+    return EdgeScorer(settings, model, cpu_s,
+                      EdgeOutbox(outbox_dir, settings.station.edge_outbox_max))
 
 
 def _signer(key: Any, signer: str) -> ChunkSigner | None:

@@ -14,6 +14,7 @@ _GAUGES = {
     "spool_oldest_age_s": ("spool_oldest_age_seconds", "Age of the oldest spooled chunk"),
     "in_flight": ("in_flight_chunks", "Chunks handed to Kafka, not yet acked"),
     "clock_drift_s": ("clock_drift_seconds", "Measured time minus the sample clock"),
+    "edge_pending": ("edge_pending_results", "Edge results on disk waiting for Kafka's ack"),
 }
 _COUNTERS = {
     "chunks_captured": ("chunks_captured", "Chunks recorded and spooled"),
@@ -30,6 +31,7 @@ _COUNTERS = {
     "edge_skipped": ("edge_skipped", "Chunks not scored on the station: scoring was behind"),
     "edge_refused": ("edge_refused", "Chunks edge scoring refused or failed on"),
     "edge_delivered": ("edge_delivered", "Edge results acknowledged by Kafka"),
+    "edge_dropped": ("edge_dropped", "Unsent edge results dropped from a full outbox"),
 }
 
 

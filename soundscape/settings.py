@@ -330,6 +330,10 @@ class StationSettings(BaseModel):
     edge_threads: int = Field(
         1, ge=1, le=64, description="CPU threads of edge scoring (ONNX Runtime and the "
         "front-end); one leaves a Pi's other cores to capture")
+    edge_outbox_max: int = Field(
+        100_000, ge=1, description="edge results kept on disk until Kafka acks them (a "
+        "station restarted during an outage sends them then); beyond this the oldest are "
+        "dropped and counted. 100,000 is 11 days of chunks, about 200 MB")
     send_audio: bool = Field(
         True, description="false: a low-bandwidth station sends its edge results and "
         "heartbeats only; its audio stays in the spool (the newest spool_max_mb), sent by a "

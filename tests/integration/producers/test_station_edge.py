@@ -181,3 +181,46 @@ def test_a_bad_edge_bundle_or_audio_off_without_one_stops_the_station_at_start(
                                         SOUNDSCAPE_STATION__SEND_AUDIO="false"))
     assert silent.returncode == 2 and "no station.edge_bundle" in silent.stderr
     assert read_topic(kafka_settings, kafka_settings.topics.audio, timeout_s=5) == []
+
+
+def test_edge_results_waiting_out_an_outage_survive_kill_9_and_go_at_the_next_start(
+    kafka_settings: Settings, tmp_path: Path,
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """A station with no uplink scores 3 chunks, is killed (-9) with their results
+    unsent, and its next start (uplink back) sends them before its own: none lost."""
+    port, dead = free_port(), free_port()  # nothing listens on `dead`: the uplink is down
+    scoring = {"SOUNDSCAPE_STATION__EDGE_BUNDLE": str(DEMO_INT8_BUNDLE),
+               "SOUNDSCAPE_STATION__SEND_AUDIO": "false"}
+    offline = _edge_env(kafka_settings, tmp_path, **scoring, SOUNDSCAPE_METRICS_PORT=str(port),
+                        SOUNDSCAPE_KAFKA__BOOTSTRAP_SERVERS=f"127.0.0.1:{dead}")
+    station = subprocess.Popen(
+        soundscape_cmd("station", "--station", STATION, "--source", "synthetic", "--speed", "10",
+                       "--start", "2024-05-01T05:30:00Z", "--chunks", "100"),
+        env=offline, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: _health(port).get("edge_pending", 0) >= CHUNKS, "results on disk",
+              alive=lambda: station.poll() is None)
+        station.kill()
+    finally:
+        if station.poll() is None:
+            station.kill()
+        station.communicate(timeout=30)
+    outbox = tmp_path / "station" / STATION / "edge-outbox"
+    left = sorted(outbox.glob("*.result"))
+    assert len(left) >= CHUNKS, list(outbox.iterdir())
+
+    online = _edge_env(kafka_settings, tmp_path, **scoring)
+    done = run_cli(["station", "--station", STATION, "--source", "synthetic", "--speed", "10",
+                    "--chunks", "1", "--json"], online, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["edge_resent"] == len(left)
+    assert report["edge_delivered"] == len(left) + 1 and report["edge_pending"] == 0
+    assert list(outbox.glob("*.result")) == []
+    edge = read_topic(kafka_settings, kafka_settings.topics.edge_detections,
+                      expected=len(left) + 1)
+    starts = [parse(Detection, r.value).chunk_start for r in edge]
+    assert len(starts) == len(set(starts)) == len(left) + 1
+    assert sorted(starts)[:CHUNKS] == [T0 + k * CHUNK_NS for k in range(CHUNKS)]
+    assert starts[: len(left)] == sorted(starts[: len(left)])  # oldest first

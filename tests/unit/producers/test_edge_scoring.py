@@ -112,7 +112,8 @@ def test_a_scorer_behind_skips_chunks_and_counts_them_without_waiting() -> None:
         scorer.stop(flush_timeout_s=0.1)
     assert model.scored == [T0, T0 + 10**10]  # the one in hand and the one waiting
     assert scorer.snapshot() == {"edge_scored": 0, "edge_skipped": 2, "edge_refused": 2,
-                                      "edge_delivered": 0, "edge_delivery_failures": 0}
+                                      "edge_delivered": 0, "edge_delivery_failures": 0,
+                                      "edge_pending": 0, "edge_dropped": 0, "edge_resent": 0}
     assert "score" in cpu
 
 

@@ -1,0 +1,123 @@
+"""Edge results on the station's disk until Kafka acknowledges them.
+
+A station that scores its own chunks may send nothing else (`station.send_audio` false),
+and a Pi restarts (a power cut, an update) more often than a long outage ends: results
+waiting in the producer's memory would be lost then, although the audio behind them is
+safe in the spool. So each result is written to a file of its own (`<chunk start>.result`:
+a magic line, its key and headers as one JSON line, then its value), fsynced and renamed,
+before it is produced, and removed when Kafka acknowledges it. A start sends what is
+left, oldest first, before anything new.
+
+A result whose acknowledgement a crash cut off is sent again; the edge sink stores a
+chunk's result once (ON CONFLICT on chunk and bundle). The outbox is bounded by count
+(`station.edge_outbox_max`): beyond it the oldest results are dropped, counted and
+logged, as the audio spool evicts its oldest chunks.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from soundscape.durable_write import write_durably
+from soundscape.logs import get_logger
+
+log = get_logger(__name__)
+
+MAGIC = b"SOUNDSCAPE-EDGE-RESULT 1\n"
+SUFFIX = ".result"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingResult:
+    chunk_start: int
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class EdgeOutbox:
+    def __init__(self, directory: Path, max_results: int) -> None:
+        if max_results < 1:
+            raise ValueError("an edge outbox holds at least one result")
+        self.directory = directory
+        self.max_results = max_results
+        self.dropped = 0
+        self.corrupt = 0
+        self._lock = threading.Lock()
+        self._starts: set[int] = set()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in self.directory.glob("*.tmp"):
+            stale.unlink(missing_ok=True)  # a write a crash cut short
+        for path in self.directory.glob(f"*{SUFFIX}"):
+            try:
+                self._starts.add(int(path.stem))
+            except ValueError:
+                self._set_aside(path, "not an edge result file name")
+
+    @property
+    def depth(self) -> int:
+        return len(self._starts)
+
+    def pending(self) -> list[PendingResult]:
+        """What a previous run left unacknowledged, oldest first (damaged files moved aside)."""
+        found = []
+        for start in sorted(self._starts):
+            path = self._path(start)
+            try:
+                found.append(_parse(start, path.read_bytes()))
+            except (OSError, ValueError, KeyError) as exc:
+                with self._lock:
+                    self._starts.discard(start)
+                self._set_aside(path, str(exc))
+        return found
+
+    def put(self, result: PendingResult) -> None:
+        """Keep `result` on disk (raises OSError when the disk refuses: the caller sends it
+        from memory alone then)."""
+        header = {"key": base64.b64encode(result.key).decode(),
+                  "headers": [[name, base64.b64encode(value).decode()]
+                              for name, value in result.headers]}
+        data = MAGIC + json.dumps(header).encode() + b"\n" + result.value
+        write_durably(self._path(result.chunk_start), data)
+        with self._lock:
+            self._starts.add(result.chunk_start)
+            over = sorted(self._starts)[: max(0, len(self._starts) - self.max_results)]
+            for start in over:
+                self._starts.discard(start)
+        for start in over:
+            self._path(start).unlink(missing_ok=True)
+            self.dropped += 1
+            log.warning("edge outbox full: oldest unsent result dropped", chunk_start=start,
+                        max_results=self.max_results, dropped_total=self.dropped)
+
+    def done(self, chunk_start: int) -> None:
+        """Kafka has it: forget it."""
+        with self._lock:
+            self._starts.discard(chunk_start)
+        self._path(chunk_start).unlink(missing_ok=True)
+
+    def _path(self, chunk_start: int) -> Path:
+        return self.directory / f"{chunk_start:020d}{SUFFIX}"
+
+    def _set_aside(self, path: Path, reason: str) -> None:
+        self.corrupt += 1
+        aside = self.directory / "corrupt"
+        aside.mkdir(exist_ok=True)
+        try:
+            path.rename(aside / path.name)
+        except OSError:
+            path.unlink(missing_ok=True)
+        log.error("damaged edge result file moved aside", path=str(path), reason=reason)
+
+
+def _parse(chunk_start: int, data: bytes) -> PendingResult:
+    if not data.startswith(MAGIC):
+        raise ValueError("not an edge result file")
+    end = data.index(b"\n", len(MAGIC))
+    header = json.loads(data[len(MAGIC):end])
+    headers = [(str(name), base64.b64decode(value)) for name, value in header["headers"]]
+    return PendingResult(chunk_start, base64.b64decode(header["key"]), data[end + 1:], headers)
