@@ -2,10 +2,11 @@
 
 Everything a process logs goes through one renderer: structlog's own loggers, and the
 standard-library records of libraries (librdkafka through confluent-kafka's `logger`
-hook, faust, aiokafka, alembic), so a service's stderr is JSON lines only. librdkafka
-repeats itself during an outage (a `Connect ... failed` line per broker per try); its
-lines are rate-limited per kind, and the line that ends a quiet spell says how many
-were held back.
+hook, faust, aiokafka, alembic), so a service's stderr is JSON lines only. The Kafka
+clients repeat themselves during an outage (librdkafka a `Connect ... failed` line per
+broker per try; aiokafka, in the drift app, `Unable connect to node` ten times a
+second); their lines are rate-limited per kind, and the line that ends a quiet spell
+says how many were held back.
 """
 
 from __future__ import annotations
@@ -22,22 +23,31 @@ import structlog
 #: The logger confluent-kafka clients log through (kafka_clients.common_config).
 LIBRDKAFKA_LOGGER = "soundscape.librdkafka"
 _HANDLER_MARK = "_soundscape_handler"
+#: Libraries whose records the handler rate-limits (librdkafka's logger has its own).
+_CHATTY_LIBRARIES = ("aiokafka", "faust", "mode")
 _LIBRDKAFKA_LINE = re.compile(r"^(\S+) \[([^\]]*)\] (.*)$", re.DOTALL)
 
 
 class RepeatLimiter(logging.Filter):
     """Let through the first record of each kind per `window_s` (kind: level and the
     message with its numbers blanked), and count the rest; the next one let through
-    carries `suppressed` = how many were held back."""
+    carries `suppressed` = how many were held back. With `libraries`, only records of
+    those loggers (and their children) are limited; the rest pass."""
 
-    def __init__(self, window_s: float = 30.0, clock: Any = time.monotonic) -> None:
+    def __init__(self, window_s: float = 30.0, clock: Any = time.monotonic,
+                 libraries: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.window_s = window_s
+        self._libraries = libraries
         self._clock = clock
         self._lock = threading.Lock()
         self._kinds: dict[tuple[int, str], tuple[float, int]] = {}  # kind -> (shown at, held)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if self._libraries and not record.name.startswith(
+                tuple(f"{name}." for name in self._libraries)) \
+                and record.name not in self._libraries:
+            return True
         kind = (record.levelno, re.sub(r"\d+", "#", _message(record))[:300])
         now = self._clock()
         with self._lock:
@@ -99,6 +109,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         handler = logging.StreamHandler(sys.stderr)
         setattr(handler, _HANDLER_MARK, True)
         handler.setFormatter(formatter)
+        handler.addFilter(RepeatLimiter(libraries=_CHATTY_LIBRARIES))
         root.addHandler(handler)
     root.setLevel(numeric)
     # Libraries whose INFO lines ("setup plugin ...", "Context impl ...") are noise next to
