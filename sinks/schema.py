@@ -290,6 +290,9 @@ class StationHeartbeat(Base):
     gap_ns_total: Mapped[int] = mapped_column(BigInteger)
     clock_offset_ms: Mapped[float | None] = mapped_column(REAL)
     written_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    # stations scoring their own chunks (station.edge_bundle); null for the others
+    edge_scored: Mapped[int | None] = mapped_column(BigInteger)
+    edge_skipped: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class DriftReportRow(Base):

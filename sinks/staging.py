@@ -160,16 +160,18 @@ HEARTBEATS = StagingTable(
         ("evicted_chunks", "bigint"),
         ("cpu_temperature_c", "real"), ("dropped_samples", "bigint"), ("overruns", "bigint"),
         ("gaps", "bigint"), ("gap_ns_total", "bigint"), ("clock_offset_ms", "real"),
+        ("edge_scored", "bigint"), ("edge_skipped", "bigint"),
     ),
     """
     INSERT INTO station_heartbeats (
         station_id, sent_at, software_version, bundle_version, disk_free_bytes, spool_depth,
         spool_bytes, oldest_spooled_chunk_start, evicted_chunks, cpu_temperature_c,
-        dropped_samples, overruns, gaps, gap_ns_total, clock_offset_ms, written_at)
+        dropped_samples, overruns, gaps, gap_ns_total, clock_offset_ms, edge_scored,
+        edge_skipped, written_at)
     SELECT station_id, sent_at, software_version, bundle_version,
         disk_free_bytes, spool_depth, spool_bytes, oldest_spooled_chunk_start,
         evicted_chunks, cpu_temperature_c, dropped_samples, overruns, gaps, gap_ns_total,
-        clock_offset_ms, statement_timestamp()
+        clock_offset_ms, edge_scored, edge_skipped, statement_timestamp()
     FROM stage_heartbeats
     ON CONFLICT (station_id, sent_at) DO NOTHING
     """,
@@ -378,7 +380,7 @@ def heartbeat_row(h: Heartbeat) -> tuple[Any, ...]:
         h.disk_free_bytes, h.spool_depth, h.spool_bytes,
         _pg_micros_or_none(h.oldest_spooled_chunk_start), h.evicted_chunks,
         h.cpu_temperature_c, h.dropped_samples, h.overruns, h.gaps, h.gap_ns_total,
-        h.clock_offset_ms,
+        h.clock_offset_ms, h.edge_scored, h.edge_skipped,
     )
 
 

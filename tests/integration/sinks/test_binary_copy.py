@@ -74,7 +74,8 @@ def test_every_staged_column_reads_back_as_the_message_said(results_db: Settings
     birds = windowed_detection("st-binary", start + 10 * NS, seed=5)
     quiet = detection("st-binary", start + 20 * NS, detections=0)
     beats = [heartbeat("st-binary", start + i * 60 * NS + 7, spool_depth=i) for i in range(2)]
-    beats[1] = beats[1].model_copy(update={"oldest_spooled_chunk_start": start + 1_999})
+    beats[1] = beats[1].model_copy(update={"oldest_spooled_chunk_start": start + 1_999,
+                                           "edge_scored": 12, "edge_skipped": 1})
     drift = drift_report("st-binary", start + 5, alert=True)
     writer = ResultWriter(results_db)
     try:

@@ -52,14 +52,14 @@ def _write_some(settings: Settings) -> None:
 
 
 def test_upgrade_and_downgrade_on_an_empty_database(db_settings: Settings) -> None:
-    assert migrate.schema_status(db_settings).pending == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010"]
+    assert migrate.schema_status(db_settings).pending == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
     status = migrate.upgrade(db_settings)
     assert status.up_to_date and status.current == migrate.head_revision()
     assert scalar(db_settings, OBJECTS) == 16  # 14 tables (clips, reviews, web_users: 0007; notifications: 0008; model_promotions, shadow_results: 0009; edge_results: 0010), 2 views
     assert scalar(db_settings, FUNCTIONS) == 4  # 3 query functions, the partition function
 
     status = migrate.downgrade(db_settings, "base")
-    assert status.current is None and status.pending == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010"]
+    assert status.current is None and status.pending == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
     assert scalar(db_settings, OBJECTS) == 0 and scalar(db_settings, FUNCTIONS) == 0
     assert migrate.upgrade(db_settings).up_to_date  # and up again
 

@@ -53,10 +53,10 @@ def test_db_commands_migrate_report_and_refuse_clearly(db_settings: Settings) ->
     env = env_for(db_settings)
     status = run_cli(env, "db", "status", "--json")
     assert status.returncode == 1
-    assert json.loads(status.stdout)["pending"] == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010"]
+    assert json.loads(status.stdout)["pending"] == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
     upgrade = run_cli(env, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
-    assert "schema at 0010" in upgrade.stdout and "partitions created: 16" in upgrade.stdout
+    assert "schema at 0011" in upgrade.stdout and "partitions created: 16" in upgrade.stdout
     status = run_cli(env, "db", "status", "--json")
     report = json.loads(status.stdout)
     assert status.returncode == 0 and report["up_to_date"] and report["partitions"]["chunks"]["count"] == 4
