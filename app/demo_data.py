@@ -4,7 +4,9 @@ reports without a field deployment.
 Detections come from synthetic soundscapes (processors.drift.scenarios): marsh-01 is
 unchanged, marsh-02's noise floor rises 20 dB (a new road) for the last quarter,
 wood-03's species change for the last 40 %, wood-04 loses 2 % of its chunks and has a
-two-hour power cut. Heartbeats tell the same story. Everything is written through the
+two-hour power cut. Heartbeats tell the same story. marsh-01 also scores its own chunks
+with an int8 bundle (station.edge_bundle): its heartbeats carry the edge counts (a few
+chunks skipped around midday, when the enclosure is hot) and `edge_results` its results. Everything is written through the
 sink's writer (idempotent: a second run adds nothing), then the drift checks run over
 it (`drift check --store`). Two things a live deployment fills that a bulk load cannot:
 station locations are set (the sink leaves them to people), and `written_at` is set to
@@ -47,6 +49,9 @@ STATIONS = (
     DemoStation("wood-04", "Beech wood, clearing", 52.4870, 13.6020, 55.0),
 )
 OUTAGE_HOURS = 2
+#: The station that scores its own chunks too, and its bundle's version.
+EDGE_STATION = "marsh-01"
+EDGE_VERSION = f"{sc.BUNDLE_VERSION}-int8"
 
 
 def segments(station_id: str, chunks: int) -> list[sc.Segment]:
@@ -83,6 +88,8 @@ def heartbeats(start_ns: int, chunks: int) -> Iterator[Heartbeat]:
         # marsh-02's card fills up (5 GB over the period); the others barely change.
         disk, use = (6e9, 5e9 / max(minutes, 1)) if station.station_id == "marsh-02" \
             else (24e9, 2e5)
+        scored = skipped = 0
+        edge = station.station_id == EDGE_STATION
         for minute in range(minutes):
             if down[0] <= minute < down[1]:
                 continue
@@ -92,6 +99,9 @@ def heartbeats(start_ns: int, chunks: int) -> Iterator[Heartbeat]:
             if down[1] <= minute < down[1] + 20:
                 spool = 0  # it lost power: nothing was recorded, nothing to catch up
             disk -= use * rng.uniform(0.5, 1.5)
+            if edge:  # six chunks a minute; around midday one is sometimes not scored
+                missed = 1 if 11 <= hour < 14 and rng.random() < 0.3 else 0
+                scored, skipped = scored + 6 - missed, skipped + missed
             yield Heartbeat(
                 station_id=station.station_id, sent_at=sent, software_version="0.1.0",
                 bundle_version=sc.BUNDLE_VERSION, disk_free_bytes=int(disk),
@@ -99,6 +109,7 @@ def heartbeats(start_ns: int, chunks: int) -> Iterator[Heartbeat]:
                 cpu_temperature_c=round(46 + 9 * math.sin((hour - 9) / 24 * 2 * math.pi)
                                         + rng.gauss(0, 0.8), 1),
                 clock_offset_ms=round(rng.gauss(0.3, 0.4), 2),
+                edge_scored=scored if edge else None, edge_skipped=skipped if edge else None,
             )
 
 
@@ -167,6 +178,18 @@ def _as_if_live(settings: Settings, start: datetime, end: datetime) -> None:
                 "UPDATE chunks SET written_at = scored_at + (0.05 + 0.35 * random()) "
                 "* interval '1 second' WHERE station_id = ANY(%s) AND chunk_start >= %s "
                 "AND chunk_start < %s", (ids, start, end))
+            # The edge station's own results: its chunks' labels, scored on the station
+            # a second after each chunk ends, with the int8 bundle's slightly other scores.
+            conn.execute(
+                "INSERT INTO edge_results (chunk_id, bundle_version, station_id, chunk_start, "
+                "top_label, confidence, detected, top_k, inference_ms, worker_id, scored_at, "
+                "captured_at, signer) "
+                "SELECT chunk_id, %s, station_id, chunk_start, top_label, "
+                "least(1, top_probability * (0.97 + 0.06 * random())), '[]'::jsonb, top_k, "
+                "45 + 10 * random(), 'edge:' || station_id, captured_at + interval '1 second', "
+                "captured_at, station_id FROM chunks WHERE station_id = %s AND chunk_start >= %s "
+                "AND chunk_start < %s ON CONFLICT DO NOTHING",
+                (EDGE_VERSION, EDGE_STATION, start, end))
         conn.execute("VACUUM (ANALYZE) chunks")
         conn.execute("ANALYZE detections")
         conn.execute("ANALYZE station_heartbeats")

@@ -177,6 +177,18 @@ STATION_HEALTH = Dashboard(
         _heartbeats("CPU temperature", "max(cpu_temperature_c)", "cpu_temperature_c",
                     unit="celsius"),
         _heartbeats("Clock offset", "avg(clock_offset_ms)", "clock_offset_ms", unit="ms"),
+        Panel("Chunks scored on the station (edge results stored)", "timeseries",
+              columns=("time", "metric", "edge_results"), min_interval="5m",
+              description="Stations with station.edge_bundle: their own results, as "
+                          "`sink --edge` stored them (edge_results). Beside 'Chunks "
+                          "received', a station whose link is too thin for its audio shows "
+                          "here only.",
+              sql=_series("station_id", "edge_results", "count(*)", "edge_results")),
+        _heartbeats("Chunks the station could not score (scoring behind)",
+                    "max(edge_skipped) - min(edge_skipped)", "edge_skipped",
+                    description="Growth of the heartbeats' edge_skipped per bucket: chunks "
+                                "the station's scoring had no room for (their audio is kept). "
+                                "Above zero, the station's CPU is too slow for its bundle."),
         Panel("Gaps in coverage", "table", width=24, height=8,
               columns=("station_id", "gap_start", "gap_end", "missing_s"),
               units={"missing_s": "s"}, report=True,
