@@ -1,7 +1,10 @@
 """Write a batch of parsed results to PostgreSQL in one transaction, idempotently.
 
-COPY into staging tables, upsert stations and models, then INSERT ... ON CONFLICT DO
-NOTHING into the tables (see staging.py). Errors are sorted for the caller:
+Upsert stations and models, COPY a batch's new chunks and their detections straight
+into their tables, and, when the batch holds a chunk stored before (a redelivery, a
+replay), undo that in a savepoint and go through staging tables and INSERT ... ON
+CONFLICT DO NOTHING instead; heartbeats and drift reports always go that way (see
+staging.py). Errors are sorted for the caller:
 `DatabaseUnavailable` (connection lost, server restarting, lock timeout: retry the same
 batch later) and `RowsRejected` (the database, or the writer before it, refuses some
 value: find the message and dead-letter it). Anything else is a bug or a schema problem
@@ -46,8 +49,8 @@ class PreparedBatch:
 
     batch: ResultBatch
     counts: WriteCounts
-    chunks: bytes | None
-    detections: bytes | None
+    chunks: bytes | None  # for staging.COPY_CHUNKS (jsonb)
+    detections: bytes | None  # for staging.COPY_DETECTIONS (a chunk's labels once)
     stations: tuple[list[str], list[int], list[int]]
     models: tuple[list[str], list[int], list[int]]
 
@@ -64,6 +67,8 @@ class ResultWriter:
         self.application_name = application_name
         self.role: Role = role
         self.partitions = PartitionManager(settings)
+        #: batches with a chunk stored before, written through the staging tables
+        self.staged_batches = 0
         self._conn: psycopg.Connection[Any] | None = None
 
     # ---- connection --------------------------------------------------------------------
@@ -133,8 +138,9 @@ class ResultWriter:
         batch = self._drop_expired(batch, now or datetime.now(UTC), counts)
         first = _first_of_each_chunk(batch.detections)
         try:
-            chunks = staging.encode_chunks(first) if first else None
-            detections = staging.encode_detections(first) if first else None
+            chunks = staging.encode_chunks(first, jsonb=True) if first else None
+            detections = (staging.encode_detections(first, first_per_label=True)
+                          if first else None)
         except staging.BadValue as exc:  # refused here, before the database saw it
             raise RowsRejected(str(exc)) from exc
         return PreparedBatch(
@@ -180,33 +186,56 @@ class ResultWriter:
         return counts
 
     def _write(self, prepared: PreparedBatch, counts: WriteCounts) -> None:
-        """One transaction, one round trip a statement: COPY the staging tables (the
-        chunks and detections as prepared bytes), upsert stations and models, then one
-        INSERT ... SELECT ... ON CONFLICT DO NOTHING per table."""
+        """One transaction, one round trip a statement: upsert stations and models, COPY
+        the chunks and detections straight into their tables (prepared bytes) or, when a
+        chunk of the batch is stored already, through the staging tables with INSERT ...
+        SELECT ... ON CONFLICT DO NOTHING; heartbeats and drift reports always that way."""
         conn = self.connection()
         batch = prepared.batch
         counts.partitions_created = self._ensure_partitions(conn, batch)
         with conn.transaction(), conn.cursor() as cur:
-            self._copy_data(cur, staging.CHUNKS, prepared.chunks)
-            self._copy_data(cur, staging.DETECTIONS, prepared.detections)
-            self._copy(cur, staging.HEARTBEATS, map(staging.heartbeat_row, batch.heartbeats))
-            self._copy(cur, staging.DRIFT, map(staging.drift_row, batch.drift))
             if prepared.stations[0]:
                 cur.execute(staging.UPSERT_STATIONS, prepared.stations)
             if prepared.models[0]:
                 cur.execute(staging.UPSERT_MODELS, prepared.models)
-            counts.chunks = self._insert(cur, staging.CHUNKS, batch.detections)
-            counts.detections = self._insert(cur, staging.DETECTIONS, batch.detections)
+            if prepared.chunks is not None and not self._copy_new(conn, cur, prepared, counts):
+                first = _first_of_each_chunk(batch.detections)
+                self._copy_data(cur, staging.CHUNKS, staging.encode_chunks(first))
+                self._copy_data(cur, staging.DETECTIONS, staging.encode_detections(first))
+                counts.chunks = self._insert(cur, staging.CHUNKS, batch.detections)
+                counts.detections = self._insert(cur, staging.DETECTIONS, batch.detections)
+            self._copy(cur, staging.HEARTBEATS, map(staging.heartbeat_row, batch.heartbeats))
+            self._copy(cur, staging.DRIFT, map(staging.drift_row, batch.drift))
             counts.heartbeats = self._insert(cur, staging.HEARTBEATS, batch.heartbeats)
             counts.drift_reports = self._insert(cur, staging.DRIFT, batch.drift)
 
+    def _copy_new(self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any],
+                  prepared: PreparedBatch, counts: WriteCounts) -> bool:
+        """COPY the batch's chunks and detections straight into their tables, in a
+        savepoint; False (both undone) when a chunk was stored before (a redelivery, a
+        replay, another sink's batch), for the caller to go the staging way."""
+        try:
+            with conn.transaction():
+                counts.chunks = self._copy_data(cur, staging.COPY_CHUNKS, prepared.chunks)
+                counts.detections = self._copy_data(cur, staging.COPY_DETECTIONS,
+                                                    prepared.detections)
+        except psycopg.errors.UniqueViolation:
+            self.staged_batches += 1
+            counts.chunks = counts.detections = 0
+            return False
+        return True
+
     @staticmethod
-    def _copy_data(cur: psycopg.Cursor[Any], table: staging.StagingTable, data: bytes | None) -> None:
-        """COPY data encoded whole (signature to trailer) by staging.encode_*."""
+    def _copy_data(cur: psycopg.Cursor[Any], into: staging.StagingTable | str,
+                   data: bytes | None) -> int:
+        """COPY data encoded whole (signature to trailer) by staging.encode_*, into a
+        staging table or by a COPY statement; the rows copied."""
         if data is None:
-            return
-        with cur.copy(table.copy_sql()) as copy:
+            return 0
+        sql = into if isinstance(into, str) else into.copy_sql()
+        with cur.copy(sql) as copy:
             copy.write(data)
+        return max(cur.rowcount, 0)
 
     @staticmethod
     def _copy(cur: psycopg.Cursor[Any], table: staging.StagingTable, rows: Iterable[tuple[Any, ...]]) -> None:

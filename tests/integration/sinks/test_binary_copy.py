@@ -116,3 +116,56 @@ def test_every_staged_column_reads_back_as_the_message_said(results_db: Settings
         assert same == (True,)
         assert conn.execute("SELECT count(*) FROM detections d JOIN chunks c USING (chunk_id) "
                             "WHERE d.chunk_start <> c.chunk_start").fetchone() == (0,)
+
+
+def _first_per_label(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """What ON CONFLICT (chunk_start, chunk_id, label) keeps: a chunk's first row a label."""
+    seen: set[tuple[Any, ...]] = set()
+    kept = []
+    for row in rows:
+        key = (row[0], row[3])  # chunk_id, label
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
+
+
+def test_new_chunks_go_straight_in_and_a_batch_with_a_stored_one_goes_through_staging(
+        results_db: Settings) -> None:
+    """Both ways store the same rows: a chunk's first row of each label (a windowed result
+    naming a label twice), every column as the message said; a chunk stored before is
+    counted as a duplicate and its detections are not added again."""
+    start = (time.time_ns() // NS - 7200) * NS + 5
+    old = detection("st-staged", start, detections=3)
+    birds = windowed_detection("st-staged", start + 10 * NS, seed=7)
+    twice = birds.detections[0].model_copy(update={"window_start_s": 6.0, "window_end_s": 9.0,
+                                                   "probability": 0.51})
+    birds = birds.model_copy(update={"detections": [*birds.detections, twice]})
+    fresh = windowed_detection("st-staged", start + 20 * NS, seed=8)
+    fresh = fresh.model_copy(update={"detections": [*fresh.detections, fresh.detections[0]]})
+    new = detection("st-staged", start + 30 * NS, detections=2)
+    writer = ResultWriter(results_db)
+    try:
+        straight = writer.write(ResultBatch([old, fresh]))
+        assert writer.staged_batches == 0
+        staged = writer.write(ResultBatch([old, birds, new]))
+        assert writer.staged_batches == 1
+    finally:
+        writer.close()
+    assert (straight.chunks, straight.detections, straight.duplicates) == \
+        (2, 3 + len(fresh.detections) - 1, 0)
+    assert (staged.chunks, staged.detections, staged.duplicates) == \
+        (2, len(birds.detections) - 1 + 2, 1)
+
+    results = [old, birds, fresh, new]
+    with psycopg.connect(database_url(results_db)) as conn:
+        stored = _read(conn, "chunks", staging.CHUNKS, "station_id = 'st-staged' "
+                       "ORDER BY chunk_start")
+        _same(stored, [_expected(staging.chunk_row(d), staging.CHUNKS,
+                                 {"top_k", "branch_ms", "windows"}) for d in results],
+              staging.CHUNKS)
+        stored = _read(conn, "detections", staging.DETECTIONS, "station_id = 'st-staged' "
+                       "ORDER BY chunk_start, label")
+        want = [_expected(r, staging.DETECTIONS, set()) for d in results
+                for r in _first_per_label(list(staging.detection_rows(d)))]
+        _same(stored, sorted(want, key=lambda r: (r[1], r[3])), staging.DETECTIONS)
