@@ -73,7 +73,7 @@ def run_sink_bench(
             writer = ResultWriter(bench, schema=schema, application_name="soundscape-bench")
             writer.maintain()
             write_s = write_cpu = 0.0
-            server = _CpuClock(writer.connection().info.backend_pid)
+            server = CpuClock(writer.connection().info.backend_pid)
             bar = tqdm(total=results, desc="database write", unit="result", disable=not progress)
             for batch in _batches(results, size, stations, start_ns, detections, first=0):
                 started, cpu = time.perf_counter(), time.process_time()
@@ -85,16 +85,16 @@ def run_sink_bench(
             write_server_cpu = server.elapsed()
             writer.close()
 
-            publish_s = _publish(bench, results, stations, start_ns, detections, progress)
+            publish_s = publish_backlog(bench, results, stations, start_ns, detections, progress)
             service = SinkService(bench, schema=schema, group_id=f"soundscape-bench-{suffix}")
             marks: dict[str, float] = {}
 
-            clocks: dict[str, _CpuClock] = {}
+            clocks: dict[str, CpuClock] = {}
 
             def drained(s: SinkService) -> bool:
                 if "first" not in marks and s.stats.consumed:
                     marks["first"], marks["cpu"] = time.perf_counter(), time.process_time()
-                    clocks["server"] = _CpuClock(s.database_backend_pid())
+                    clocks["server"] = CpuClock(s.database_backend_pid())
                 done = s.stats.stored + s.stats.duplicates >= results
                 if done:
                     marks["cpu"] = time.process_time() - marks.get("cpu", time.process_time())
@@ -140,7 +140,7 @@ def run_sink_bench(
     }
 
 
-class _CpuClock:
+class CpuClock:
     """CPU seconds a local process (the PostgreSQL backend) spends from now on."""
 
     def __init__(self, pid: int | None) -> None:
@@ -165,13 +165,15 @@ def _per_result(seconds: float | None, count: int) -> float | None:
     return round(seconds / count * 1e6, 1) if seconds is not None and count else None
 
 
-def _publish(settings: Settings, results: int, stations: int, start_ns: int, detections: int,
-             progress: bool) -> float:
-    """Publish a second, distinct set of results (not yet stored) as the sink's backlog."""
+def publish_backlog(settings: Settings, results: int, stations: int, start_ns: int,
+                    detections: int, progress: bool, first: int | None = None) -> float:
+    """Publish `results` distinct results (numbered from `first`, by default after those the
+    writer alone stored), the sink's backlog; seconds it took."""
     producer = Producer(producer_config(settings, **{"linger.ms": 20}))
     topic = settings.topics.detections
     started = time.perf_counter()
-    stream = detection_stream(results, stations, start_ns, detections=detections, first=results)
+    stream = detection_stream(results, stations, start_ns, detections=detections,
+                              first=results if first is None else first)
     for item in tqdm(stream, total=results, desc="publish", unit="result", disable=not progress):
         value, key = item.to_bytes(), item.station_id.encode()
         while True:

@@ -6,7 +6,6 @@ Registered in app/cli.py. Settings come from the shared App object at run time
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 import click
@@ -15,13 +14,6 @@ from soundscape.cli_context import current_settings, database_errors, echo_json
 
 
 
-
-
-def tune_gc() -> None:
-    """The sink keeps two batches of parsed messages alive (~30 objects each); with
-    CPython's default thresholds the cycle collector rescans them again and again, which
-    cost 60 % more CPU per result here. Messages hold no cycles; refcounting frees them."""
-    gc.set_threshold(200_000, 50, 100)
 
 
 # ---- db -----------------------------------------------------------------------------------
@@ -179,7 +171,7 @@ def sink(group_id: str | None, metrics_port: int | None, shadow: bool, edge: boo
     group to share the partitions.
     """
     from soundscape.service_runner import run_service
-    from soundscape.sinks.service import SinkService
+    from soundscape.sinks.service import SinkService, tune_gc
 
     settings = current_settings("sink")
     tune_gc()
@@ -212,24 +204,46 @@ def sink(group_id: str | None, metrics_port: int | None, shadow: bool, edge: boo
 @click.option("--stations", default=50, show_default=True, help="Stations the results come from.")
 @click.option("--batch-size", type=int, default=None,
               help="Results per transaction [SOUNDSCAPE_SINK__BATCH_SIZE].")
+@click.option("--sinks", "sink_counts", default=None, metavar="N[,N...]",
+              help="Instead: drain a backlog with each number of sink processes in one "
+                   "consumer group (e.g. 1,2), one round each, and compare their rates.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench_sink(results: int, detections: int, stations: int, batch_size: int | None,
-               as_json: bool) -> None:
-    """Results/s into PostgreSQL: the writer alone, and the sink service end to end.
+               sink_counts: str | None, as_json: bool) -> None:
+    """Results/s into PostgreSQL: the writer alone, and the sink service end to end;
+    with --sinks, one sink process against several in one group.
 
     Uses a scratch schema and scratch topics (removed afterwards); needs `infra up`.
     """
     from soundscape.sinks.bench import run_sink_bench
+    from soundscape.sinks.bench_parallel import run_parallel_bench
+    from soundscape.sinks.service import tune_gc
 
     if results < 1 or detections < 0 or stations < 1 or (batch_size is not None and batch_size < 1):
         raise click.BadParameter("--results, --stations, --batch-size >= 1; --detections >= 0")
+    counts = _sink_counts(sink_counts) if sink_counts is not None else None
     settings = current_settings()
     tune_gc()
     with database_errors():
-        figures = run_sink_bench(settings, results, detections, stations, batch_size,
-                                 progress=not as_json)
+        if counts is not None:
+            figures = run_parallel_bench(settings, counts, results, detections, stations,
+                                         batch_size, progress=not as_json)
+        else:
+            figures = run_sink_bench(settings, results, detections, stations, batch_size,
+                                     progress=not as_json)
     if as_json:
         echo_json(figures)
     else:
         for key, value in figures.items():
             click.echo(f"{key:>30}: {value}")
+
+
+def _sink_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(n < 1 or n > 16 for n in counts):
+        raise click.BadParameter(f"{text!r}: sink counts between 1 and 16, comma-separated, "
+                                 "e.g. 1,2", param_hint="--sinks")
+    return counts

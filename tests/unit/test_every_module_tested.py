@@ -39,6 +39,8 @@ EXERCISED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "soundscape.models.frontend.bench": ("tests/unit/models/frontend/test_cli.py",
                                          '"frontend", "bench", "--chunks"'),
     "soundscape.sinks.bench": ("tests/integration/sinks/test_sink_cli.py", '"bench", "sink"'),
+    "soundscape.sinks.bench_parallel": ("tests/integration/sinks/test_sink_cli.py",
+                                        '"--sinks", "1,2"'),
     "soundscape.producers.edge_bench": ("tests/unit/producers/test_edge_scoring.py",
                                         '"bench", "edge"'),
     "soundscape.sinks.review_manifest": ("tests/integration/web/test_web_app.py",

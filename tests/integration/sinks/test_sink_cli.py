@@ -152,6 +152,21 @@ def test_bench_sink_prints_figures_as_json(services: Settings) -> None:
     assert figures["end_to_end_results_per_s"] > 0 and figures["database_write_results_per_s"] > 0
 
 
+def test_bench_sink_compares_one_sink_process_with_two(services: Settings) -> None:
+    result = run_cli(env_for(services), "bench", "sink", "--results", "6000", "--batch-size",
+                     "500", "--sinks", "1,2", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert set(figures["sinks"]) == {"1", "2"}
+    for round_ in figures["sinks"].values():
+        assert round_["stored"] == 6000  # each round its own backlog, all of it stored
+        assert round_["results_per_s"] > 0 and round_["measured_results"] > 0
+        assert round_["python_cpu_us_per_result"] > 0
+    assert figures["vs_one_sink"]["1"] == 1.0
+    bad = run_cli(env_for(services), "bench", "sink", "--sinks", "0,x")
+    assert bad.returncode == 2 and "sink counts between 1 and 16" in bad.stderr
+
+
 def _wait_json(url: str, condition, timeout_s: float) -> dict:  # type: ignore[no-untyped-def,type-arg]
     deadline = time.monotonic() + timeout_s
     last: object = None
