@@ -152,15 +152,6 @@ class EdgeScorer:
         self._thread = threading.Thread(target=self._run, name="edge-scorer", daemon=True)
 
     def start(self) -> EdgeScorer:
-        """Send the results a previous run left unacknowledged, then score."""
-        if self.outbox is not None:
-            pending = self.outbox.pending()
-            if pending:
-                log.info("sending edge results left from before", results=len(pending),
-                         oldest_chunk_start=pending[0].chunk_start)
-            for result in pending:
-                self._produce(result)
-            self.resent = len(pending)
         self._thread.start()
         return self
 
@@ -202,6 +193,7 @@ class EdgeScorer:
 
     def _run(self) -> None:
         _lower_priority()
+        self._send_left_over()
         while not (self._stop.is_set() and self._queue.empty()):
             try:
                 envelope, pcm = self._queue.get(timeout=0.2)
@@ -236,14 +228,32 @@ class EdgeScorer:
         self._produce(pending)
         self.scored += 1
 
-    def _produce(self, result: PendingResult) -> None:
+    def _send_left_over(self) -> None:
+        """The results a previous run left unacknowledged, oldest first, before new ones
+        (on this thread: a long outage may make it wait, capture never does)."""
+        if self.outbox is None:
+            return
+        pending = self.outbox.pending()
+        if pending:
+            log.info("sending edge results left from before", results=len(pending),
+                     oldest_chunk_start=pending[0].chunk_start)
+        for result in pending:
+            if not self._produce(result):
+                return  # stopping: the rest stay on disk for the next start
+            self.resent += 1
+
+    def _produce(self, result: PendingResult) -> bool:
+        """Hand `result` to the producer; False if the station stops while its queue is
+        full (a long outage; the result is on disk)."""
         done = functools.partial(self._on_delivery, result.chunk_start)
         while True:
             try:
                 self._producer.produce(self.topic, key=result.key, value=result.value,
                                        headers=result.headers, on_delivery=done)
-                return
+                return True
             except BufferError:  # the producer's queue is full (a long outage): wait
+                if self._stop.is_set():
+                    return False
                 self._producer.poll(1.0)
 
     def _on_delivery(self, chunk_start: int, err: Any, _msg: Any) -> None:
