@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Iterable, cast
+from typing import IO, Any, cast
 
 import faust
 from aiokafka.errors import IllegalOperation
@@ -222,54 +222,11 @@ class ChangelogSends:
                 self.buffer.message_sent.set()
 
 
-#: How long faust's table recovery waits for the next changelog record before it looks
-#: again whether it is done (faust 0.15: 5 s).
-RECOVERY_POLL_S = 0.5
-
-
-class _RecoveryClock:
-    """asyncio as faust.tables.recovery sees it, with its changelog wait shortened.
-
-    In exactly_once mode every changelog partition ends with a transaction marker (each
-    commit writes one, and a killed app's open transaction is aborted by the next one's
-    start), which a read_committed consumer never delivers. faust's recovery then counts
-    the partition as read only after two empty waits for the next record, 5 s each: 10
-    of the 14-19 s a restarted app took to process again (chaos run, drift kills only).
-    Two empty waits of RECOVERY_POLL_S keep faust's guard (the consumer's position is past
-    the marker and nothing arrived meanwhile) and cost 1 s.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(asyncio, name)
-
-    @staticmethod
-    def wait_for(awaitable: Any, timeout: float | None = None) -> Any:
-        return asyncio.wait_for(
-            awaitable, None if timeout is None else min(timeout, RECOVERY_POLL_S))
-
-
-def shorten_recovery_wait() -> None:
-    """Give faust's table recovery (its only asyncio.wait_for) the shorter wait."""
-    import faust.tables.recovery as recovery
-
-    recovery.asyncio = _RecoveryClock()  # type: ignore[assignment]
-
-
 class TableWritesFirst(TransactionManager):
     """faust's transaction manager, committing between chunks only, once the table changes
     made so far are in the transaction: every chunk's changes and reports then commit
     together, with its offset or before it (a chunk redelivered after that is a duplicate
     to the station's panes, and changes nothing)."""
-
-    async def _start_transactions(self, tids: Iterable[str]) -> None:
-        """Start the assigned partitions' transactional producers together, not one after
-        the other (faust 0.15): each start connects and waits for the coordinator to
-        fence the killed predecessor, about 2 s, so a restart with 7 partitions took 13 s
-        of its rejoin."""
-        await asyncio.gather(*(self.producer.maybe_begin_transaction(tid) for tid in tids))
-
-    async def _stop_transactions(self, tids: Iterable[str]) -> None:
-        await asyncio.gather(*(self.producer.stop_transaction(tid) for tid in tids))
 
     async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
         app = cast(DriftApp, self.app)
@@ -404,7 +361,6 @@ class DriftStream:
         servers = [f"kafka://{s.strip()}" for s in bootstrap_servers(settings).split(",")]
         state = data_dir(settings) / drift.app_id
         self._state_lock = fresh_state_dir(state)
-        shorten_recovery_wait()
         self.app = DriftApp(
             drift.app_id,
             broker=servers,
