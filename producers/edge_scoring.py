@@ -36,6 +36,7 @@ import numpy as np
 from confluent_kafka import Producer
 
 from soundscape.audio_stats import audio_stats
+from soundscape.blas_threads import limit_blas_threads
 from soundscape.bundle import BundleError, load_bundle
 from soundscape.chunk_signing import ChunkSigner, result_headers
 from soundscape.detection_message import (
@@ -95,7 +96,7 @@ class EdgeModel:
                                  "is made by `soundscape models quantize`") from None
         except UserError as exc:
             raise UserError(f"station.edge_bundle is unusable: {exc}", hint=exc.hint) from None
-        self.blas_threads = _limit_blas(threads)
+        self.blas_threads = limit_blas_threads(threads)
         self.station_id = station_id
         self.threads = threads
         self.signer = signer
@@ -265,20 +266,6 @@ class EdgeScorer:
         else:
             self.delivery_failures += 1
             log.warning("edge result not delivered", error=err.str())
-
-
-def _limit_blas(threads: int) -> str:
-    """numpy's BLAS (the front-end's mel matmul) would otherwise start a thread per core
-    and spin them: on a 2-core machine twice the CPU for the same wall time. Limited for
-    the whole process (nothing else on a station uses it)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        log.warning("threadpoolctl is missing: numpy's BLAS may use every core for edge "
-                    "scoring", hint="install the edge extra: pip install 'soundscape[edge]'")
-        return "unlimited (no threadpoolctl)"
-    threadpool_limits(limits=threads, user_api="blas")
-    return str(threads)
 
 
 def _lower_priority() -> None:

@@ -16,6 +16,12 @@ right for a GPU) and, on the CPU, the same steps on scipy's real FFT
 the FFT on the CPU provider, the graph on CUDA); the FFT form replaces only the front-end
 this project builds (`is_standard_frontend`), never a bundle's own.
 
+On the CPU a batch is split across `lanes`: each lane scores its share of the chunks
+through every stage on its own thread, with its own buffers and single-threaded (or
+cores/lanes-threaded) sessions shared by all lanes. Two lanes on 2 cores scored 13 % more
+chunks/s than one lane with two intra-op threads (docs/benchmarks.md): each stage's own
+threads wait on each other at every operator, independent lanes do not.
+
 Bad items (wrong shape or dtype, NaN or Inf) are refused one by one: the rest of the
 batch is scored, and `ScoreResult.errors` says why each refused item was left out.
 Audio goes through the front-end's own per-chunk checks first (`prepare_batch`, with the
@@ -30,6 +36,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -65,6 +72,13 @@ FRONTEND_PATHS: tuple[str, ...] = ("auto", "fft", "graph")
 #: Threads the FFT front-end splits a batch across when none are configured: one per core
 #: (its FFTs and ufuncs release the GIL; docs/benchmarks.md has the measurement).
 FFT_THREADS = max(1, os.cpu_count() or 1)
+
+
+def default_lanes(device: str, cores: int | None = None) -> int:
+    """Lanes when none are configured: 2 on a CPU with at least 2 cores (each with half
+    the cores), 1 on a GPU (one stream of large batches suits it)."""
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    return 2 if device == "cpu" and cores >= 2 else 1
 
 
 @dataclass
@@ -124,6 +138,14 @@ class _Buffers:
         return host[:rows]
 
 
+@dataclass
+class _Lane:
+    """One lane's buffers: a lane's stages write only into its own."""
+
+    device: _Buffers
+    host: _Buffers
+
+
 class _Graph:
     """One ONNX session of the bundle, checked against its manifest entry."""
 
@@ -160,21 +182,30 @@ class FusionModel:
         max_nonfinite_fraction: float = DEFAULT_MAX_NONFINITE_FRACTION,
         frontend_path: FrontendPath = "auto",
         frontend_threads: int = 0,
+        lanes: int = 0,
     ) -> None:
+        """`lanes` 0: one when `intra_op_threads` is set (the caller chose the threads),
+        else `default_lanes`; with several lanes, `intra_op_threads` 0 gives each lane's
+        sessions cores / lanes threads."""
         onnxruntime = import_onnxruntime()
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.max_batch = max_batch
         self.length_tolerance_ms = length_tolerance_ms
         self.max_nonfinite_fraction = max_nonfinite_fraction
         self.device, providers = _providers(onnxruntime, device, device_id)
+        self.lanes = lanes if lanes > 0 else 1 if intra_op_threads else default_lanes(self.device)
+        if self.lanes > 1 and not intra_op_threads:
+            intra_op_threads = max(1, (os.cpu_count() or 1) // self.lanes)
         options = session_options(onnxruntime, intra_op_threads)
         self._graphs = {
             role: _Graph(onnxruntime, self.bundle, role, options, providers)
             for role in self.bundle.manifest.graphs
         }
         self._audio_embedder = self.bundle.manifest.audio_embedder
-        self._buffers = _Buffers(onnxruntime, self.device, device_id)
-        self._host_buffers = _Buffers(onnxruntime, "cpu", 0)
+        self._lanes = [_Lane(_Buffers(onnxruntime, self.device, device_id),
+                             _Buffers(onnxruntime, "cpu", 0)) for _ in range(self.lanes)]
+        self._lane_pool = (ThreadPoolExecutor(self.lanes - 1, thread_name_prefix="lane")
+                           if self.lanes > 1 else None)
         self._device_id = device_id
         self._lock = threading.Lock()
         #: The front-end's form: "fft", "graph", or None (a bundle without frontend.onnx).
@@ -190,7 +221,7 @@ class FusionModel:
                    max_batch=cfg.max_batch, intra_op_threads=cfg.intra_op_threads,
                    length_tolerance_ms=settings.frontend.length_tolerance_ms,
                    max_nonfinite_fraction=settings.frontend.max_nonfinite_fraction,
-                   frontend_path=settings.frontend.frontend_path)
+                   frontend_path=settings.frontend.frontend_path, lanes=cfg.lanes)
 
     def _choose_frontend(self, path: str, threads: int) -> None:
         """Pick the front-end's form (see the module docstring); the reason is kept in
@@ -218,7 +249,13 @@ class FusionModel:
             self.frontend_path_reason = ("frontend.onnx is not the front-end this project "
                                          "builds for the manifest's features: kept as is")
             return
-        self._fft = FFTFrontEnd(params, threads=threads or FFT_THREADS)
+        if not threads:
+            threads = max(1, FFT_THREADS // self.lanes)
+        self._fft = FFTFrontEnd(params, threads=threads)
+        # The front-end splits work by chunk (lanes, its threads): BLAS threads only spin.
+        from soundscape.blas_threads import limit_blas_threads
+
+        limit_blas_threads(1)
         self.frontend_path = "fft"
         self.frontend_path_reason = f"frontend_path {path} on {self.device}"
 
@@ -323,7 +360,7 @@ class FusionModel:
         with self._lock:
             feeds = {name: _host(value) for name, value in branch_inputs.items()}
             rows = len(next(iter(feeds.values())))
-            return self._branch_probs(feeds, rows, {}).copy()
+            return self._branch_probs(feeds, rows, {}, self._lanes[0]).copy()
 
     def _score(
         self, inputs: Mapping[str, ArrayBatch], expected: dict[str, tuple[int, ...]], audio: bool
@@ -332,12 +369,30 @@ class FusionModel:
         arrays, errors, count = _validate(inputs, expected)
         probabilities = np.full((count, self.bundle.manifest.num_classes), np.nan, np.float32)
         good = np.array([i for i in range(count) if i not in errors], dtype=np.int64)
-        timings: dict[str, float] = {}
-        with self._lock:
-            for start in range(0, len(good), self.max_batch):
-                rows = good[start:start + self.max_batch]
+        shares = [part for part in np.array_split(good, min(self.lanes, len(good)))] if len(good) else []
+        lane_timings: list[dict[str, float]] = [{} for _ in shares]
+
+        def score_share(index: int) -> None:
+            share, timings = shares[index], lane_timings[index]
+            for start in range(0, len(share), self.max_batch):
+                rows = share[start:start + self.max_batch]
                 feeds = {name: _gather(array, rows, count) for name, array in arrays.items()}
-                probabilities[rows] = self._pipeline(feeds, len(rows), audio, timings)
+                probabilities[rows] = self._pipeline(feeds, len(rows), audio, timings,
+                                                     self._lanes[index])
+
+        with self._lock:
+            if len(shares) > 1 and self._lane_pool is not None:
+                others = [self._lane_pool.submit(score_share, i) for i in range(1, len(shares))]
+                try:
+                    score_share(0)
+                finally:
+                    for future in others:
+                        future.result()  # every lane done before the buffers are reused
+            elif shares:
+                score_share(0)
+        # Lanes run side by side: a stage took as long as its slowest lane.
+        timings = {stage: max(t.get(stage, 0.0) for t in lane_timings)
+                   for stage in {stage for t in lane_timings for stage in t}}
         bad_rows = [int(i) for i in good if not np.isfinite(probabilities[i]).all()]
         for index in bad_rows:
             errors[index] = "the model produced NaN or Inf for this item"
@@ -346,35 +401,37 @@ class FusionModel:
                            time.perf_counter() - started)
 
     def _pipeline(
-        self, feeds: dict[str, Any], rows: int, audio: bool, timings: dict[str, float]
+        self, feeds: dict[str, Any], rows: int, audio: bool, timings: dict[str, float],
+        lane: _Lane,
     ) -> np.ndarray:
         if audio:
             embedding = feeds.get("embedding")
             if self._fft is not None:
-                feeds = self._run_fft(feeds, rows, timings)
+                feeds = self._run_fft(feeds, rows, timings, lane)
             else:
-                feeds = self._run(FRONTEND, feeds, rows, timings)
+                feeds = self._run(FRONTEND, feeds, rows, timings, lane)
             if embedding is not None:  # from the audio embedder, computed before
                 feeds = {**feeds, "embedding": embedding}
-        probs = self._branch_probs(feeds, rows, timings)
-        meta = self._run(META, {"branch_probs": probs}, rows, timings)["logits"]
-        return _sigmoid(self._buffers.to_host(meta, rows))
+        probs = self._branch_probs(feeds, rows, timings, lane)
+        meta = self._run(META, {"branch_probs": probs}, rows, timings, lane)["logits"]
+        return _sigmoid(lane.device.to_host(meta, rows))
 
-    def _branch_probs(self, feeds: dict[str, Any], rows: int, timings: dict[str, float]) -> np.ndarray:
+    def _branch_probs(self, feeds: dict[str, Any], rows: int, timings: dict[str, float],
+                      lane: _Lane) -> np.ndarray:
         if "embedding" not in feeds:
-            feeds = {**feeds, **self._run(EMBEDDER, feeds, rows, timings)}
-        logits = [self._buffers.to_host(self._run(role, feeds, rows, timings)["logits"], rows)
+            feeds = {**feeds, **self._run(EMBEDDER, feeds, rows, timings, lane)}
+        logits = [lane.device.to_host(self._run(role, feeds, rows, timings, lane)["logits"], rows)
                   for role in BRANCHES]
         return _sigmoid(np.concatenate(logits, axis=1))
 
     def _run_fft(
-        self, feeds: Mapping[str, Any], rows: int, timings: dict[str, float]
+        self, feeds: Mapping[str, Any], rows: int, timings: dict[str, float], lane: _Lane
     ) -> dict[str, Any]:
         """The front-end on the FFT path, into host buffers (the next stages bind them as
         CPU inputs, without a copy on the CPU provider); timed as the "frontend" stage."""
         graph = self._graphs[FRONTEND]
         (name,) = graph.inputs
-        outputs = {out: self._host_buffers.get(f"{FRONTEND}.{out}", rows, shape)
+        outputs = {out: lane.host.get(f"{FRONTEND}.{out}", rows, shape)
                    for out, shape in graph.outputs.items()}
         started = time.perf_counter()
         self._fft.run(feeds[name], out=outputs)
@@ -382,7 +439,8 @@ class FusionModel:
         return outputs
 
     def _run(
-        self, role: str, feeds: Mapping[str, Any], rows: int, timings: dict[str, float]
+        self, role: str, feeds: Mapping[str, Any], rows: int, timings: dict[str, float],
+        lane: _Lane,
     ) -> dict[str, Any]:
         """Run one graph on `rows` items; returns its outputs as device buffers."""
         graph = self._graphs[role]
@@ -393,12 +451,12 @@ class FusionModel:
                 binding.bind_cpu_input(name, value)
             else:  # a device buffer from an earlier stage
                 binding.bind_input(name, self.device, self._device_id, np.float32,
-                                   [rows, *shape], self._buffers.pointer(value))
+                                   [rows, *shape], lane.device.pointer(value))
         outputs = {}
         for name, shape in graph.outputs.items():
-            buffer = self._buffers.get(f"{role}.{name}", rows, shape)
+            buffer = lane.device.get(f"{role}.{name}", rows, shape)
             binding.bind_output(name, self.device, self._device_id, np.float32,
-                                [rows, *shape], self._buffers.pointer(buffer))
+                                [rows, *shape], lane.device.pointer(buffer))
             outputs[name] = buffer
         started = time.perf_counter()
         graph.session.run_with_iobinding(binding)

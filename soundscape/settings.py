@@ -427,6 +427,11 @@ class ModelSettings(BaseModel):
     device_id: int = Field(0, ge=0, description="CUDA device ordinal")
     max_batch: int = Field(256, ge=1, le=4096, description="Largest batch one run scores")
     intra_op_threads: int = Field(0, ge=0, le=256, description="0: onnxruntime's default")
+    lanes: int = Field(
+        0, ge=0, le=64,
+        description="lanes a batch is split across, each scoring its share on its own thread "
+        "(0: 2 on a CPU with 2 or more cores and intra_op_threads 0, else 1; with several, "
+        "intra_op_threads 0 gives each lane cores / lanes threads)")
     store_dir: Path | None = Field(
         None, description="where `models register` keeps bundles by content hash (a path "
         "every worker can read); <state_dir>/model-store if unset")

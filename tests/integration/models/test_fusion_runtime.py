@@ -67,6 +67,32 @@ def test_every_batch_size_gives_the_same_scores(bundles: dict[str, Path], featur
     np.testing.assert_allclose(again, whole[2:4], atol=1e-5)
 
 
+def test_lanes_give_the_same_scores_as_one(bundles: dict[str, Path], features: dict) -> None:
+    """A batch split across lanes (each its own thread and buffers) scores every chunk as
+    one lane does, refused items included, and again after the lanes' buffers were used."""
+    one = FusionModel(bundles["fp32"], device="cpu", lanes=1)
+    three = FusionModel(bundles["fp32"], device="cpu", lanes=3, max_batch=2)  # 3 + 2 + 2 rows
+    assert (one.lanes, three.lanes) == (1, 3)
+    pcm = list(features["pcm"])
+    pcm[4] = pcm[4][:1000]  # refused, in the second lane's share
+    want = one.score_audio(pcm)
+    for _ in range(2):
+        got = three.score_audio(pcm)
+        assert set(got.errors) == set(want.errors) == {4}
+        np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-5)
+    np.testing.assert_allclose(three.score_audio(features["pcm"][5:7]).probabilities,
+                               want.probabilities[5:7], atol=1e-5)
+    assert set(got.timings) == {"frontend", "embedder", *BRANCHES, "meta"}
+
+
+def test_default_lanes() -> None:
+    from soundscape.fusion import default_lanes
+
+    assert default_lanes("cpu", cores=2) == 2
+    assert default_lanes("cpu", cores=1) == 1
+    assert default_lanes("cuda", cores=16) == 1
+
+
 def test_bad_items_are_refused_one_by_one(model: FusionModel, features: dict) -> None:
     """score_audio checks each chunk like every front-end input (prepare_batch): a clip
     far from 10 s, of the wrong kind or mostly NaN is refused with its reason; one a few
