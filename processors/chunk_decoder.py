@@ -7,11 +7,13 @@ be refused from the headers and the stream's declared format is refused before d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from soundscape.audio_codec import AudioDecodeError, AudioInfo, decode_mono
+from soundscape.audio_stats import AudioStats, audio_stats
 from soundscape.chunk_signing import SIGNATURE_REASONS, SignatureCheck, verify
 from soundscape.envelope import CHUNK_SECONDS, ChunkEnvelope, EnvelopeError, sha256_hex
 from soundscape.intake import IMPLAUSIBLE_TIME, TimeWindow
@@ -60,6 +62,9 @@ class Decoded:
     pcm: np.ndarray  # float32 [10 s at the model's rate], mono, finite, in [-1, 1]
     decode_ms: float
     repairs: Repairs = Repairs()
+    #: The chunk's audio statistics, measured on the decode thread (the worker's
+    #: `decode_measured`) so the scoring thread does not; None when not measured.
+    audio: AudioStats | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,3 +225,13 @@ def resample(pcm: np.ndarray, sample_rate: int, target_rate: int = MODEL_SAMPLE_
     if out.size > samples:
         return out[:samples]
     return np.pad(out, (0, samples - out.size))
+
+
+def decode_measured(*args: Any, **kwargs: Any) -> Decoded | Rejected:
+    """`decode_chunk`, then the decoded chunk's audio statistics (outside `decode_ms`):
+    the worker's decode threads do both while the previous batch is scored."""
+    decoded = decode_chunk(*args, **kwargs)
+    if isinstance(decoded, Decoded):
+        rate = kwargs.get("target_rate") or MODEL_SAMPLE_RATE
+        decoded = replace(decoded, audio=audio_stats(decoded.pcm, rate))
+    return decoded

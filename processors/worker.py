@@ -3,8 +3,9 @@
 Each batch is one Kafka transaction: its detections, its dead letters and its consumed
 offsets commit together or not at all, so a crash anywhere neither loses nor duplicates a
 result (downstream consumers read committed). Batches form by size or time; the next
-batch decodes on threads while the current one is scored. Scaling out is Kafka's job:
-more workers in the same consumer group share the partitions.
+batch decodes (and its audio statistics are measured) on threads while the current one
+is scored. Scaling out is Kafka's job: more workers in the same consumer group share the
+partitions.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from soundscape.processors.bundle_follower import BundleFollower
 from soundscape.processors.chunk_decoder import (
     Decoded,
     Rejected,
-    decode_chunk,
+    decode_measured,
     describe_exception,
 )
 from soundscape.processors.results import LabelInfo, build_detection, dlq_headers
@@ -239,7 +240,7 @@ class InferenceWorker:
         rate, min_rate = self.scorer.sample_rate, self.scorer.min_source_rate
         frontend = self.settings.frontend
         decoded = [
-            self._pool.submit(decode_chunk, m.headers(), m.value(), m.key(), limit,
+            self._pool.submit(decode_measured, m.headers(), m.value(), m.key(), limit,
                               target_rate=rate, min_rate=min_rate,
                               length_tolerance_ms=frontend.length_tolerance_ms,
                               max_nonfinite_fraction=frontend.max_nonfinite_fraction,
@@ -384,7 +385,7 @@ class InferenceWorker:
             thresholds=self.scorer.thresholds,
             k=self.settings.worker.top_k,
             bundle_version=self.scorer.version,
-            audio=audio_stats(decoded.pcm, self.scorer.sample_rate),
+            audio=decoded.audio or audio_stats(decoded.pcm, self.scorer.sample_rate),
             consumed_at=batch.consumed_at,
             scored_at=scored_at,
             decode_ms=decoded.decode_ms,

@@ -8,7 +8,14 @@ import soundfile as sf
 
 from soundscape.audio_codec import encode
 from soundscape.envelope import ChunkEnvelope
-from soundscape.processors.chunk_decoder import MODEL_SAMPLES, Decoded, Rejected, decode_chunk
+from soundscape.audio_stats import audio_stats
+from soundscape.processors.chunk_decoder import (
+    MODEL_SAMPLES,
+    Decoded,
+    Rejected,
+    decode_chunk,
+    decode_measured,
+)
 from soundscape.synthetic import field_chunk
 
 LIMIT = 8 * 1024 * 1024
@@ -25,6 +32,23 @@ def test_good_chunk_decodes_to_model_pcm() -> None:
     result = decode_chunk(*message(encode(field_chunk(1), 32000)), LIMIT)
     assert isinstance(result, Decoded)
     assert result.pcm.shape == (MODEL_SAMPLES,) and result.pcm.dtype == np.float32
+
+
+def test_decode_measured_adds_the_audio_statistics_at_the_models_rate() -> None:
+    """The worker's decode threads measure each chunk's statistics (at the rate it was
+    resampled to); a refused chunk stays a refusal."""
+    plain = decode_chunk(*message(encode(field_chunk(2), 32000)), LIMIT)
+    measured = decode_measured(*message(encode(field_chunk(2), 32000)), LIMIT)
+    assert isinstance(plain, Decoded) and plain.audio is None
+    assert isinstance(measured, Decoded) and measured.audio == audio_stats(plain.pcm, 32000)
+    t = np.arange(320_000) / 32_000
+    tone = (0.3 * np.sin(2 * np.pi * 2000 * t)).astype(np.float32)
+    at_48k = decode_measured(*message(encode(tone, 32000)), LIMIT, target_rate=48_000)
+    assert isinstance(at_48k, Decoded)
+    assert at_48k.audio == audio_stats(at_48k.pcm, 48_000)
+    assert abs(at_48k.audio.spectral_centroid_hz - 2000) < 100
+    refused = decode_measured(*message(b"not audio"), LIMIT)
+    assert isinstance(refused, Rejected)
 
 
 def test_48k_stereo_is_downmixed_and_resampled() -> None:
