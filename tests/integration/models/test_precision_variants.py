@@ -50,6 +50,15 @@ def test_int8_is_quantized_and_follows_fp32(bundles: dict[str, Path], held_out) 
     for role in converted:
         assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(int8.path(role)), role
         assert int8.sizes()[role] < fp32.sizes()[role], role
+    # Relu after a quantized Conv is folded into its output range; MaxPool runs on uint8.
+    for role in ("embedder", "resnet50", "wave_cnn"):
+        graph = onnx.load(str(int8.path(role))).graph
+        producer = {out: node for node in graph.node for out in node.output}
+        folded = [n.name for n in graph.node if n.op_type == "Relu"
+                  and producer.get(n.input[0]) is not None
+                  and producer[n.input[0]].op_type == "DequantizeLinear"]
+        assert not folded, f"{role}: Relu left in float after a quantized op: {folded}"
+    assert "Relu" in _ops(fp32.path("wave_cnn"))  # (so the check above has Relus to fold)
     assert sum(int8.sizes()[r] for r in converted) < 0.4 * sum(fp32.sizes()[r] for r in converted)
     # EfficientNet stays float by default (its int8 graph is slower on x86).
     assert "QuantizeLinear" not in _ops(int8.path("effnet_b3_lora"))
