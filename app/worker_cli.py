@@ -181,35 +181,55 @@ def worker(bundle: Path | None, batch_size: int | None, batch_timeout_ms: int | 
 @click.option("--compare-frontend", is_flag=True,
               help="Run the chunks twice, front-end as graph then as fft, and print both "
                    "chunks/s and their ratio.")
+@click.option("--compare-lanes", metavar="A,B",
+              help="Run the chunks with models.lanes A, then B (e.g. 1,2), and print both "
+                   "chunks/s and B over A.")
 @click.option("--rounds", default=1, show_default=True, type=click.IntRange(1, 20),
-              help="With --compare-frontend: alternate the two paths this many times and "
-                   "report medians (the load of a shared machine drifts between runs).")
+              help="With --compare-frontend or --compare-lanes: alternate the two this many "
+                   "times and report medians (the load of a shared machine drifts between "
+                   "runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench_pipeline_cmd(bundle: Path | None, chunks: int, workers: int, batch_size: int | None,
-                       frontend_path: str | None, compare_frontend: bool, rounds: int,
-                       as_json: bool) -> None:
+                       frontend_path: str | None, compare_frontend: bool,
+                       compare_lanes: str | None, rounds: int, as_json: bool) -> None:
     """Sustained chunks/s through the real broker and the workers, and how many stations
-    (one chunk per 10 s each) that serves in real time. Needs `soundscape infra up`."""
+    (one chunk per 10 s each) that serves in real time. Needs `soundscape infra up`.
+
+    \b
+    soundscape bench pipeline --bundle bundles/full-int8 --chunks 256
+    soundscape bench pipeline --bundle bundles/full-int8 --compare-lanes 1,2 --rounds 2
+    """
     import json as json_module
 
     from soundscape.processors.bench import bench_pipeline, compare_frontend as compare
+    from soundscape.processors.bench import compare_lanes as compare_lane_counts
 
     settings = current_settings()
     if batch_size:
         settings = settings.model_copy(
             update={"worker": settings.worker.model_copy(update={"batch_size": batch_size})})
     configure_logging("warning", settings.log_format)
+    if compare_lanes:
+        if compare_frontend:
+            raise click.UsageError("compare one thing at a time: --compare-frontend or "
+                                   "--compare-lanes")
+        try:
+            first, second = (int(n) for n in compare_lanes.split(","))
+            if not (1 <= first <= 64 and 1 <= second <= 64) or first == second:
+                raise ValueError
+        except ValueError:
+            raise click.BadParameter("two different lane counts from 1 to 64, e.g. 1,2",
+                                     param_hint="--compare-lanes") from None
+        both = compare_lane_counts(settings, resolve_bundle(settings, bundle), chunks,
+                                   (first, second), workers, progress=not as_json, rounds=rounds)
+        _print_comparison(both, as_json)
+        return
     if compare_frontend:
         if frontend_path:
             raise click.UsageError("--compare-frontend runs both paths: leave out --frontend-path")
         both = compare(settings, resolve_bundle(settings, bundle), chunks, workers,
                        progress=not as_json, rounds=rounds)
-        if as_json:
-            click.echo(json_module.dumps(both, indent=2))
-            return
-        for key, value in both.items():
-            if not isinstance(value, dict):
-                click.echo(f"{key:>18}: {value}")
+        _print_comparison(both, as_json)
         return
     figures = bench_pipeline(settings, resolve_bundle(settings, bundle), chunks, workers,
                              progress=not as_json, frontend_path=frontend_path)
@@ -218,6 +238,17 @@ def bench_pipeline_cmd(bundle: Path | None, chunks: int, workers: int, batch_siz
         return
     for key, value in figures.as_dict().items():
         click.echo(f"{key:>17}: {value}")
+
+
+def _print_comparison(both: dict, as_json: bool) -> None:
+    import json as json_module
+
+    if as_json:
+        click.echo(json_module.dumps(both, indent=2))
+        return
+    for key, value in both.items():
+        if not isinstance(value, dict):
+            click.echo(f"{key:>22}: {value}")
 
 
 @click.command("birdnet")

@@ -39,6 +39,8 @@ class PipelineFigures:
     batch_sizes_mean: float
     #: How the workers' front-end ran: "fft", "graph", or None (a windowed bundle).
     frontend_path: str | None = None
+    #: Lanes each worker's model split its batches across (None: a windowed bundle).
+    lanes: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -124,6 +126,7 @@ def bench_pipeline(settings: Settings, bundle: Path, chunks: int, workers: int =
         },
         batch_sizes_mean=round(float(np.mean([d.batch_size for d in detections])), 1),
         frontend_path=getattr(scorers[0].model, "frontend_path", None),
+        lanes=getattr(scorers[0].model, "lanes", None),
     )
 
 
@@ -133,26 +136,43 @@ def compare_frontend(settings: Settings, bundle: Path, chunks: int, workers: int
     (frontend.onnx), then on the real FFT (soundscape/frontend_fft.py), each on fresh topics;
     `rounds` > 1 alternates them that many times (on a shared machine the load drifts
     between runs) and reports the median of each. chunks/s of both and fft / graph."""
-    runs: dict[str, list[PipelineFigures]] = {"graph": [], "fft": []}
+    variants = {path: settings.model_copy(update={"frontend": settings.frontend.model_copy(
+        update={"frontend_path": path})}) for path in ("graph", "fft")}
+    found = _compare(variants, bundle, chunks, workers, progress, rounds)
+    found["fft_path_ran"] = found["fft"]["frontend_path"]
+    return found
+
+
+def compare_lanes(settings: Settings, bundle: Path, chunks: int, lanes: tuple[int, int],
+                  workers: int = 1, progress: bool = True, rounds: int = 1) -> dict[str, Any]:
+    """The same chunks with `models.lanes` at lanes[0], then lanes[1] (see
+    compare_frontend); the ratio is the second's chunks/s over the first's."""
+    variants = {f"lanes_{n}": settings.model_copy(update={"models": settings.models.model_copy(
+        update={"lanes": n})}) for n in lanes}
+    if len(variants) != 2:
+        raise ValueError("compare two different lane counts, e.g. 1,2")
+    return _compare(variants, bundle, chunks, workers, progress, rounds)
+
+
+def _compare(variants: dict[str, Settings], bundle: Path, chunks: int, workers: int,
+             progress: bool, rounds: int) -> dict[str, Any]:
+    """Each variant's run alternated `rounds` times; medians, and the second over the first."""
+    runs: dict[str, list[PipelineFigures]] = {name: [] for name in variants}
     for _ in range(rounds):
-        for path, found in runs.items():
-            found.append(bench_pipeline(settings, bundle, chunks, workers, progress,
-                                        frontend_path=path))
-    rate = {path: float(np.median([f.chunks_per_s for f in found])) for path, found in runs.items()}
+        for name, found in runs.items():
+            found.append(bench_pipeline(variants[name], bundle, chunks, workers, progress))
+    rate = {name: float(np.median([f.chunks_per_s for f in found])) for name, found in runs.items()}
+    first, second = list(variants)
     return {
-        "bundle": runs["graph"][0].bundle,
+        "bundle": runs[first][0].bundle,
         "chunks": chunks,
         "workers": workers,
-        "batch_size": runs["graph"][0].batch_size,
+        "batch_size": runs[first][0].batch_size,
         "rounds": rounds,
-        "graph_chunks_per_s": round(rate["graph"], 2),
-        "fft_chunks_per_s": round(rate["fft"], 2),
-        "fft_path_ran": runs["fft"][0].frontend_path,
-        "ratio": round(rate["fft"] / rate["graph"], 2),
-        "graph_runs": [float(f.chunks_per_s) for f in runs["graph"]],
-        "fft_runs": [float(f.chunks_per_s) for f in runs["fft"]],
-        "graph": runs["graph"][-1].as_dict(),
-        "fft": runs["fft"][-1].as_dict(),
+        **{f"{name}_chunks_per_s": round(rate[name], 2) for name in variants},
+        "ratio": round(rate[second] / rate[first], 2),
+        **{f"{name}_runs": [float(f.chunks_per_s) for f in runs[name]] for name in variants},
+        **{name: runs[name][-1].as_dict() for name in variants},
     }
 
 
