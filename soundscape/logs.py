@@ -39,13 +39,13 @@ class RepeatLimiter(logging.Filter):
         super().__init__()
         self.window_s = window_s
         self._libraries = libraries
+        self._prefixes = tuple(f"{name}." for name in libraries)
         self._clock = clock
         self._lock = threading.Lock()
         self._kinds: dict[tuple[int, str], tuple[float, int]] = {}  # kind -> (shown at, held)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._libraries and not record.name.startswith(
-                tuple(f"{name}." for name in self._libraries)) \
+        if self._libraries and not record.name.startswith(self._prefixes) \
                 and record.name not in self._libraries:
             return True
         kind = (record.levelno, re.sub(r"\d+", "#", _message(record))[:300])
