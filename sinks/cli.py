@@ -11,7 +11,10 @@ from typing import Any
 import click
 
 from soundscape.cli_context import current_settings, database_errors, echo_json
+from soundscape.stall_dump import StallDump
 
+#: Seconds a turn of the sink's loop may take before every thread's stack is logged.
+STALL_DUMP_S = 120.0
 
 
 
@@ -192,6 +195,8 @@ def sink(group_id: str | None, metrics_port: int | None, shadow: bool, edge: boo
                    f"duplicates skipped, {refused} refused", err=True)
         return
     service = SinkService(settings, group_id=group_id)
+    # A loop turn is milliseconds (a database outage loops too): two minutes is a stall.
+    service.stall_dump = StallDump(STALL_DUMP_S)
     stats = run_service(service, metrics_host=settings.metrics_host,
                         metrics_port=settings.metrics_port if metrics_port is None else metrics_port)
     click.echo(f"sink stopped: {stats.stored} stored, {stats.duplicates} duplicates skipped, "

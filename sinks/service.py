@@ -43,6 +43,7 @@ from soundscape.kafka_clients import consumer_config
 from soundscape.logs import get_logger
 from soundscape.messages import Detection, DriftReport, Heartbeat, MessageError, parse
 from soundscape.settings import Settings
+from soundscape.stall_dump import StallDump
 from soundscape.sinks import metrics
 from soundscape.sinks.bundle_registry import UNREGISTERED_BUNDLE
 from soundscape.sinks.dead_letters import TransactionalCommitter
@@ -193,6 +194,8 @@ class SinkService:
         self.settings = settings
         self.group_id = group_id or settings.sink.group_id
         self.stats = SinkStats()
+        #: Off (0) unless the process's own service arms it (`soundscape sink` does).
+        self.stall_dump = StallDump(0)
         self._stop = threading.Event()
         self._kinds: dict[str, type[Result]] = {
             settings.topics.detections: Detection,
@@ -258,6 +261,7 @@ class SinkService:
             log.info("sink consuming", topics=list(self._kinds), group=self.group_id,
                      batch_size=self.settings.sink.batch_size)
             while not self.stopping:
+                self.stall_dump.turn()
                 if self._paused and self._pending is None:
                     self._await_database()
                     continue
@@ -275,6 +279,7 @@ class SinkService:
                 self._log_progress()
             self._shutdown()
         finally:
+            self.stall_dump.stop()
             self._running = False
             self._executor.shutdown(wait=True)
             self._writer.close()
