@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
@@ -38,6 +38,10 @@ FIRST_WINDOW = 64
 WIDEN = 16
 
 Partition = tuple[str, int]
+#: Errors of a partition whose leader is not known yet (a broker just restarted).
+RETRIED_CODES = (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART,
+                 KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                 KafkaError._TRANSPORT, KafkaError._TIMED_OUT)
 
 
 def last_data_offsets(config: Mapping[str, Any], ends: Mapping[Partition, int],
@@ -59,7 +63,7 @@ def last_data_offsets(config: Mapping[str, Any], ends: Mapping[Partition, int],
         pending: dict[Partition, int] = {}  # partition -> exclusive end still to search
         window = FIRST_WINDOW
         for tp, end in ends.items():
-            low, _ = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=_left(deadline))
+            low = _log_start(consumer, tp, deadline)
             starts[tp] = low
             if end <= low:
                 found[tp] = low - 1
@@ -82,6 +86,21 @@ def last_data_offsets(config: Mapping[str, Any], ends: Mapping[Partition, int],
         return found
     finally:
         consumer.close()
+
+
+def _log_start(consumer: Consumer, tp: Partition, deadline: float) -> int:
+    """The partition's first offset; retried while its leader is unknown or moving (right
+    after a broker restart librdkafka may not know the partition yet)."""
+    while True:
+        try:
+            low, _ = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=_left(deadline))
+            return int(low)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not isinstance(error, KafkaError) or not (
+                    error.retriable() or error.code() in RETRIED_CODES):
+                raise
+            time.sleep(min(0.2, _left(deadline)))
 
 
 def _left(deadline: float) -> float:

@@ -1,0 +1,46 @@
+"""The changelog probe's log-start read: retried while a restarted broker's partitions are
+unknown, not for other errors, and bounded by the deadline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from soundscape.processors.drift.changelog_end import _log_start
+
+
+class Watermarks:
+    """get_watermark_offsets failing with `errors` first, then answering (5, 9)."""
+
+    def __init__(self, *errors: int) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def get_watermark_offsets(self, tp, timeout):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.errors:
+            raise KafkaException(KafkaError(self.errors.pop(0)))
+        return 5, 9
+
+
+def test_unknown_partitions_are_retried_until_known() -> None:
+    consumer = Watermarks(KafkaError._UNKNOWN_PARTITION, KafkaError.NOT_LEADER_FOR_PARTITION)
+    assert _log_start(consumer, ("t", 0), time.monotonic() + 10) == 5  # type: ignore[arg-type]
+    assert consumer.calls == 3
+
+
+def test_other_errors_are_raised_at_once() -> None:
+    consumer = Watermarks(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    with pytest.raises(KafkaException):
+        _log_start(consumer, ("t", 0), time.monotonic() + 10)  # type: ignore[arg-type]
+    assert consumer.calls == 1
+
+
+def test_the_deadline_bounds_the_retries() -> None:
+    consumer = Watermarks(*[KafkaError._UNKNOWN_PARTITION] * 1000)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        _log_start(consumer, ("t", 0), time.monotonic() + 0.5)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 2
