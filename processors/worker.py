@@ -34,6 +34,7 @@ from soundscape.kafka_clients import (
     message_limits,
     next_offsets,
     producer_config,
+    raise_if_fatal,
 )
 from soundscape.logs import get_logger
 from soundscape.messages import AudioSource
@@ -233,6 +234,7 @@ class InferenceWorker:
                     good.append(msg)
                 # else: fetched before a revoke in this same call; the new owner reads it
             elif err.code() != KafkaError._PARTITION_EOF:
+                raise_if_fatal(err)
                 log.warning("consume error", error=str(err))
         if not good:
             return None

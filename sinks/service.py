@@ -39,7 +39,7 @@ from soundscape.counters import Counters
 from soundscape.envelope import CHUNK_NAMESPACE, chunk_id_for
 from soundscape.errors import ServiceError
 from soundscape.intake import IMPLAUSIBLE_TIME, TimeWindow
-from soundscape.kafka_clients import consumer_config
+from soundscape.kafka_clients import consumer_config, raise_if_fatal
 from soundscape.logs import get_logger
 from soundscape.messages import Detection, DriftReport, Heartbeat, MessageError, parse
 from soundscape.settings import Settings
@@ -304,6 +304,7 @@ class SinkService:
         error = msg.error()
         if error is not None:
             if error.code() != KafkaError._PARTITION_EOF:
+                raise_if_fatal(error)
                 log.warning("consumer error", error=error.str())
             return
         self.stats.consumed += 1

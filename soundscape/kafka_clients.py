@@ -160,9 +160,24 @@ def next_offsets(messages: list[Any]) -> list[Any]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
 
+def raise_if_fatal(error: Any) -> None:
+    """A fatal consumer error leaves the consumer unusable for good (a static member fenced
+    by another with its group.instance.id after a coordinator moved, seen in a chaos run:
+    the worker logged the error for minutes and its partitions stood still). Stop the
+    service: it is started again with a new consumer, and what it had not committed is
+    redone."""
+    from confluent_kafka import KafkaError
+
+    if error is not None and (error.fatal() or error.code() == KafkaError._FATAL):
+        raise ServiceError(f"the Kafka consumer failed for good: {error.str()}",
+                           hint="the service stops so that it is started again with a new "
+                                "consumer; work it had not committed is redone")
+
+
 def without_errors(messages: list[Any]) -> list[Any]:
     """The messages that carry records; consumer errors are logged (end-of-partition
-    events, which only say a partition is caught up, are dropped quietly)."""
+    events, which only say a partition is caught up, are dropped quietly), and a fatal
+    one stops the service (`raise_if_fatal`)."""
     from confluent_kafka import KafkaError
 
     from soundscape.logs import get_logger
@@ -172,7 +187,9 @@ def without_errors(messages: list[Any]) -> list[Any]:
         error = msg.error()
         if error is None:
             good.append(msg)
-        elif error.code() != KafkaError._PARTITION_EOF:
+            continue
+        raise_if_fatal(error)
+        if error.code() != KafkaError._PARTITION_EOF:
             get_logger(__name__).warning("consumer error", error=str(error))
     return good
 
