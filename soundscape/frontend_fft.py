@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import scipy.fft
-from scipy.ndimage import correlate1d
 from scipy.special import expit
 
 from soundscape.frontend_params import (
@@ -240,10 +239,11 @@ class FFTFrontEnd:
         # and smooth linear: prop/2 * smooth(tanh(z/2)) + [prop/2 * smooth(1) + 1 - prop],
         # the bracket a constant plane (smooth(1) falls off at the zero-padded edges).
         n_freq, n_time = mask_smoothing_sizes(params)
-        self._taps = (triangle_taps(n_time), triangle_taps(n_freq))  # unnormalised
+        self._smoother = TriangleSmoother(triangle_taps(n_time), triangle_taps(n_freq))
         bins = d.n_fft // 2 + 1
         self._mask_scale = _F32(0.5 * d.prop_decrease / ((n_time + 1) * (n_freq + 1)) ** 2)
-        edge = _smooth(np.ones((self._layout.count, bins), _F32), *self._taps, _Scratch())
+        edge = self._smoother(np.ones((self._layout.count, bins), _F32), _Scratch()).copy()
+        self._running = RunningSum()
         self._mask_offset = edge * self._mask_scale + _F32(1.0 - d.prop_decrease)
 
         filterbank = mel_filterbank(params)
@@ -350,11 +350,10 @@ class FFTFrontEnd:
 
         # Noise floor: the one-pole filtfilt as two weighted cumulative sums.
         fw_pre, middle, bw_post = self._floor
-        forward = np.multiply(magnitude, fw_pre, out=work.get("gate.forward", (count, bins)))
-        np.cumsum(forward, axis=0, out=forward)
+        weighted = np.multiply(magnitude, fw_pre, out=work.get("gate.weighted", (count, bins)))
+        forward = self._running(weighted, work.get("gate.forward", (count, bins)))
         forward *= middle
-        floor = work.get("gate.floor", (count, bins))
-        np.cumsum(forward[::-1], axis=0, out=floor[::-1])
+        floor = self._running(forward, work.get("gate.floor", (count, bins)), reverse=True)
         floor *= bw_post
 
         # mask = prop * smooth(sigmoid(slope * (ratio - thresh))) + 1 - prop, see __init__.
@@ -364,7 +363,7 @@ class FFTFrontEnd:
         ratio *= half_slope
         ratio -= half_slope * _F32(d.thresh_n_mult)
         np.tanh(ratio, out=ratio)
-        mask = _smooth(ratio, *self._taps, work)
+        mask = self._smoother(ratio, work)
         mask *= self._mask_scale
         mask += self._mask_offset
         spec *= mask
@@ -427,13 +426,78 @@ def triangle_taps(n: int) -> np.ndarray:
     return np.concatenate([np.arange(1, n + 2), np.arange(n, 0, -1)]).astype(np.float64)
 
 
-def _smooth(values: np.ndarray, time_taps: np.ndarray, freq_taps: np.ndarray,
-            work: _Scratch) -> np.ndarray:
-    """'same' zero-padded convolution of [frames, bins] with the two triangles (time, then
-    frequency, as the graph's two Convs): scipy.ndimage works line by line in cache, about
-    twice as fast as whole-plane shifted adds here."""
-    along_time = work.get("smooth.time", values.shape)
-    correlate1d(values, time_taps, axis=0, output=along_time, mode="constant")
-    out = work.get("smooth.freq", values.shape)
-    correlate1d(along_time, freq_taps, axis=1, output=out, mode="constant")
-    return out
+class TriangleSmoother:
+    """The mask smoothing: a 'same' zero-padded convolution of [frames, bins] with the
+    time triangle, then the frequency one, as blocked matrix products.
+
+    Each block of `block` output rows is a [block, block + 2n] band of the kernel's
+    Toeplitz matrix times the block's rows of the zero-padded plane (columns likewise for
+    frequency): BLAS on cache-sized pieces, about 2.4 ms per 10 s chunk here against
+    8-13 ms for scipy.ndimage's line-by-line correlate1d (strided along time). The extra
+    multiplications by the band's zeros cost less than ndimage's per-element loop.
+    """
+
+    def __init__(self, time_taps: np.ndarray, freq_taps: np.ndarray, block: int = 32) -> None:
+        self._n_time, self._n_freq = len(time_taps) // 2, len(freq_taps) // 2
+        if len(time_taps) % 2 == 0 or len(freq_taps) % 2 == 0:
+            raise ValueError("the smoothing kernels must have an odd number of taps")
+        self._time_block = max(block, len(time_taps))
+        self._freq_block = max(block, len(freq_taps))
+        self._time = _band(time_taps, self._time_block)  # [block, block + 2n]
+        self._freq = np.ascontiguousarray(_band(freq_taps, self._freq_block).T)
+
+    def __call__(self, values: np.ndarray, work: _Scratch) -> np.ndarray:
+        rows, cols = values.shape
+        nt, nf = self._n_time, self._n_freq
+        padded = work.get("smooth.time", (rows + 2 * nt, cols), zero=True)
+        padded[nt:nt + rows] = values
+        along_time = work.get("smooth.freq", (rows, cols + 2 * nf), zero=True)
+        inner = along_time[:, nf:nf + cols]
+        for start in range(0, rows, self._time_block):
+            n = min(self._time_block, rows - start)
+            np.matmul(self._time[:n, :n + 2 * nt], padded[start:start + n + 2 * nt],
+                      out=inner[start:start + n])
+        out = work.get("smooth.out", (rows, cols))
+        for start in range(0, cols, self._freq_block):
+            n = min(self._freq_block, cols - start)
+            np.matmul(along_time[:, start:start + n + 2 * nf], self._freq[:n + 2 * nf, :n],
+                      out=out[:, start:start + n])
+        return out
+
+
+class RunningSum:
+    """Cumulative sums down the rows of [frames, bins], as blocked products with a
+    triangle of ones plus a carry: numpy's cumsum along axis 0 walks each column with a
+    stride (about 1.9 ms for the gate's plane here), this about 0.7 ms."""
+
+    def __init__(self, block: int = 16) -> None:
+        self._block = block
+        self._lower = np.tril(np.ones((block, block), _F32))
+        self._upper = np.ascontiguousarray(self._lower.T)
+
+    def __call__(self, values: np.ndarray, out: np.ndarray, reverse: bool = False
+                 ) -> np.ndarray:
+        """out[i] = values[:i + 1].sum(0), or values[i:].sum(0) with reverse; `out` must
+        not overlap `values`."""
+        rows, block = len(values), self._block
+        starts = range(0, rows, block)
+        carry: np.ndarray | None = None
+        for start in reversed(starts) if reverse else starts:
+            n = min(block, rows - start)
+            part = out[start:start + n]
+            if reverse:
+                np.matmul(self._upper[:n, :n], values[start:start + n], out=part)
+            else:
+                np.matmul(self._lower[:n, :n], values[start:start + n], out=part)
+            if carry is not None:
+                part += carry
+            carry = part[0] if reverse else part[-1]
+        return out
+
+
+def _band(taps: np.ndarray, block: int) -> np.ndarray:
+    """[block, block + len(taps) - 1]: row j holds the taps from column j."""
+    band = np.zeros((block, block + len(taps) - 1), _F32)
+    for j in range(block):
+        band[j, j:j + len(taps)] = taps
+    return band

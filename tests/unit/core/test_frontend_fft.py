@@ -85,12 +85,37 @@ def test_smoothing_is_noisereduces_kernel(n: int) -> None:
     np.testing.assert_allclose(taps / taps.sum(), time, rtol=1e-12)
 
     rng = np.random.default_rng(n)
-    values = rng.random((40, 30)).astype(np.float32)
-    got = fft._smooth(values, taps, taps, fft._Scratch())
-    want = np.apply_along_axis(lambda v: np.convolve(v, taps, "same"), 0,
-                               values.astype(np.float64))
-    want = np.apply_along_axis(lambda v: np.convolve(v, taps, "same"), 1, want)
-    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # Shapes around the block edges: fewer rows than a block, exact blocks, a short tail.
+    for shape in [(5, 3), (32, 64), (40, 30), (97, 70)]:
+        values = rng.random(shape).astype(np.float32)
+        smoother = fft.TriangleSmoother(taps, fft.triangle_taps(n + 1), block=8)
+        work = fft._Scratch()
+        got = smoother(values, work)
+        want = np.apply_along_axis(_same, 0, values.astype(np.float64), taps)
+        want = np.apply_along_axis(_same, 1, want, fft.triangle_taps(n + 1))
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        # Reusing the scratch planes (their zero padding) gives the same answer.
+        np.testing.assert_allclose(smoother(values, work), want, rtol=1e-5)
+
+
+def _same(v: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """'same' zero-padded convolution, also when the kernel is longer than `v`."""
+    return np.convolve(v, taps, "full")[len(taps) // 2:len(taps) // 2 + len(v)]
+
+
+def test_smoother_refuses_even_kernels() -> None:
+    with pytest.raises(ValueError, match="odd"):
+        fft.TriangleSmoother(np.ones(4), np.ones(3))
+
+
+@pytest.mark.parametrize("rows", [1, 15, 16, 17, 50])
+def test_running_sum_both_ways(rows: int) -> None:
+    values = np.random.default_rng(rows).random((rows, 7)).astype(np.float32)
+    running = fft.RunningSum(block=16)
+    out = np.empty_like(values)
+    np.testing.assert_allclose(running(values, out), np.cumsum(values, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(running(values, out, reverse=True),
+                               np.cumsum(values[::-1], axis=0)[::-1], rtol=1e-5)
 
 
 # ---- parity ---------------------------------------------------------------------------------
