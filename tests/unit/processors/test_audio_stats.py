@@ -43,3 +43,27 @@ def test_short_and_bad_shapes() -> None:
     assert audio_stats(np.full(10, 0.1, np.float32), SR).rms_dbfs == pytest.approx(-20, abs=0.01)
     with pytest.raises(ValueError):
         audio_stats(np.zeros((2, 2), np.float32), SR)
+
+
+def test_hostile_samples_are_measured_not_fatal() -> None:
+    """NaN counts as silence, +-Inf and overs as full scale; the caller's array is left as
+    it was."""
+    x = np.full(SR, 0.1, np.float32)
+    x[:100] = np.nan
+    x[100:150] = np.inf
+    x[150:200] = -np.inf
+    x[200:300] = 4.0
+    given = x.copy()
+    stats = audio_stats(x, SR)
+    np.testing.assert_array_equal(x, given)
+    assert stats.clipping_ratio == pytest.approx(200 / SR)
+    assert stats.peak_dbfs == pytest.approx(0.0)
+    clean = np.full(SR, 0.1, np.float32)
+    clean[:100] = 0.0
+    clean[100:150] = 1.0
+    clean[150:200] = -1.0
+    clean[200:300] = 1.0
+    want = float(np.mean(clean.astype(np.float64) ** 2))
+    assert stats.rms_dbfs == pytest.approx(10 * np.log10(want), abs=1e-6)
+    assert stats.dc_offset == pytest.approx(float(np.mean(clean)), abs=1e-6)
+    assert all(np.isfinite(v) for v in stats.model_dump().values())
