@@ -59,6 +59,9 @@ def test_int8_is_quantized_and_follows_fp32(bundles: dict[str, Path], held_out) 
                   and producer[n.input[0]].op_type == "DequantizeLinear"]
         assert not folded, f"{role}: Relu left in float after a quantized op: {folded}"
     assert "Relu" in _ops(fp32.path("wave_cnn"))  # (so the check above has Relus to fold)
+    # The embedder's 2x2 average pools run as depthwise Convs (QLinearAveragePool is slow).
+    assert "AveragePool" in _ops(fp32.path("embedder"))
+    assert "AveragePool" not in _ops(int8.path("embedder"))
     assert sum(int8.sizes()[r] for r in converted) < 0.4 * sum(fp32.sizes()[r] for r in converted)
     # EfficientNet stays float by default (its int8 graph is slower on x86).
     assert "QuantizeLinear" not in _ops(int8.path("effnet_b3_lora"))
