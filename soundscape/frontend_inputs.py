@@ -31,8 +31,10 @@ def prepare_chunk(
     params: FeatureParams = FEATURES,
     length_tolerance_ms: float = DEFAULT_LENGTH_TOLERANCE_MS,
     max_nonfinite_fraction: float = DEFAULT_MAX_NONFINITE_FRACTION,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Return the chunk as float32 [samples], or raise ChunkError saying what is wrong."""
+    """Return the chunk as float32 [samples] (written into `out` when given), or raise
+    ChunkError saying what is wrong."""
     array = np.asarray(chunk)
     if array.ndim == 2 and 1 in array.shape:
         array = array.reshape(-1)
@@ -52,7 +54,7 @@ def prepare_chunk(
             f"within {length_tolerance_ms:g} ms)"
         )
     finite = np.isfinite(array)
-    bad = array.size - int(finite.sum())
+    bad = array.size - np.count_nonzero(finite)
     if bad == array.size:
         raise ChunkError("chunk has no finite samples (all NaN or Inf)")
     if bad > max_nonfinite_fraction * array.size:
@@ -60,9 +62,13 @@ def prepare_chunk(
             f"{bad} of {array.size} samples are NaN or Inf "
             f"({bad / array.size:.2%}, at most {max_nonfinite_fraction:.2%} are repaired)"
         )
-    out = np.zeros(params.samples, dtype=np.float32)
+    if out is None:
+        out = np.empty(params.samples, dtype=np.float32)
     usable = min(array.size, params.samples)
-    out[:usable] = np.where(finite[:usable], array[:usable], 0.0)
+    out[:usable] = array[:usable]
+    out[usable:] = 0.0
+    if bad:
+        out[:usable][~finite[:usable]] = 0.0
     return out
 
 
@@ -76,19 +82,30 @@ class PreparedBatch:
 
 
 def prepare_batch(
-    chunks: Sequence[np.ndarray],
+    chunks: Sequence[np.ndarray] | np.ndarray,
     params: FeatureParams = FEATURES,
     length_tolerance_ms: float = DEFAULT_LENGTH_TOLERANCE_MS,
     max_nonfinite_fraction: float = DEFAULT_MAX_NONFINITE_FRACTION,
 ) -> PreparedBatch:
-    rows: list[np.ndarray] = []
+    """Check every chunk; the ones that pass are stacked in order.
+
+    A float32 [batch, samples] array that is finite throughout (a worker's decoded batch)
+    is used as it is: nothing in it needs repair, and copying it chunk by chunk cost a
+    full-size worker about 1.6 ms per chunk on its one scoring thread. Callers must not
+    change `pcm` afterwards (the front-ends only read it)."""
+    if (isinstance(chunks, np.ndarray) and chunks.dtype == np.float32 and chunks.ndim == 2
+            and chunks.shape[1] == params.samples and len(chunks)
+            and np.isfinite(chunks).all()):
+        return PreparedBatch(pcm=np.ascontiguousarray(chunks), index=tuple(range(len(chunks))),
+                             errors={})
+    pcm = np.empty((len(chunks), params.samples), dtype=np.float32)
     index: list[int] = []
     errors: dict[int, str] = {}
     for position, chunk in enumerate(chunks):
         try:
-            rows.append(prepare_chunk(chunk, params, length_tolerance_ms, max_nonfinite_fraction))
+            prepare_chunk(chunk, params, length_tolerance_ms, max_nonfinite_fraction,
+                          out=pcm[len(index)])
             index.append(position)
         except ChunkError as exc:
             errors[position] = str(exc)
-    pcm = np.stack(rows) if rows else np.zeros((0, params.samples), dtype=np.float32)
-    return PreparedBatch(pcm=pcm, index=tuple(index), errors=errors)
+    return PreparedBatch(pcm=pcm[:len(index)], index=tuple(index), errors=errors)

@@ -308,7 +308,7 @@ class FusionModel:
                               hint="feed branch inputs with score(), or use a bundle with frontend.onnx")
         started = time.perf_counter()
         features = self.bundle.manifest.features.model_dump()
-        prepared = prepare_batch(list(pcm_batch), FrontendParams(**features),
+        prepared = prepare_batch(pcm_batch, FrontendParams(**features),
                                  self.length_tolerance_ms, self.max_nonfinite_fraction)
         count = len(prepared.index) + len(prepared.errors)
         expected = self.input_shapes(audio=True)

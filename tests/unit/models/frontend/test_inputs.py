@@ -67,3 +67,30 @@ def test_batch_keeps_good_chunks_and_names_the_bad() -> None:
     assert set(batch.errors) == {1, 3} and "finite" in batch.errors[1]
     empty = prepare_batch([np.zeros(5)])
     assert empty.pcm.shape == (0, N) and empty.index == ()
+
+
+def test_a_clean_float32_batch_is_used_as_it_is() -> None:
+    """A worker's decoded batch: no copy; one NaN anywhere sends it through the checks."""
+    batch = np.random.default_rng(1).uniform(-1, 1, (3, N)).astype(np.float32)
+    prepared = prepare_batch(batch)
+    assert prepared.pcm is batch or np.shares_memory(prepared.pcm, batch)
+    assert prepared.index == (0, 1, 2) and prepared.errors == {}
+
+    batch[1, 7] = np.nan
+    repaired = prepare_batch(batch)
+    assert not np.shares_memory(repaired.pcm, batch)
+    assert repaired.index == (0, 1, 2)
+    assert repaired.pcm[1, 7] == 0.0 and np.isnan(batch[1, 7])  # the caller's data untouched
+    np.testing.assert_array_equal(repaired.pcm[[0, 2]], batch[[0, 2]])
+
+    short = prepare_batch(np.ones((2, N - 1), np.float32))  # within tolerance: padded
+    assert short.pcm.shape == (2, N) and np.all(short.pcm[:, -1] == 0)
+
+
+def test_rows_after_a_refused_chunk_keep_their_order() -> None:
+    rows = [np.full(N, 0.1, np.float32), np.zeros(10, np.float32),
+            np.full(N, 0.3, np.float32), np.full(N, np.inf, np.float32),
+            np.full(N, 0.5, np.float32)]
+    prepared = prepare_batch(rows)
+    assert prepared.index == (0, 2, 4) and sorted(prepared.errors) == [1, 3]
+    np.testing.assert_allclose(prepared.pcm[:, 0], [0.1, 0.3, 0.5])
