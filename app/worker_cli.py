@@ -12,11 +12,16 @@ from soundscape.logs import configure_logging, get_logger
 from soundscape.chunk_signing import SignatureCheck
 from soundscape.cli_context import current_settings
 from soundscape.settings import Settings
+from soundscape.stall_dump import StallDump
 
 if TYPE_CHECKING:
     from soundscape.processors.bundle_follower import BundleFollower
     from soundscape.processors.scoring import ModelScorer
 
+#: One worker turn is one batch (seconds on a CPU): five minutes is a stall, never a slow
+#: batch; then every thread's stack goes to the log (a chaos run once saw a worker wait
+#: silently for ten minutes after a broker kill).
+WORKER_STALL_DUMP_S = 300.0
 
 def resolve_bundle(settings: Settings, bundle: Path | None) -> Path:
     """A bundle folder, or the name of one under <state_dir>/bundles (where `models
@@ -155,6 +160,7 @@ def worker(bundle: Path | None, batch_size: int | None, batch_timeout_ms: int | 
     worker = InferenceWorker(settings, scorer, worker_id=worker_id,
                              signatures=signature_check(settings), follower=follower,
                              shadow=shadow is not None)
+    worker.stall_dump = StallDump(WORKER_STALL_DUMP_S)
     service = EventService("worker", lambda stop: worker.run(stop, max_chunks=max_chunks),
                            worker.health)
     try:

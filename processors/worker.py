@@ -50,6 +50,7 @@ from soundscape.processors.chunk_decoder import (
 from soundscape.processors.results import LabelInfo, build_detection, dlq_headers
 from soundscape.processors.scoring import ModelScorer, Scored
 from soundscape.settings import Settings
+from soundscape.stall_dump import StallDump
 
 log = get_logger(__name__)
 
@@ -106,6 +107,9 @@ class InferenceWorker:
         self.scorer = scorer
         self.worker_id = worker_id or default_worker_id()
         self.stats = WorkerStats()
+        #: Armed by `soundscape worker` (one faulthandler timer per process): a batch's turn
+        #: that overruns writes every thread's stack to the log.
+        self.stall_dump = StallDump(0)
         self._on_batch_committed = on_batch_committed
         w = settings.worker
         self._pool = ThreadPoolExecutor(max_workers=w.decode_threads, thread_name_prefix="decode")
@@ -164,6 +168,7 @@ class InferenceWorker:
         last_lag = 0.0
         try:
             while not stop.is_set():
+                self.stall_dump.turn()
                 self.stats.last_loop = time.monotonic()
                 self._switch_if_promoted()
                 batch = self._poll_batch()
@@ -177,6 +182,7 @@ class InferenceWorker:
                     last_lag = time.monotonic()
             self._finish_pending()
         finally:
+            self.stall_dump.stop()
             self.close()
         log.info("worker stopped", worker=self.worker_id, batches=self.stats.batches,
                  scored=self.stats.scored, dead_lettered=self.stats.dead_lettered)

@@ -16,6 +16,21 @@ from soundscape.kafka_clients import consumer_config
 from soundscape.processors.scoring import ModelScorer
 from soundscape.processors.worker import InferenceWorker
 from soundscape.settings import Settings
+from soundscape.stall_dump import StallDump
+
+
+class _CountingDump(StallDump):
+    """The worker's loop arms the stall dump each turn and disarms it however it ends."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.turns = self.stops = 0
+
+    def turn(self) -> None:
+        self.turns += 1
+
+    def stop(self) -> None:
+        self.stops += 1
 
 
 def test_a_fenced_worker_stops_instead_of_standing_still(kafka_settings: Settings,
@@ -25,6 +40,7 @@ def test_a_fenced_worker_stops_instead_of_standing_still(kafka_settings: Setting
         "kafka": kafka_settings.kafka.model_copy(update={"instance_id": f"fence-{topic}"}),
         "worker": kafka_settings.worker.model_copy(update={"group_id": f"fence-{topic}"})})
     worker = InferenceWorker(settings, ModelScorer.load(bundle, settings), worker_id="fenced")
+    worker.stall_dump = dump = _CountingDump()
     stop = threading.Event()
     failures: list[BaseException] = []
 
@@ -52,6 +68,7 @@ def test_a_fenced_worker_stops_instead_of_standing_still(kafka_settings: Setting
         assert not thread.is_alive(), "the fenced worker went on"
         assert failures and isinstance(failures[0], ServiceError), failures
         assert "failed for good" in str(failures[0])
+        assert dump.turns > 0 and dump.stops == 1  # disarmed although the loop raised
     finally:
         stop.set()
         intruder.close()
