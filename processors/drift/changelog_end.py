@@ -71,11 +71,10 @@ def last_data_offsets(config: Mapping[str, Any], ends: Mapping[Partition, int],
                 pending[tp] = end
         while pending:
             begins = {tp: max(starts[tp], end - window) for tp, end in pending.items()}
-            last = _read_to_eof(consumer, begins, deadline)
-            for tp, end in list(pending.items()):
-                offsets = [o for o in last.get(tp, []) if o < end]
-                if offsets:
-                    found[tp] = max(offsets)
+            last = _read_to_eof(consumer, begins, pending, deadline)
+            for tp in list(pending):
+                if tp in last:
+                    found[tp] = last[tp]
                 elif begins[tp] <= starts[tp]:
                     found[tp] = starts[tp] - 1
                 else:
@@ -111,19 +110,21 @@ def _left(deadline: float) -> float:
 
 
 def _read_to_eof(consumer: Consumer, begins: Mapping[Partition, int],
-                 deadline: float) -> dict[Partition, list[int]]:
-    """Offsets of the committed data records from each begin offset to the partition's
-    end (last stable offset), read until librdkafka reports EOF for every partition."""
+                 ends: Mapping[Partition, int], deadline: float) -> dict[Partition, int]:
+    """The highest offset of a committed data record from each begin offset up to (not
+    including) its end, for the partitions that have one; read until librdkafka reports
+    EOF (the last stable offset) for every partition."""
     consumer.assign([TopicPartition(topic, partition, offset)
                      for (topic, partition), offset in begins.items()])
-    seen: dict[Partition, list[int]] = {}
+    seen: dict[Partition, int] = {}
     open_ = set(begins)
     while open_:
         for message in consumer.consume(500, timeout=min(0.5, _left(deadline))):
             tp = (message.topic(), message.partition())
             error = message.error()
             if error is None:
-                seen.setdefault(tp, []).append(message.offset())
+                if message.offset() < ends[tp]:
+                    seen[tp] = max(seen.get(tp, -1), message.offset())
             elif error.code() == KafkaError._PARTITION_EOF:
                 open_.discard(tp)
             elif error.fatal() or not error.retriable():
