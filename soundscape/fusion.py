@@ -140,10 +140,13 @@ class _Buffers:
 
 @dataclass
 class _Lane:
-    """One lane's buffers: a lane's stages write only into its own."""
+    """One lane's buffers and FFT front-end: a lane's stages write only into its own, and
+    its front-end's threads are its own (a shared pool would make the lanes queue for
+    each other's threads)."""
 
     device: _Buffers
     host: _Buffers
+    fft: Any = None
 
 
 class _Graph:
@@ -251,7 +254,9 @@ class FusionModel:
             return
         if not threads:
             threads = max(1, FFT_THREADS // self.lanes)
-        self._fft = FFTFrontEnd(params, threads=threads)
+        for lane in self._lanes:
+            lane.fft = FFTFrontEnd(params, threads=threads)
+        self._fft = self._lanes[0].fft
         # The front-end splits work by chunk (lanes, its threads): BLAS threads only spin.
         from soundscape.blas_threads import limit_blas_threads
 
@@ -434,7 +439,7 @@ class FusionModel:
         outputs = {out: lane.host.get(f"{FRONTEND}.{out}", rows, shape)
                    for out, shape in graph.outputs.items()}
         started = time.perf_counter()
-        self._fft.run(feeds[name], out=outputs)
+        lane.fft.run(feeds[name], out=outputs)
         timings[FRONTEND] = timings.get(FRONTEND, 0.0) + time.perf_counter() - started
         return outputs
 

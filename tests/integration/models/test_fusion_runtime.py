@@ -83,6 +83,8 @@ def test_lanes_give_the_same_scores_as_one(bundles: dict[str, Path], features: d
     np.testing.assert_allclose(three.score_audio(features["pcm"][5:7]).probabilities,
                                want.probabilities[5:7], atol=1e-5)
     assert set(got.timings) == {"frontend", "embedder", *BRANCHES, "meta"}
+    if three.frontend_path == "fft":  # each lane runs its own front-end (threads, scratch)
+        assert len({id(lane.fft) for lane in three._lanes}) == 3
 
 
 def test_default_lanes() -> None:
