@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from soundscape.chunk_signing import SignatureCheck
 from soundscape.counters import Counters
 from soundscape.dead_letter import DLQ_HEADROOM_BYTES, fit_copy
+from soundscape.errors import ServiceError
 from soundscape.intake import TimeWindow
 from soundscape.kafka_clients import (
     ENVELOPE_OVERHEAD_BYTES,
@@ -35,6 +36,7 @@ from soundscape.kafka_clients import (
     next_offsets,
     producer_config,
     raise_if_fatal,
+    send_offsets_bounded,
 )
 from soundscape.logs import get_logger
 from soundscape.messages import AudioSource
@@ -289,7 +291,7 @@ class InferenceWorker:
         try:
             self._process(batch, poison)
             return
-        except KafkaException:
+        except (KafkaException, ServiceError):  # Kafka's, not the batch's
             raise
         except Exception as exc:  # noqa: BLE001 - isolate it rather than crash-loop
             first = exc
@@ -301,7 +303,7 @@ class InferenceWorker:
         try:
             self._process(batch)
             return
-        except KafkaException:
+        except (KafkaException, ServiceError):
             raise
         except Exception as exc:  # noqa: BLE001
             again = exc
@@ -357,9 +359,8 @@ class InferenceWorker:
             self.producer.produce(self.output_topic, key=msg.key(), value=value)
             metrics.END_TO_END.observe(max(0, scored_at - decoded.envelope.published_at) / 1e9)
         produced = time.monotonic()
-        self.producer.send_offsets_to_transaction(
-            next_offsets(batch.messages), self.consumer.consumer_group_metadata(), 30
-        )
+        send_offsets_bounded(self.producer, next_offsets(batch.messages),
+                             self.consumer.consumer_group_metadata(), 30)
         offsets_sent = time.monotonic()
         self.producer.commit_transaction(60)
         committed = time.monotonic()

@@ -193,3 +193,49 @@ def without_errors(messages: list[Any]) -> list[Any]:
             get_logger(__name__).warning("consumer error", error=str(error))
     return good
 
+
+
+class TransactionStuck(ServiceError):
+    """A transactional call that librdkafka did not return from within its own timeout."""
+
+
+#: How long past its own timeout a transactional call may take before it counts as stuck.
+STUCK_GRACE_S = 15.0
+
+
+def send_offsets_bounded(producer: Any, offsets: list[Any], group_metadata: Any,
+                         timeout_s: float, grace_s: float = STUCK_GRACE_S) -> None:
+    """`producer.send_offsets_to_transaction`, with a deadline that holds.
+
+    librdkafka 2.16 can block in it for good when the group coordinator went away during
+    the call: the coordinator request's timeout is never checked (librdkafka issues 5456
+    and 5511). Chaos runs saw sinks and workers wait there silently for ten minutes after
+    a broker kill. The call runs on a thread of its own (it releases the GIL); if it has
+    not returned `grace_s` after `timeout_s`, TransactionStuck (a ServiceError: the
+    service stops and is started again with a new producer; its open transaction is
+    aborted by the broker and the batch redone). The stuck thread is left behind: nothing
+    can cancel it, and the process is about to end.
+    """
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def call() -> None:
+        try:
+            producer.send_offsets_to_transaction(offsets, group_metadata, timeout_s)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=call, name="send-offsets", daemon=True)
+    thread.start()
+    thread.join(timeout_s + grace_s)
+    if not outcome:
+        raise TransactionStuck(
+            f"sending the offsets to the transaction did not return in {timeout_s + grace_s:g} s "
+            "(librdkafka can wait for good on a group coordinator that went away)",
+            hint="the service stops so that it is started again with a new producer; its "
+                 "open transaction is aborted and the batch redone")
+    if outcome[0] is not None:
+        raise outcome[0]

@@ -98,3 +98,23 @@ def small_trained_bundle(labelled_manifest: Path,
 
     out = tmp_path_factory.mktemp("trained") / "bundle"
     return out, train_small(labelled_manifest, out)
+
+
+@pytest.fixture
+def own_broker(run_state_dir: Path) -> Iterator[tuple[Settings, object]]:
+    """A broker of this test's own, to stop and start; its default topics, 3 partitions."""
+    from soundscape.infra.kafka.broker import KafkaBroker
+    from soundscape.kafka_topics import ensure_topics
+
+    settings = Settings(state_dir=run_state_dir / f"own-broker-{uuid.uuid4().hex[:6]}")
+    settings = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update={"partitions": 3}),
+                "kafka": settings.kafka.model_copy(update={"heap": "512m"})}
+    )
+    broker = KafkaBroker(settings)
+    broker.start()
+    try:
+        ensure_topics(settings)
+        yield settings, broker
+    finally:
+        broker.stop()
