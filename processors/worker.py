@@ -36,6 +36,7 @@ from soundscape.kafka_clients import (
     next_offsets,
     producer_config,
     raise_if_fatal,
+    SEND_OFFSETS_TIMEOUT_S,
     send_offsets_bounded,
 )
 from soundscape.logs import get_logger
@@ -360,7 +361,8 @@ class InferenceWorker:
             metrics.END_TO_END.observe(max(0, scored_at - decoded.envelope.published_at) / 1e9)
         produced = time.monotonic()
         send_offsets_bounded(self.producer, next_offsets(batch.messages),
-                             self.consumer.consumer_group_metadata(), 30)
+                             self.consumer.consumer_group_metadata(),
+                             SEND_OFFSETS_TIMEOUT_S)
         offsets_sent = time.monotonic()
         self.producer.commit_transaction(60)
         committed = time.monotonic()

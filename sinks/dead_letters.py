@@ -21,7 +21,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from soundscape.dead_letter import DLQ_HEADROOM_BYTES, carried_headers, detail_bytes, fit_copy
 from soundscape.errors import ServiceError
-from soundscape.kafka_clients import ENVELOPE_OVERHEAD_BYTES, producer_config, send_offsets_bounded
+from soundscape.kafka_clients import (
+    ENVELOPE_OVERHEAD_BYTES,
+    SEND_OFFSETS_TIMEOUT_S,
+    producer_config,
+    send_offsets_bounded,
+)
 from soundscape.logs import get_logger
 from soundscape.settings import Settings
 
@@ -76,7 +81,8 @@ class TransactionalCommitter:
                 for msg, reason in rejects:
                     self._copy(msg, reason)
                 send_offsets_bounded(self._producer, offsets,
-                                     self._consumer.consumer_group_metadata(), 30)
+                                     self._consumer.consumer_group_metadata(),
+                                     SEND_OFFSETS_TIMEOUT_S)
                 self._producer.commit_transaction(60)
                 return
             except KafkaException as exc:

@@ -199,8 +199,12 @@ class TransactionStuck(ServiceError):
     """A transactional call that librdkafka did not return from within its own timeout."""
 
 
-#: How long past its own timeout a transactional call may take before it counts as stuck.
-STUCK_GRACE_S = 15.0
+#: The services' timeout for sending a batch's offsets: a stuck call ends the service after
+#: this plus STUCK_GRACE_S (25 s), a timed-out one aborts and redoes the batch.
+SEND_OFFSETS_TIMEOUT_S = 20.0
+#: How long past its own timeout a transactional call may take before it counts as stuck
+#: (a call that works takes milliseconds; one that waits out a coordinator move, seconds).
+STUCK_GRACE_S = 5.0
 
 
 def send_offsets_bounded(producer: Any, offsets: list[Any], group_metadata: Any,
