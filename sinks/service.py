@@ -33,7 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from soundscape.counters import Counters
 from soundscape.envelope import CHUNK_NAMESPACE, chunk_id_for
@@ -603,10 +603,23 @@ class SinkService:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Before partitions move: store and commit what we hold, or let it go uncommitted."""
         self._settle(try_store=not self._paused, why="partitions revoked")
-        self._assigned -= {(p.topic, p.partition) for p in partitions}
+        self._release(consumer, partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._settle(try_store=False, why="partitions lost")
+        self._release(consumer, partitions)
+
+    def _release(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Let partitions go unpaused. librdkafka keeps a partition's pause across a revoke
+        and a later re-assignment to this consumer: one paused in an outage, moved to
+        another member and given back after the database came back would never be
+        fetched again (a chaos run saw two partitions stand still so, every process alive;
+        tests/integration/sinks/test_outage.py)."""
+        if self._paused and partitions:
+            try:
+                consumer.resume(partitions)
+            except KafkaException as exc:  # not assigned any more: nothing left to resume
+                log.debug("resume before release refused", error=str(exc))
         self._assigned -= {(p.topic, p.partition) for p in partitions}
 
     def _settle(self, try_store: bool, why: str) -> None:

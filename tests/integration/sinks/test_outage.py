@@ -111,3 +111,50 @@ def test_sink_refuses_a_schema_that_is_not_the_newest(sink_settings: Settings, s
     sink.thread.join(30)
     assert isinstance(sink.error, ServiceError)
     assert "schema is at 0001" in str(sink.error) and "soundscape db upgrade" in str(sink.error)
+
+
+def test_partitions_paused_in_an_outage_come_back_unpaused(
+    own_cluster: tuple[Settings, PostgresCluster], start_sink
+) -> None:  # type: ignore[no-untyped-def]
+    """librdkafka keeps a partition's pause across a revoke and a later re-assignment. A
+    sink paused by an outage whose partitions moved to another member, and came back
+    after the database did, must fetch them again (a chaos run saw two partitions stand
+    still for good that way, with every process alive)."""
+    from confluent_kafka import Consumer
+
+    settings, cluster = own_cluster
+    group = settings.sink.group_id
+    results = list(detection_stream(RESULTS, 6, START - 2 * 86_400 * NS))  # not the others'
+    thirds = [results[i * RESULTS // 3:(i + 1) * RESULTS // 3] for i in range(3)]
+    publisher = ResultPublisher(settings)
+    sink = start_sink(settings)
+    publisher.results(thirds[0])
+    sink.wait_for(lambda: sink.service.stats.stored >= 100, 60, "the first results stored")
+
+    cluster.stop()
+    publisher.results(thirds[1])
+    sink.wait_for(lambda: sink.service.health()["paused"], 30, "consumption paused")
+    # Another member takes half the partitions (eager: the sink gives up all of them,
+    # paused, and gets half back, paused again) and never commits.
+    other = Consumer({"bootstrap.servers": bootstrap_servers(settings), "group.id": group,
+                      "enable.auto.commit": False, "session.timeout.ms": 10_000})
+    try:
+        other.subscribe([settings.topics.detections, settings.topics.heartbeats,
+                         settings.topics.drift])
+        deadline = time.monotonic() + 60
+        while not other.assignment():
+            assert time.monotonic() < deadline, "the other member never got partitions"
+            other.poll(0.2)
+        cluster.start()  # the sink resumes what it holds now
+        sink.wait_for(lambda: not sink.service.health()["paused"], 60, "consumption resumed")
+        for _ in range(10):
+            other.poll(0.1)
+    finally:
+        other.close()  # leaves: its partitions go back to the sink, the database up
+    publisher.results(thirds[2])
+    sink.wait_for(lambda: committed_and_end(settings, group)[0] == RESULTS, 90,
+                  "everything committed, the partitions that came back included")
+    sink.stop()
+    stored_ids = {str(r) for r in column(settings, "SELECT chunk_id FROM chunks")}
+    assert {str(d.chunk_id) for d in results} <= stored_ids
+    assert scalar(settings, "SELECT count(*) FROM chunks") == len(stored_ids)  # none twice
