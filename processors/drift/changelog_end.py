@@ -134,10 +134,17 @@ def _read_to_eof(consumer: Consumer, begins: Mapping[Partition, int],
 
 
 class MarkerAwareRecovery(Recovery):
-    """faust's recovery with highwaters at the last committed data record (see above)."""
+    """faust's recovery with highwaters at the last committed data record (see above).
+
+    A partition whose table already holds a later offset (persisted in RocksDB by an app
+    killed before its transaction committed: the records were then aborted) keeps faust's
+    own highwater: lowered below that offset, faust's consistency check stops the app
+    ("persisted offset ... is higher than the last offset"), which a chaos run saw after a
+    drift kill during a broker kill."""
 
     async def _build_highwaters(self, consumer: Any, tps: Any, destination: Any,
                                 title: str) -> None:
+        self.lowered_highwaters: dict[Any, int] = {}
         await super()._build_highwaters(consumer, tps, destination, title)
         config = getattr(self.app, "changelog_probe_config", None)
         ends = {(tp.topic, tp.partition): highwater + 1
@@ -157,10 +164,33 @@ class MarkerAwareRecovery(Recovery):
         for (topic, partition), offset in last.items():
             tp = TP(topic, partition)
             if offset < destination[tp]:
+                self.lowered_highwaters[tp] = destination[tp]
                 destination[tp] = offset
                 lowered += 1
         log.info("changelog ends read", title=title, partitions=len(ends),
                  ending_in_markers=lowered, seconds=round(time.monotonic() - started, 3))
+
+    async def _build_offsets(self, consumer: Any, tps: Any, destination: Any,
+                             title: str) -> None:
+        await super()._build_offsets(consumer, tps, destination, title)
+        if destination is self.active_offsets:
+            keep_faust_highwater_where_state_is_ahead(
+                destination, self.active_highwaters, getattr(self, "lowered_highwaters", {}))
+
+
+def keep_faust_highwater_where_state_is_ahead(offsets: Any, highwaters: Any,
+                                              lowered: dict[Any, int]) -> list[Any]:
+    """Give back faust's own highwater to each lowered partition whose persisted offset is
+    past the lowered one; returns those partitions."""
+    restored = [tp for tp, original in lowered.items()
+                if offsets.get(tp) is not None and offsets[tp] > highwaters.get(tp, -1)]
+    for tp in restored:
+        highwaters[tp] = lowered[tp]
+    if restored:
+        log.warning("the table's local state is past the committed changelog (a transaction "
+                    "aborted after the app was killed); restoring those partitions waits "
+                    "for faust's own end check", partitions=len(restored))
+    return restored
 
 
 class MarkerAwareTableManager(TableManager):

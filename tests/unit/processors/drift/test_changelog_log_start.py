@@ -44,3 +44,17 @@ def test_the_deadline_bounds_the_retries() -> None:
     with pytest.raises(TimeoutError):
         _log_start(consumer, ("t", 0), time.monotonic() + 0.5)  # type: ignore[arg-type]
     assert time.monotonic() - started < 2
+
+
+def test_a_table_past_the_committed_changelog_keeps_fausts_highwater() -> None:
+    """Persisted offset 5 with the committed changelog ending at -1 (its records aborted):
+    that partition gets its own highwater back, so faust's consistency check passes; a
+    partition whose state is not ahead keeps the lowered one."""
+    from soundscape.processors.drift.changelog_end import keep_faust_highwater_where_state_is_ahead
+
+    offsets = {"p0": 5, "p1": 3, "p2": None}
+    highwaters = {"p0": -1, "p1": 3, "p2": 7}
+    lowered = {"p0": 6, "p1": 4, "p2": 8}
+    assert keep_faust_highwater_where_state_is_ahead(offsets, highwaters, lowered) == ["p0"]
+    assert highwaters == {"p0": 6, "p1": 3, "p2": 7}
+    assert all(offsets[tp] is None or offsets[tp] <= highwaters[tp] for tp in offsets)
