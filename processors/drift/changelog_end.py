@@ -88,37 +88,18 @@ def last_data_offsets(config: Mapping[str, Any], ends: Mapping[Partition, int],
 
 
 def _log_start(consumer: Consumer, tp: Partition, deadline: float) -> int:
-    """The partition's first offset (see `_watermarks`)."""
-    return _watermarks(consumer, tp, deadline)[0]
-
-
-def _watermarks(consumer: Consumer, tp: Partition, deadline: float) -> tuple[int, int]:
-    """The partition's first and end offsets; retried while its leader is unknown or
-    moving (right after a broker restart librdkafka may not know the partition yet)."""
+    """The partition's first offset; retried while its leader is unknown or moving (right
+    after a broker restart librdkafka may not know the partition yet)."""
     while True:
         try:
-            low, high = consumer.get_watermark_offsets(TopicPartition(*tp),
-                                                       timeout=_left(deadline))
-            return int(low), int(high)
+            low, _ = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=_left(deadline))
+            return int(low)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if not isinstance(error, KafkaError) or not (
                     error.retriable() or error.code() in RETRIED_CODES):
                 raise
             time.sleep(min(0.2, _left(deadline)))
-
-
-def log_ends(config: Mapping[str, Any], partitions: list[Partition],
-             timeout_s: float = 20.0) -> dict[Partition, int]:
-    """Each partition's end offset, retried while a restarted broker's partitions are
-    unknown; raises TimeoutError when not known within `timeout_s`."""
-    consumer = Consumer({**config, "group.id": config.get("group.id", "soundscape-changelog-probe"),
-                         "enable.auto.commit": False})
-    deadline = time.monotonic() + timeout_s
-    try:
-        return {tp: _watermarks(consumer, tp, deadline)[1] for tp in partitions}
-    finally:
-        consumer.close()
 
 
 def _left(deadline: float) -> float:
@@ -155,19 +136,18 @@ def _read_to_eof(consumer: Consumer, begins: Mapping[Partition, int],
 class MarkerAwareRecovery(Recovery):
     """faust's recovery with highwaters at the last committed data record (see above).
 
-    Highwaters faust could not read (-1: a broker being killed) are asked for again
-    before. A partition whose table already holds a later offset than the lowered one
-    (persisted in RocksDB by an app killed before its transaction committed, whose records
-    were then aborted) keeps faust's own highwater: below that offset, faust's consistency
-    check would stop the app ("persisted offset ... is higher than the last offset")."""
+    A partition whose table already holds a later offset than the lowered one (persisted in
+    RocksDB by an app killed before its transaction committed, whose records were then
+    aborted) keeps faust's own highwater: below that offset, faust's consistency check
+    would stop the app ("persisted offset ... is higher than the last offset"). (The exits
+    with that message seen in chaos runs have another cause: faust's own highwater read
+    returning nothing during a broker kill, -1 everywhere; the app is started again.)"""
 
     async def _build_highwaters(self, consumer: Any, tps: Any, destination: Any,
                                 title: str) -> None:
         self.lowered_highwaters: dict[Any, int] = {}
         await super()._build_highwaters(consumer, tps, destination, title)
         config = getattr(self.app, "changelog_probe_config", None)
-        if config is not None:
-            await self._fill_unknown_highwaters(config, destination, title)
         ends = {(tp.topic, tp.partition): highwater + 1
                 for tp, highwater in destination.items() if highwater is not None and highwater >= 0}
         if config is None or not ends:
@@ -190,29 +170,6 @@ class MarkerAwareRecovery(Recovery):
                 lowered += 1
         log.info("changelog ends read", title=title, partitions=len(ends),
                  ending_in_markers=lowered, seconds=round(time.monotonic() - started, 3))
-
-    async def _fill_unknown_highwaters(self, config: Mapping[str, Any], destination: Any,
-                                       title: str) -> None:
-        """faust writes -1 where its consumer returned no highwater (a broker being killed
-        or restarted), and then its consistency check stops the app when the table holds
-        a later offset: chaos runs saw the drift app exit so after a kill during a broker
-        kill. Ask again, retrying while the partitions are unknown."""
-        unknown = [(tp.topic, tp.partition) for tp, highwater in destination.items()
-                   if highwater is None or highwater < 0]
-        if not unknown:
-            return
-        timeout = float(self.app.conf.broker_request_timeout) / 2
-        try:
-            ends = await asyncio.get_running_loop().run_in_executor(
-                None, log_ends, config, unknown, timeout)
-        except Exception as exc:  # noqa: BLE001 - faust's values stand
-            log.warning("could not read the changelogs' end offsets", error=str(exc),
-                        partitions=len(unknown))
-            return
-        for (topic, partition), end in ends.items():
-            destination[TP(topic, partition)] = end - 1  # faust's convention: last offset
-        log.info("changelog highwaters read again", title=title, partitions=len(unknown),
-                 non_empty=sum(1 for end in ends.values() if end > 0))
 
     async def _build_offsets(self, consumer: Any, tps: Any, destination: Any,
                              title: str) -> None:

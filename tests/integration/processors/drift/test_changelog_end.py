@@ -8,7 +8,7 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from soundscape.kafka_clients import common_config, producer_config
-from soundscape.processors.drift.changelog_end import FIRST_WINDOW, last_data_offsets, log_ends
+from soundscape.processors.drift.changelog_end import FIRST_WINDOW, last_data_offsets
 from soundscape.settings import Settings
 
 
@@ -84,12 +84,3 @@ def test_a_plain_partition_ends_at_its_last_record_and_an_empty_one_before_its_s
 
     assert last_data_offsets(common_config(kafka_settings), ends, timeout_s=30) == {
         (topic, 0): 6, (topic, 1): -1}
-
-
-def test_log_ends_are_the_end_offsets_markers_included(kafka_settings: Settings) -> None:
-    """What the drift app asks again for when faust's own highwater read came back empty."""
-    topic = kafka_settings.topics.detections
-    producer = transactional(kafka_settings, f"ends-test-{topic}")
-    in_transaction(producer, topic, 0, 4, commit=True)  # offsets 0-3, marker 4
-    ends = settled_ends(kafka_settings, topic, {(topic, 0): 5, (topic, 1): 0, (topic, 2): 0})
-    assert log_ends(common_config(kafka_settings), list(ends)) == ends
