@@ -214,7 +214,6 @@ class FusionModel:
         #: The front-end's form: "fft", "graph", or None (a bundle without frontend.onnx).
         self.frontend_path: str | None = None
         self.frontend_path_reason = ""
-        self._fft: Any = None
         self._choose_frontend(frontend_path, frontend_threads or intra_op_threads)
 
     @classmethod
@@ -256,7 +255,6 @@ class FusionModel:
             threads = max(1, FFT_THREADS // self.lanes)
         for lane in self._lanes:
             lane.fft = FFTFrontEnd(params, threads=threads)
-        self._fft = self._lanes[0].fft
         # The front-end splits work by chunk (lanes, its threads): BLAS threads only spin.
         from soundscape.blas_threads import limit_blas_threads
 
@@ -411,7 +409,7 @@ class FusionModel:
     ) -> np.ndarray:
         if audio:
             embedding = feeds.get("embedding")
-            if self._fft is not None:
+            if lane.fft is not None:  # set for every lane, or for none
                 feeds = self._run_fft(feeds, rows, timings, lane)
             else:
                 feeds = self._run(FRONTEND, feeds, rows, timings, lane)
