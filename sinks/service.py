@@ -36,6 +36,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from soundscape.counters import Counters
+from soundscape.detection_decoder import DETECTION_TYPES, AnyDetection, decode_detection
 from soundscape.envelope import CHUNK_NAMESPACE, chunk_id_for
 from soundscape.errors import ServiceError
 from soundscape.intake import IMPLAUSIBLE_TIME, TimeWindow
@@ -59,7 +60,7 @@ from soundscape.sinks.writer import (
 
 log = get_logger(__name__)
 
-Result = Detection | Heartbeat | DriftReport
+Result = AnyDetection | Heartbeat | DriftReport
 
 
 @dataclass(slots=True)
@@ -130,7 +131,7 @@ def to_batch(records: list[Record]) -> ResultBatch:
     batch = ResultBatch()
     for record in records:
         message = record.message
-        if isinstance(message, Detection):
+        if isinstance(message, DETECTION_TYPES):
             batch.detections.append(message)
         elif isinstance(message, Heartbeat):
             batch.heartbeats.append(message)
@@ -153,22 +154,23 @@ def derived_chunk_id_bytes(station_id: str, chunk_start: int) -> bytes:
 
 def implausible_times(message: Result, times: TimeWindow) -> str | None:
     """The first time of a result that no station could have meant, or None."""
-    if isinstance(message, Detection):
-        stamps = [("chunk_start", message.chunk_start)]
+    if isinstance(message, DETECTION_TYPES):
+        kind, stamps = "Detection", [("chunk_start", message.chunk_start)]
     elif isinstance(message, Heartbeat):
-        stamps = [("sent_at", message.sent_at)]
+        kind, stamps = "Heartbeat", [("sent_at", message.sent_at)]
     else:
+        kind = "DriftReport"
         stamps = [("window_start", message.window_start), ("window_end", message.window_end)]
     for name, ns in stamps:
         problem = times.problem(name, ns)
         if problem is not None:
-            return f"{IMPLAUSIBLE_TIME}: {type(message).__name__}.{problem}"
+            return f"{IMPLAUSIBLE_TIME}: {kind}.{problem}"
     return None
 
 
 def check_identity(message: Result) -> None:
     """A detection's chunk_id must be the derived one: every write is idempotent on it."""
-    if isinstance(message, Detection) and message.chunk_id.bytes != derived_chunk_id_bytes(
+    if isinstance(message, DETECTION_TYPES) and message.chunk_id.bytes != derived_chunk_id_bytes(
         message.station_id, message.chunk_start
     ):
         expected = chunk_id_for(message.station_id, message.chunk_start)
@@ -312,7 +314,9 @@ class SinkService:
         try:
             if kind is None:
                 raise MessageError(f"no message type for topic {msg.topic()}")
-            message = parse(kind, msg.value())
+            # detections, the bulk, through the fast path (pydantic decides what it refuses)
+            message = (decode_detection(msg.value()) if kind is Detection
+                       else parse(kind, msg.value()))
             check_identity(message)
             problem = implausible_times(message, self._times)
             if problem is not None:
@@ -364,7 +368,7 @@ class SinkService:
         ones are asked for at every batch, so a bundle registered now is stored now."""
         if self.settings.sink.bundles == "any":
             return records, []
-        versions = {r.message.bundle_version for r in records if isinstance(r.message, Detection)}
+        versions = {r.message.bundle_version for r in records if isinstance(r.message, DETECTION_TYPES)}
         unknown = versions - self._registered
         if unknown:
             self._registered |= self._writer.registered_bundles(unknown)
@@ -374,7 +378,7 @@ class SinkService:
         kept, refused = [], []
         for record in records:
             message = record.message
-            if isinstance(message, Detection) and message.bundle_version in unknown:
+            if isinstance(message, DETECTION_TYPES) and message.bundle_version in unknown:
                 refused.append((record, f"{UNREGISTERED_BUNDLE}: bundle version "
                                         f"{message.bundle_version!r} is not registered "
                                         "(`soundscape models register`)"))
@@ -479,7 +483,7 @@ class SinkService:
         now_ns = time.time_ns()
         for record in inflight.records:  # live results only: replays are old by design
             message = record.message
-            if isinstance(message, Detection) and message.source == "live":
+            if isinstance(message, DETECTION_TYPES) and message.source == "live":
                 metrics.RESULT_AGE.observe((now_ns - message.timing.captured_at) / 1e9)
 
     # ---- outages -----------------------------------------------------------------------

@@ -25,7 +25,8 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from soundscape.messages import Detection, DriftReport, Heartbeat
+from soundscape.detection_decoder import AnyDetection, struct_json
+from soundscape.messages import DriftReport, Heartbeat
 
 
 #: Microseconds from 1970-01-01 to 2000-01-01 (UTC), PostgreSQL's epoch.
@@ -80,8 +81,14 @@ def _json(value: Any) -> str:
     """Compact JSON text (pydantic-core's encoder: several times faster than json.dumps).
 
     Fields that are None are left out: fusion results' label scores stay exactly
-    {"label", "probability"} as before windowed bundles, and windowed ones stay small."""
-    return to_json(value, exclude_none=True).decode()
+    {"label", "probability"} as before windowed bundles, and windowed ones stay small.
+    The sink's fast-path structs (detection_decoder) leave out the same None fields."""
+    return _json_bytes(value).decode()
+
+
+def _json_bytes(value: Any) -> bytes:
+    raw = struct_json(value)
+    return to_json(value, exclude_none=True) if raw is None else raw
 
 
 def embedding_bytes(text: str | None) -> bytes | None:
@@ -244,7 +251,7 @@ WHERE models.first_used IS NULL
 """
 
 
-def chunk_row(d: Detection) -> tuple[Any, ...]:
+def chunk_row(d: AnyDetection) -> tuple[Any, ...]:
     """The chunk row as values in CHUNKS' column order (for psycopg's write_row); the
     sink sends encode_chunks' bytes, which a test holds equal to these.
     Raises BadValue for an embedding that is not base64 of float16 values."""
@@ -264,7 +271,7 @@ def chunk_row(d: Detection) -> tuple[Any, ...]:
     )
 
 
-def detection_rows(d: Detection) -> Iterator[tuple[Any, ...]]:
+def detection_rows(d: AnyDetection) -> Iterator[tuple[Any, ...]]:
     """The chunk's detection rows in DETECTIONS' column order (see chunk_row)."""
     if not d.detections:
         return
@@ -314,13 +321,13 @@ def _text(value: str) -> bytes:
 
 
 def _json_field(value: Any) -> bytes:
-    raw = to_json(value, exclude_none=True)  # UTF-8 already
+    raw = _json_bytes(value)  # UTF-8 already
     return _LENGTH(len(raw)) + raw
 
 
 def _jsonb_field(value: Any) -> bytes:
     """A jsonb column's binary form: version 1, then the JSON text."""
-    raw = to_json(value, exclude_none=True)
+    raw = _json_bytes(value)
     return _LENGTH(len(raw) + 1) + b"\x01" + raw
 
 
@@ -328,7 +335,7 @@ def _optional_float4(value: float | None) -> bytes:
     return _NULL if value is None else _FLOAT4(4, value)
 
 
-def encode_chunks(results: Iterable[tuple[bytes, Detection]], *, jsonb: bool = False) -> bytes:
+def encode_chunks(results: Iterable[tuple[bytes, AnyDetection]], *, jsonb: bool = False) -> bytes:
     """Binary COPY data of CHUNKS for (chunk_id bytes, result) pairs: chunk_row's values.
     `jsonb`: the JSON columns as the chunks table's jsonb (for COPY_CHUNKS), not the
     staging table's text. Raises BadValue for a value the format cannot carry."""
@@ -363,7 +370,7 @@ def encode_chunks(results: Iterable[tuple[bytes, Detection]], *, jsonb: bool = F
     return b"".join(parts)
 
 
-def encode_detections(results: Iterable[tuple[bytes, Detection]], *,
+def encode_detections(results: Iterable[tuple[bytes, AnyDetection]], *,
                       first_per_label: bool = False) -> bytes | None:
     """Binary COPY data of DETECTIONS for (chunk_id bytes, result) pairs (detection_rows'
     values), or None when the results have no detection rows. `first_per_label`: a

@@ -24,7 +24,7 @@ from psycopg.types.string import BytesBinaryDumper
 from soundscape.database import Role
 from soundscape.errors import ServiceError
 from soundscape.logs import get_logger
-from soundscape.messages import Detection
+from soundscape.detection_decoder import AnyDetection
 from soundscape.settings import Settings
 from soundscape.sinks import staging
 from soundscape.sinks.bundle_registry import registered_among
@@ -285,7 +285,7 @@ class ResultWriter:
         return kept
 
 
-def _first_of_each_chunk(detections: list[Detection]) -> list[tuple[bytes, Detection]]:
+def _first_of_each_chunk(detections: list[AnyDetection]) -> list[tuple[bytes, AnyDetection]]:
     """One result per chunk, the first, with its chunk_id's bytes (as in the table: a
     batch can hold a redelivery)."""
     seen: set[bytes] = set()

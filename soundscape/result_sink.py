@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from soundscape.counters import Counters
-from soundscape.messages import Detection, DriftReport, Heartbeat
+from soundscape.detection_decoder import AnyDetection
+from soundscape.messages import DriftReport, Heartbeat
 from soundscape.settings import Settings
 
 
@@ -27,7 +28,8 @@ class RowsRejected(Exception):
 
 @dataclass
 class ResultBatch:
-    detections: list[Detection] = field(default_factory=list)
+    #: messages.Detection, or the sink's fast-path struct of one (detection_decoder)
+    detections: list[AnyDetection] = field(default_factory=list)
     heartbeats: list[Heartbeat] = field(default_factory=list)
     drift: list[DriftReport] = field(default_factory=list)
 
