@@ -40,7 +40,7 @@ def scratch_settings(settings: Settings, suffix: str, batch_size: int | None) ->
     return bench.model_copy(update={"sink": sink})
 
 
-def _batches(count: int, size: int, stations: int, start_ns: int, detections: int,
+def batches(count: int, size: int, stations: int, start_ns: int, detections: int,
              first: int) -> Iterator[list[Any]]:
     stream = detection_stream(count, stations, start_ns, detections=detections, first=first)
     batch: list[Any] = []
@@ -75,7 +75,7 @@ def run_sink_bench(
             write_s = write_cpu = 0.0
             server = CpuClock(writer.connection().info.backend_pid)
             bar = tqdm(total=results, desc="database write", unit="result", disable=not progress)
-            for batch in _batches(results, size, stations, start_ns, detections, first=0):
+            for batch in batches(results, size, stations, start_ns, detections, first=0):
                 started, cpu = time.perf_counter(), time.process_time()
                 writer.write(ResultBatch(batch))
                 write_s += time.perf_counter() - started

@@ -1,12 +1,14 @@
 """`soundscape bench sink --sinks 1,2`: the same backlog drained by 1, then by N sink
 processes in one consumer group, each round on topics of its own.
 
-One sink process is bound by its Python thread (parsing each message is about half of
-its CPU) while PostgreSQL's backend waits on it; sink processes in one group share the
-partitions, as deployments add them. The rate is taken once every process of the round
-holds partitions (the group has settled after its joins), until 90 % of the rest is
-stored, so start-up and the joins' rebalances do not count; CPU per result is that of
-the sink processes and of their PostgreSQL backends over the same span.
+One sink process has one Python thread consuming and one PostgreSQL backend writing,
+and each waits on the other part of the time; sink processes in one group share the
+partitions, as deployments add them, and use what CPU one leaves idle. The rate is
+taken once every process of the round holds partitions (the group has settled after its
+joins), until 90 % of the rest is stored, so start-up and the joins' rebalances do not
+count; CPU per result is that of the sink processes and of their PostgreSQL backends
+over the same span. The same run first times the writer alone (one connection, parsed
+results, no Kafka), the reference the end-to-end rates are given against.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from soundscape.errors import ServiceError
 from soundscape.kafka_topics import delete_topics, ensure_topics
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
-from soundscape.sinks.bench import NS, CpuClock, publish_backlog, scratch_settings
+from soundscape.sinks.bench import NS, CpuClock, batches, publish_backlog, scratch_settings
 from soundscape.sinks.sample_results import register_sample_bundle
-from soundscape.sinks.writer import ResultWriter
+from soundscape.sinks.writer import ResultBatch, ResultWriter
 
 #: A round gives up after this long without reaching its results.
 ROUND_TIMEOUT_S = 600.0
@@ -86,6 +88,8 @@ def run_parallel_bench(settings: Settings, sink_counts: list[int], results: int 
         register_sample_bundle(base, schema=schema)
         writer = ResultWriter(base, schema=schema, application_name="soundscape-bench")
         writer.maintain()
+        alone = _writer_alone(writer, results, base.sink.batch_size, stations, start_ns,
+                              detections, first=len(sink_counts) * results, progress=progress)
         writer.close()
         for k, sinks in enumerate(sink_counts):
             bench = scratch_settings(settings, f"{suffix}-{sinks}x{k}", batch_size)
@@ -101,10 +105,26 @@ def run_parallel_bench(settings: Settings, sink_counts: list[int], results: int 
     return {
         "results": results, "detections_per_result": detections, "stations": stations,
         "partitions": settings.topics.partitions, "sinks": rounds,
+        "writer_alone_results_per_s": alone,
         # measured in one run, on one machine in one state: compare these
         "vs_one_sink": {n: round(r["results_per_s"] / one, 2) for n, r in rounds.items()}
         if one else None,
+        "vs_writer_alone": {n: round(r["results_per_s"] / alone, 2) for n, r in rounds.items()},
     }
+
+
+def _writer_alone(writer: ResultWriter, results: int, size: int, stations: int,
+                  start_ns: int, detections: int, first: int, progress: bool) -> int:
+    """Results/s of parsed results written batch by batch on one connection."""
+    elapsed = 0.0
+    bar = tqdm(total=results, desc="database write", unit="result", disable=not progress)
+    for batch in batches(results, size, stations, start_ns, detections, first=first):
+        started = time.perf_counter()
+        writer.write(ResultBatch(batch))
+        elapsed += time.perf_counter() - started
+        bar.update(len(batch))
+    bar.close()
+    return round(results / elapsed)
 
 
 def _round(settings: Settings, schema: str, group: str, sinks: int, results: int,

@@ -163,6 +163,8 @@ def test_bench_sink_compares_one_sink_process_with_two(services: Settings) -> No
         assert round_["results_per_s"] > 0 and round_["measured_results"] > 0
         assert round_["python_cpu_us_per_result"] > 0
     assert figures["vs_one_sink"]["1"] == 1.0
+    assert figures["writer_alone_results_per_s"] > 0
+    assert set(figures["vs_writer_alone"]) == {"1", "2"}
     bad = run_cli(env_for(services), "bench", "sink", "--sinks", "0,x")
     assert bad.returncode == 2 and "sink counts between 1 and 16" in bad.stderr
 
