@@ -14,6 +14,7 @@ import psycopg
 from test_windowed_sink import windowed_detection
 
 from soundscape.database import database_url
+from soundscape.detection_decoder import FastDetection, decode_detection
 from soundscape.messages import Detection
 from soundscape.settings import Settings
 from soundscape.sinks import staging
@@ -64,6 +65,24 @@ def _read(conn: psycopg.Connection[Any], table: str, stage: staging.StagingTable
     return [tuple(_as_staged(v, t) for v, (_, t) in zip(row, stage.columns)) for row in rows]
 
 
+def _assert_results_stored(conn: psycopg.Connection[Any], station: str,
+                           results: list[Detection], detection_order: str) -> None:
+    """Every column of the results' chunk rows and of their detection rows (a chunk's
+    first row of each label, what the table keeps) reads back as the messages said."""
+    stored = _read(conn, "chunks", staging.CHUNKS, "station_id = %s ORDER BY chunk_start",
+                   station)
+    _same(stored, [_expected(staging.chunk_row(d), staging.CHUNKS,
+                             {"top_k", "branch_ms", "windows"}) for d in results],
+          staging.CHUNKS)
+    stored = _read(conn, "detections", staging.DETECTIONS,
+                   f"station_id = %s ORDER BY {detection_order}", station)
+    want = [_expected(r, staging.DETECTIONS, set()) for d in results
+            for r in _first_per_label(list(staging.detection_rows(d)))]
+    if detection_order == "chunk_start, label":
+        want.sort(key=lambda r: (r[1], r[3]))
+    _same(stored, want, staging.DETECTIONS)
+
+
 def test_every_staged_column_reads_back_as_the_message_said(results_db: Settings) -> None:
     # Odd nanoseconds everywhere: the sink truncates them to microseconds as
     # ns_to_timestamptz does, never rounds.
@@ -77,24 +96,24 @@ def test_every_staged_column_reads_back_as_the_message_said(results_db: Settings
     beats[1] = beats[1].model_copy(update={"oldest_spooled_chunk_start": start + 1_999,
                                            "edge_scored": 12, "edge_skipped": 1})
     drift = drift_report("st-binary", start + 5, alert=True)
+    # as the sink holds a detection: decoded by the fast path (soundscape/detection_decoder.py)
+    fast = [decode_detection(windowed_detection("st-binary", start + 30 * NS, seed=6).to_bytes()),
+            decode_detection(detection("st-binary", start + 40 * NS, detections=2).to_bytes())]
+    assert all(isinstance(f, FastDetection) for f in fast)
     writer = ResultWriter(results_db)
     try:
-        counts = writer.write(ResultBatch([fusion, birds, quiet], beats, [drift]))
+        counts = writer.write(ResultBatch([fusion, birds, quiet, *fast], beats, [drift]))
     finally:
         writer.close()
-    assert (counts.chunks, counts.detections, counts.heartbeats, counts.drift_reports) == (3, 5, 2, 1)
+    # what is expected comes from the contract's model of each message, pydantic's
+    results = [fusion, birds, quiet, *(f.to_detection() for f in fast)]
+    fast_rows = sum(len(_first_per_label(list(staging.detection_rows(d)))) for d in results[3:])
+    assert fast_rows > 2
+    assert (counts.chunks, counts.detections, counts.heartbeats, counts.drift_reports) == \
+        (5, 5 + fast_rows, 2, 1)
 
-    results = [fusion, birds, quiet]
     with psycopg.connect(database_url(results_db)) as conn:
-        stored = _read(conn, "chunks", staging.CHUNKS, "station_id = 'st-binary' "
-                       "ORDER BY chunk_start")
-        _same(stored, [_expected(staging.chunk_row(d), staging.CHUNKS,
-                                 {"top_k", "branch_ms", "windows"}) for d in results],
-              staging.CHUNKS)
-        stored = _read(conn, "detections", staging.DETECTIONS, "station_id = 'st-binary' "
-                       "ORDER BY chunk_start, probability DESC")
-        _same(stored, [_expected(r, staging.DETECTIONS, set())
-                       for d in results for r in staging.detection_rows(d)], staging.DETECTIONS)
+        _assert_results_stored(conn, "st-binary", results, "chunk_start, probability DESC")
         stored = _read(conn, "station_heartbeats", staging.HEARTBEATS,
                        "station_id = 'st-binary' ORDER BY sent_at")
         _same(stored, [_expected(staging.heartbeat_row(h), staging.HEARTBEATS, set())
@@ -157,15 +176,5 @@ def test_new_chunks_go_straight_in_and_a_batch_with_a_stored_one_goes_through_st
     assert (staged.chunks, staged.detections, staged.duplicates) == \
         (2, len(birds.detections) - 1 + 2, 1)
 
-    results = [old, birds, fresh, new]
     with psycopg.connect(database_url(results_db)) as conn:
-        stored = _read(conn, "chunks", staging.CHUNKS, "station_id = 'st-staged' "
-                       "ORDER BY chunk_start")
-        _same(stored, [_expected(staging.chunk_row(d), staging.CHUNKS,
-                                 {"top_k", "branch_ms", "windows"}) for d in results],
-              staging.CHUNKS)
-        stored = _read(conn, "detections", staging.DETECTIONS, "station_id = 'st-staged' "
-                       "ORDER BY chunk_start, label")
-        want = [_expected(r, staging.DETECTIONS, set()) for d in results
-                for r in _first_per_label(list(staging.detection_rows(d)))]
-        _same(stored, sorted(want, key=lambda r: (r[1], r[3])), staging.DETECTIONS)
+        _assert_results_stored(conn, "st-staged", [old, birds, fresh, new], "chunk_start, label")
