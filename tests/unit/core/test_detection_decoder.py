@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import uuid
 from typing import Any
 
@@ -78,6 +79,57 @@ def both(data: bytes) -> tuple[FastDetection | Exception, Detection | Exception]
     except MessageError as exc:
         slow = exc
     return fast, slow
+
+
+# ---- the two definitions, field by field --------------------------------------------------
+_CONSTRAINTS = {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                "minLength", "maxLength", "minItems", "maxItems", "minProperties",
+                "maxProperties", "enum", "format", "pattern", "additionalProperties"}
+
+
+def _constraints(schema: dict[str, Any], defs: dict[str, Any], path: str = "",
+                 out: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """A JSON schema as {field path: its constraints}, with the two generators' spellings
+    made one (const vs a one-value enum, `^...$` vs `\\A(?:...)\\Z`); titles, descriptions
+    and defaults left out."""
+    out = {} if out is None else out
+    if "$ref" in schema:
+        return _constraints(defs[schema["$ref"].rsplit("/", 1)[-1]], defs, path, out)
+    if "anyOf" in schema:
+        for sub in schema["anyOf"]:
+            _constraints(sub, defs, f"{path}|{sub.get('type', 'object')}", out)
+        return out
+    found = {k: v for k, v in schema.items() if k in _CONSTRAINTS and not isinstance(v, dict)}
+    if "const" in schema:
+        found["enum"] = [schema["const"]]
+    if "enum" in found:
+        found.pop("type", None)
+    if "pattern" in found:
+        bare = (re.fullmatch(r"\\A\(\?:(.*)\)\\Z", found["pattern"])
+                or re.fullmatch(r"\^(.*)\$", found["pattern"]))
+        found["pattern"] = bare.group(1) if bare else found["pattern"]
+    if "properties" in schema:
+        found["fields"] = sorted(schema["properties"])
+        found["required"] = sorted(schema.get("required", []))
+        for name, sub in schema["properties"].items():
+            _constraints(sub, defs, f"{path}.{name}", out)
+    for key, suffix in (("additionalProperties", "{value}"), ("propertyNames", "{key}"),
+                        ("items", "[]")):
+        if isinstance(schema.get(key), dict):
+            _constraints(schema[key], defs, path + suffix, out)
+    out[path] = found
+    return out
+
+
+def test_the_structs_have_the_contracts_fields_and_limits() -> None:
+    """A field added to messages.py, or a limit changed there, must be copied here: the
+    JSON schemas pydantic and msgspec make of the two are compared path by path."""
+    contract = Detection.model_json_schema()
+    (root,), defs = msgspec.json.schema_components([FastDetection])
+    want = _constraints(contract, contract.get("$defs", {}))
+    got = _constraints(root, defs)
+    assert len(want) > 70 and want[".sample_rate"]["maximum"] == 384_000
+    assert got == want
 
 
 def test_a_valid_message_takes_the_fast_path_with_the_contracts_values() -> None:
