@@ -40,7 +40,7 @@ def scratch_settings(settings: Settings, suffix: str, batch_size: int | None) ->
     return bench.model_copy(update={"sink": sink})
 
 
-def batches(count: int, size: int, stations: int, start_ns: int, detections: int,
+def _batches(count: int, size: int, stations: int, start_ns: int, detections: int,
              first: int) -> Iterator[list[Any]]:
     stream = detection_stream(count, stations, start_ns, detections=detections, first=first)
     batch: list[Any] = []
@@ -51,6 +51,22 @@ def batches(count: int, size: int, stations: int, start_ns: int, detections: int
             batch = []
     if batch:
         yield batch
+
+
+def time_writer(writer: ResultWriter, results: int, size: int, stations: int, start_ns: int,
+                detections: int, first: int, progress: bool) -> tuple[float, float]:
+    """Write `results` sample results batch by batch (the writer alone, no Kafka): the
+    seconds spent in the writes, and this process's CPU seconds in them."""
+    write_s = write_cpu = 0.0
+    bar = tqdm(total=results, desc="database write", unit="result", disable=not progress)
+    for batch in _batches(results, size, stations, start_ns, detections, first=first):
+        started, cpu = time.perf_counter(), time.process_time()
+        writer.write(ResultBatch(batch))
+        write_s += time.perf_counter() - started
+        write_cpu += time.process_time() - cpu
+        bar.update(len(batch))
+    bar.close()
+    return write_s, write_cpu
 
 
 def run_sink_bench(
@@ -72,16 +88,9 @@ def run_sink_bench(
             register_sample_bundle(bench, schema=schema)
             writer = ResultWriter(bench, schema=schema, application_name="soundscape-bench")
             writer.maintain()
-            write_s = write_cpu = 0.0
             server = CpuClock(writer.connection().info.backend_pid)
-            bar = tqdm(total=results, desc="database write", unit="result", disable=not progress)
-            for batch in batches(results, size, stations, start_ns, detections, first=0):
-                started, cpu = time.perf_counter(), time.process_time()
-                writer.write(ResultBatch(batch))
-                write_s += time.perf_counter() - started
-                write_cpu += time.process_time() - cpu
-                bar.update(len(batch))
-            bar.close()
+            write_s, write_cpu = time_writer(writer, results, size, stations, start_ns,
+                                             detections, first=0, progress=progress)
             write_server_cpu = server.elapsed()
             writer.close()
 

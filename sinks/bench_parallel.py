@@ -27,9 +27,9 @@ from soundscape.errors import ServiceError
 from soundscape.kafka_topics import delete_topics, ensure_topics
 from soundscape.settings import Settings
 from soundscape.sinks import migrate
-from soundscape.sinks.bench import NS, CpuClock, batches, publish_backlog, scratch_settings
+from soundscape.sinks.bench import NS, CpuClock, publish_backlog, scratch_settings, time_writer
 from soundscape.sinks.sample_results import register_sample_bundle
-from soundscape.sinks.writer import ResultBatch, ResultWriter
+from soundscape.sinks.writer import ResultWriter
 
 #: A round gives up after this long without reaching its results.
 ROUND_TIMEOUT_S = 600.0
@@ -88,8 +88,9 @@ def run_parallel_bench(settings: Settings, sink_counts: list[int], results: int 
         register_sample_bundle(base, schema=schema)
         writer = ResultWriter(base, schema=schema, application_name="soundscape-bench")
         writer.maintain()
-        alone = _writer_alone(writer, results, base.sink.batch_size, stations, start_ns,
-                              detections, first=len(sink_counts) * results, progress=progress)
+        seconds, _ = time_writer(writer, results, base.sink.batch_size, stations, start_ns,
+                                 detections, first=len(sink_counts) * results, progress=progress)
+        alone = round(results / seconds)
         writer.close()
         for k, sinks in enumerate(sink_counts):
             bench = scratch_settings(settings, f"{suffix}-{sinks}x{k}", batch_size)
@@ -111,20 +112,6 @@ def run_parallel_bench(settings: Settings, sink_counts: list[int], results: int 
         if one else None,
         "vs_writer_alone": {n: round(r["results_per_s"] / alone, 2) for n, r in rounds.items()},
     }
-
-
-def _writer_alone(writer: ResultWriter, results: int, size: int, stations: int,
-                  start_ns: int, detections: int, first: int, progress: bool) -> int:
-    """Results/s of parsed results written batch by batch on one connection."""
-    elapsed = 0.0
-    bar = tqdm(total=results, desc="database write", unit="result", disable=not progress)
-    for batch in batches(results, size, stations, start_ns, detections, first=first):
-        started = time.perf_counter()
-        writer.write(ResultBatch(batch))
-        elapsed += time.perf_counter() - started
-        bar.update(len(batch))
-    bar.close()
-    return round(results / elapsed)
 
 
 def _round(settings: Settings, schema: str, group: str, sinks: int, results: int,
