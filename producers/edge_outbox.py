@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import base64
 import heapq
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from soundscape.durable_write import write_durably
 from soundscape.logs import get_logger
+from soundscape.producers import framed_files
 
 log = get_logger(__name__)
 
@@ -51,8 +50,7 @@ class EdgeOutbox:
         self._lock = threading.Lock()
         self._starts: set[int] = set()
         self.directory.mkdir(parents=True, exist_ok=True)
-        for stale in self.directory.glob("*.tmp"):
-            stale.unlink(missing_ok=True)  # a write a crash cut short
+        framed_files.discard_temporaries(self.directory)
         for path in self.directory.glob(f"*{SUFFIX}"):
             try:
                 self._starts.add(int(path.stem))
@@ -70,7 +68,7 @@ class EdgeOutbox:
             path = self._path(start)
             try:
                 found.append(_parse(start, path.read_bytes()))
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 with self._lock:
                     self._starts.discard(start)
                 self._set_aside(path, str(exc))
@@ -82,8 +80,8 @@ class EdgeOutbox:
         header = {"key": base64.b64encode(result.key).decode(),
                   "headers": [[name, base64.b64encode(value).decode()]
                               for name, value in result.headers]}
-        data = MAGIC + json.dumps(header).encode() + b"\n" + result.value
-        write_durably(self._path(result.chunk_start), data)
+        framed_files.write(self._path(result.chunk_start),
+                           framed_files.encode(MAGIC, header, result.value))
         with self._lock:
             self._starts.add(result.chunk_start)
             excess = len(self._starts) - self.max_results
@@ -108,19 +106,11 @@ class EdgeOutbox:
 
     def _set_aside(self, path: Path, reason: str) -> None:
         self.corrupt += 1
-        aside = self.directory / "corrupt"
-        aside.mkdir(exist_ok=True)
-        try:
-            path.rename(aside / path.name)
-        except OSError:
-            path.unlink(missing_ok=True)
+        framed_files.set_aside(path)
         log.error("damaged edge result file moved aside", path=str(path), reason=reason)
 
 
 def _parse(chunk_start: int, data: bytes) -> PendingResult:
-    if not data.startswith(MAGIC):
-        raise ValueError("not an edge result file")
-    end = data.index(b"\n", len(MAGIC))
-    header = json.loads(data[len(MAGIC):end])
-    headers = [(str(name), base64.b64decode(value)) for name, value in header["headers"]]
-    return PendingResult(chunk_start, base64.b64decode(header["key"]), data[end + 1:], headers)
+    header, value = framed_files.decode(MAGIC, data)
+    headers = [(str(name), base64.b64decode(encoded)) for name, encoded in header["headers"]]
+    return PendingResult(chunk_start, base64.b64decode(header["key"]), value, headers)

@@ -11,15 +11,14 @@ evicted, and every eviction is counted (heartbeat `evicted_chunks`, metrics, a w
 from __future__ import annotations
 
 import errno
-import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from soundscape.durable_write import write_durably
 from soundscape.envelope import ChunkEnvelope, EnvelopeError
 from soundscape.logs import get_logger
+from soundscape.producers import framed_files
 
 log = get_logger(__name__)
 
@@ -39,7 +38,7 @@ class DiskSpool:
     def __init__(self, directory: Path, max_bytes: int) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
-        self.corrupt_dir = directory / "corrupt"
+        self.corrupt_dir = directory / framed_files.ASIDE
         self.evicted = 0
         self.corrupt = 0
         self._lock = threading.Lock()
@@ -92,19 +91,19 @@ class DiskSpool:
         self, envelope: ChunkEnvelope, payload: bytes, in_flight: set[int] | None = None
     ) -> int:
         """Store a chunk durably; returns how many old chunks were evicted to make room."""
-        header = json.dumps({k: v.decode() for k, v in envelope.to_headers()}).encode()
-        data = MAGIC + header + b"\n" + payload
+        data = framed_files.encode(MAGIC, {k: v.decode() for k, v in envelope.to_headers()},
+                                   payload)
         evicted = self._make_room(len(data), in_flight or set())
         path = self.directory / f"{envelope.seq:016d}{SUFFIX}"
         try:
-            _write_atomically(path, data)
+            framed_files.write(path, data)
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
             # The disk is fuller than the bound allows for: make room by the data's size
             # again from what is spooled, then retry once.
             evicted += self._make_room(len(data), in_flight or set(), force=True)
-            _write_atomically(path, data)
+            framed_files.write(path, data)
         with self._lock:
             self._entries[envelope.seq] = SpoolEntry(envelope.seq, envelope.chunk_start,
                                                      len(data), path)
@@ -148,17 +147,12 @@ class DiskSpool:
         return evicted
 
     def _load(self) -> None:
-        for stale in self.directory.glob("*.tmp"):
-            stale.unlink(missing_ok=True)  # a write cut short by a crash or power loss
+        framed_files.discard_temporaries(self.directory)
         found = []
         for path in self.directory.glob(f"*{SUFFIX}"):
             try:
                 seq = int(path.stem)
-                with open(path, "rb") as handle:
-                    magic = handle.readline()
-                    header = json.loads(handle.readline())
-                if magic != MAGIC:
-                    raise ValueError("not a spool file")
+                header = framed_files.read_header(MAGIC, path)
                 found.append(SpoolEntry(seq, int(header["chunk_start"]), path.stat().st_size, path))
             except (OSError, ValueError, KeyError) as exc:
                 self.quarantine(SpoolEntry(-1, 0, 0, path), str(exc))
@@ -174,22 +168,11 @@ class DiskSpool:
             if self._entries.pop(entry.seq, None) is not None:
                 self._bytes -= entry.size
         self.corrupt += 1
-        self.corrupt_dir.mkdir(exist_ok=True)
-        try:
-            entry.path.rename(self.corrupt_dir / entry.path.name)
-        except OSError:
-            entry.path.unlink(missing_ok=True)
+        framed_files.set_aside(entry.path)
         log.error("damaged spool file moved aside", path=str(entry.path), reason=reason)
 
 
 def _parse(data: bytes) -> tuple[ChunkEnvelope, bytes]:
-    if not data.startswith(MAGIC):
-        raise ValueError("not a spool file")
-    end = data.index(b"\n", len(MAGIC))
-    headers = [(k, v.encode()) for k, v in json.loads(data[len(MAGIC) : end]).items()]
-    payload = data[end + 1 :]
+    header, payload = framed_files.decode(MAGIC, data)
+    headers = [(str(k), str(v).encode()) for k, v in header.items()]
     return ChunkEnvelope.from_headers(headers, payload), payload
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    write_durably(path, data, path.with_suffix(".tmp"))

@@ -53,3 +53,16 @@ def test_damaged_files_are_set_aside_and_cut_writes_discarded(tmp_path: Path) ->
 def test_an_outbox_holds_at_least_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         EdgeOutbox(tmp_path, max_results=0)
+
+
+@pytest.mark.parametrize("header", [b"[1, 2]", b'{"key": "cGktMQ==", "headers": 7}',
+                                    b'{"key": "not base64!", "headers": []}',
+                                    b'{"headers": []}'])
+def test_headers_of_the_wrong_shape_are_set_aside(tmp_path: Path, header: bytes) -> None:
+    outbox = EdgeOutbox(tmp_path, max_results=10)
+    outbox.put(_result(0))
+    (tmp_path / f"{T0 + 10**10:020d}.result").write_bytes(
+        b"SOUNDSCAPE-EDGE-RESULT 1\n" + header + b"\n{}")
+    again = EdgeOutbox(tmp_path, max_results=10)
+    assert again.pending() == [_result(0)]
+    assert again.corrupt == 1 and again.depth == 1

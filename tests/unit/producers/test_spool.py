@@ -87,6 +87,24 @@ def test_torn_writes_are_discarded_and_damaged_files_moved_aside(tmp_path: Path)
         "0000000000000001.chunk", "0000000000000004.chunk"]
 
 
+def test_headers_of_the_wrong_shape_are_moved_aside_not_fatal(tmp_path: Path) -> None:
+    """A header line that parses as JSON but is no object (a list, a number) once stopped
+    the station at start-up (TypeError), and its payload read the forwarder's thread."""
+    spool = DiskSpool(tmp_path, max_bytes=10**6)
+    spool.put(*chunk(0))
+    magic = b"SOUNDSCAPE-SPOOL 1\n"
+    (tmp_path / "0000000000000005.chunk").write_bytes(magic + b"[1, 2]\npayload")
+    (tmp_path / "0000000000000006.chunk").write_bytes(magic + b"42\n")
+    reopened = DiskSpool(tmp_path, max_bytes=10**6)
+    assert [e.seq for e in reopened.entries()] == [0]
+    assert reopened.corrupt == 2
+
+    kept = tmp_path / "0000000000000000.chunk"
+    kept.write_bytes(magic + b'["chunk_start"]\n' + b"payload")  # damaged after start-up
+    assert reopened.read(reopened.entries()[0]) is None
+    assert reopened.corrupt == 3 and reopened.depth == 0
+
+
 @pytest.mark.parametrize("seq", [0, 12345678])
 def test_file_names_sort_by_seq(tmp_path: Path, seq: int) -> None:
     spool = DiskSpool(tmp_path, max_bytes=10**6)
