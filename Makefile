@@ -11,21 +11,18 @@ setup-test:          ## tests also need the PyTorch export tools (train), Docker
 demo: setup          ## the main job, end to end
 	$(VENV)/bin/soundscape demo
 
-# Every test against local Kafka and PostgreSQL processes, then, against the same services
-# in containers started by testcontainers (images built here), the tests whose subject is
-# the conversation with the brokers and the database over the network: the compose stack
-# (marker `compose`, which needs the engine too), the Kafka round trip, the worker's
-# transactions and the sink room's tests (writes, migrations, partitions, outages, the
-# clip keeper, the notifier, the registry), and the station's restarts. The rest changes
-# nothing when only the backend changes (the same client code, the same broker and server
-# versions) and runs in the local pass only. --durations prints the slowest tests, to keep
-# the whole run short.
-CONTAINERS_TESTS = tests/integration/infra/test_compose.py \
-	tests/integration/app/test_kafka_roundtrip.py tests/integration/processors/test_worker.py \
-	tests/integration/sinks tests/integration/producers/test_station_restarts.py
+# Every test once. The tests whose subject is the conversation with the brokers and the
+# database over the network (marker `network`, given by tests/conftest.py's NETWORK_TESTS:
+# the compose stack, which needs the engine too, the Kafka round trip, the worker's
+# transactions, the sink room's tests and the station's restarts) run against the
+# services in containers started by testcontainers (images built here); the rest against
+# local Kafka and PostgreSQL processes, since it runs the same client code against the
+# same broker and server versions whichever backend serves it. `pytest` alone runs
+# everything on local processes. --durations prints the slowest tests, to keep the whole
+# run short.
 test: setup-test
-	$(VENV)/bin/python -m pytest -m "not compose" --durations=25
-	SOUNDSCAPE_TEST_BACKEND=containers SOUNDSCAPE_IMAGES__PULL=never $(VENV)/bin/python -m pytest -m "integration and not local_only and not browser" $(CONTAINERS_TESTS) --durations=15
+	$(VENV)/bin/python -m pytest -m "not compose and not network" --durations=25
+	SOUNDSCAPE_TEST_BACKEND=containers SOUNDSCAPE_IMAGES__PULL=never $(VENV)/bin/python -m pytest -m network --durations=15
 
 unit: setup          ## only the tests that need no service
 	$(VENV)/bin/python -m pytest -m unit

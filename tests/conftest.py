@@ -21,13 +21,29 @@ from soundscape.settings import Settings, default_state_dir
 
 ROOT = Path(__file__).resolve().parent
 
+#: Where the tests live whose subject is the conversation with the brokers and the
+#: database over the network: the compose stack, the Kafka round trip, the worker's
+#: transactions, the sink room and the station's restarts. Marked `network` (unless
+#: `local_only` or `browser`); `make test` runs them on the containers backend and the
+#: rest on local processes, since the rest runs the same client code against the same
+#: broker and server versions whichever backend serves it.
+NETWORK_TESTS = tuple(ROOT / part for part in (
+    "integration/infra/test_compose.py", "integration/app/test_kafka_roundtrip.py",
+    "integration/processors/test_worker.py", "integration/sinks",
+    "integration/producers/test_station_restarts.py"))
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        is_integration = Path(str(item.fspath)).is_relative_to(ROOT / "integration")
+        path = Path(str(item.fspath))
+        is_integration = path.is_relative_to(ROOT / "integration")
         item.add_marker(pytest.mark.integration if is_integration else pytest.mark.unit)
-        if Path(str(item.fspath)).is_relative_to(ROOT / "integration" / "models" / "birdnet"):
+        if path.is_relative_to(ROOT / "integration" / "models" / "birdnet"):
             item.add_marker(pytest.mark.birdnet)
+        if (any(path.is_relative_to(place) for place in NETWORK_TESTS)
+                and item.get_closest_marker("local_only") is None
+                and item.get_closest_marker("browser") is None):
+            item.add_marker(pytest.mark.network)
 
 
 @pytest.fixture(scope="session")
