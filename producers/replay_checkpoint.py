@@ -45,9 +45,14 @@ class ReplayCheckpoint:
     def _load(self) -> None:
         try:
             data = json.loads(self.path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
             if data.get("version") != VERSION:
                 raise ValueError(f"version {data.get('version')} (this replay writes {VERSION})")
-            self.acked_through = {k: int(v) for k, v in data["acked_through_ns"].items()}
+            acked = data["acked_through_ns"]
+            if not isinstance(acked, dict):
+                raise ValueError("acked_through_ns is not a JSON object")
+            self.acked_through = {str(k): int(v) for k, v in acked.items()}
             self.done_files = set(data["done_files"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(

@@ -37,6 +37,8 @@ class KafkaJars:
             listed = json.loads(self.manifest.read_text())["jars"]
         except (OSError, ValueError, KeyError, TypeError):
             return False
+        if not isinstance(listed, dict):
+            return False  # a damaged manifest: fetch again
         for name, size in listed.items():
             jar = self.lib_dir / name
             if not jar.is_file() or jar.stat().st_size != size:

@@ -34,9 +34,13 @@ def test_saved_and_loaded(tmp_path: Path) -> None:
     assert again.resuming and again.acked_through == {"s": 10} and again.done_files == {"a|1|2"}
 
 
-def test_unreadable_checkpoint_is_a_user_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("text", ['{"version": 99}', "[1, 2]", '"text"', "{half",
+                                  '{"version": 1, "acked_through_ns": [], "done_files": []}',
+                                  '{"version": 1, "acked_through_ns": {"s": "x"}, '
+                                  '"done_files": []}'])
+def test_unreadable_checkpoint_is_a_user_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "cp.json"
-    path.write_text('{"version": 99}')
+    path.write_text(text)
     with pytest.raises(UserError, match="--restart"):
         ReplayCheckpoint(path)
 
