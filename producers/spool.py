@@ -38,7 +38,6 @@ class DiskSpool:
     def __init__(self, directory: Path, max_bytes: int) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
-        self.corrupt_dir = directory / framed_files.ASIDE
         self.evicted = 0
         self.corrupt = 0
         self._lock = threading.Lock()
@@ -154,7 +153,7 @@ class DiskSpool:
                 seq = int(path.stem)
                 header = framed_files.read_header(MAGIC, path)
                 found.append(SpoolEntry(seq, int(header["chunk_start"]), path.stat().st_size, path))
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # TypeError: int([1])
                 self.quarantine(SpoolEntry(-1, 0, 0, path), str(exc))
         for entry in sorted(found, key=lambda e: e.seq):
             self._entries[entry.seq] = entry

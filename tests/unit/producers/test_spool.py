@@ -105,6 +105,16 @@ def test_headers_of_the_wrong_shape_are_moved_aside_not_fatal(tmp_path: Path) ->
     assert reopened.corrupt == 3 and reopened.depth == 0
 
 
+def test_a_header_field_of_the_wrong_type_is_moved_aside_not_fatal(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path, max_bytes=10**6)
+    spool.put(*chunk(0))
+    (tmp_path / "0000000000000007.chunk").write_bytes(
+        b'SOUNDSCAPE-SPOOL 1\n{"chunk_start": [1]}\npayload')  # int([1]): TypeError
+    reopened = DiskSpool(tmp_path, max_bytes=10**6)
+    assert [e.seq for e in reopened.entries()] == [0]
+    assert reopened.corrupt == 1
+
+
 @pytest.mark.parametrize("seq", [0, 12345678])
 def test_file_names_sort_by_seq(tmp_path: Path, seq: int) -> None:
     spool = DiskSpool(tmp_path, max_bytes=10**6)
